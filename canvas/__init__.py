@@ -1,0 +1,1 @@
+"""Collagen document model and canvas widget."""

@@ -1,0 +1,1 @@
+"""The Collagen desktop application: the only package that knows canvas and inference."""

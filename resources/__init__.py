@@ -1,0 +1,1 @@
+"""Data files shipped with Collagen (tokenizer, model configs, samples, icons)."""
