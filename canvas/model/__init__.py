@@ -1,1 +1,1 @@
-
+"""The Qt-free document model: layers, document, history, commands, composition."""

@@ -1,0 +1,198 @@
+"""Document: its size, ordered layers (bottom first), generation settings, history, events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator
+
+from psygnal import Signal, SignalGroup
+
+from canvas.model.history import DEFAULT_BUDGET, Command, History
+from canvas.model.layers import Layer
+
+MAX_DOCUMENT_SIDE = 16384
+MAX_LAYERS = 1000
+
+
+class DocumentError(ValueError):
+    """A document operation the user asked for cannot be done (one clear sentence)."""
+
+
+@dataclass
+class GenerationSettings:
+    """What the generation panel shows; saved with the project (SPEC §2-§4)."""
+
+    mode: str = "generate"  # generate | inpaint | regions | composite | refine | edit
+    model: str = "builtin:tiny-sd15"
+    prompt: str = ""
+    negative: str = ""
+    sampler: str = "Euler a"
+    steps: int = 20
+    cfg: float = 7.0
+    seed: int = -1
+    batch_count: int = 1
+    clip_skip: int = 1
+    vae: str = ""  # "" = the checkpoint's own
+    lcm: bool = False
+    loras: list = field(default_factory=list)  # [[name, weight], ...]
+    strength: float = 0.75
+    # inpaint
+    mask_mode: str = "masked"
+    masked_content: str = "original"
+    inpaint_area: str = "whole"
+    padding: int = 32
+    mask_blur: int = 4
+    color_match: bool = False
+    # regions / composite / refine
+    region_method: str = "attention"
+    composite_step: float = 0.5
+    refine_edge_width: int = 24
+    refine_edge_strength: float = 0.75
+    refine_inside_strength: float = 0.45
+    refine_background_strength: float = 0.15
+    # edit
+    image_guidance_scale: float = 1.5
+    true_cfg_scale: float = 4.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
+        """Known keys only, each coerced to the field's type; unknown keys are ignored
+        (a newer file), missing keys keep defaults (an older one)."""
+        out = cls()
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            default = getattr(out, f.name)
+            try:
+                if isinstance(default, bool):
+                    value = bool(value)
+                elif isinstance(default, int):
+                    value = int(value)
+                elif isinstance(default, float):
+                    value = float(value)
+                elif isinstance(default, str):
+                    value = str(value)
+                elif isinstance(default, list):
+                    value = list(value)
+            except (TypeError, ValueError):
+                continue
+            setattr(out, f.name, value)
+        return out
+
+
+class DocumentEvents(SignalGroup):
+    layer_added = Signal(object, int)  # layer, index
+    layer_removed = Signal(object, int)  # layer, index it had
+    layer_moved = Signal(object, int, int)  # layer, old index, new index
+    settings_changed = Signal(str)  # setting name
+    active_layer_changed = Signal(object)  # layer or None
+
+
+class Document:
+    """All mutation goes through `execute(command)`, so every change is undoable."""
+
+    def __init__(self, width: int, height: int, *, settings: GenerationSettings | None = None,
+                 history_budget: int = DEFAULT_BUDGET):
+        if not (0 < width <= MAX_DOCUMENT_SIDE and 0 < height <= MAX_DOCUMENT_SIDE):
+            raise DocumentError(
+                f"A document must be between 1 and {MAX_DOCUMENT_SIDE} px per side, not {width}x{height}."
+            )
+        self.width = int(width)
+        self.height = int(height)
+        self.layers: list[Layer] = []
+        self.settings = settings or GenerationSettings()
+        self.events = DocumentEvents()
+        self.history = History(self, history_budget)
+        self._active: Layer | None = None
+
+    # -- queries -------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def index_of(self, layer: Layer) -> int:
+        for i, candidate in enumerate(self.layers):
+            if candidate is layer:
+                return i
+        raise DocumentError(f"Layer {layer.name!r} is not in this document.")
+
+    def find(self, layer_id: str) -> Layer | None:
+        return next((la for la in self.layers if la.id == layer_id), None)
+
+    def layers_of(self, cls: type) -> list:
+        return [la for la in self.layers if isinstance(la, cls)]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def active_layer(self) -> Layer | None:
+        return self._active
+
+    @active_layer.setter
+    def active_layer(self, layer: Layer | None) -> None:
+        if layer is not self._active:
+            self._active = layer
+            self.events.active_layer_changed.emit(layer)
+
+    def same_as(self, other: Document) -> bool:
+        """Value equality: size, settings, and every layer field in order."""
+        return (
+            self.size == other.size
+            and self.settings.to_dict() == other.settings.to_dict()
+            and len(self.layers) == len(other.layers)
+            and all(a.same_as(b) for a, b in zip(self.layers, other.layers))
+        )
+
+    # -- mutation: always through commands -----------------------------------------------------
+    def execute(self, command: Command) -> Command:
+        command.do(self)
+        self.history.record(command)
+        return command
+
+    def undo(self) -> bool:
+        return self.history.undo()
+
+    def redo(self) -> bool:
+        return self.history.redo()
+
+    # -- primitives the commands use (not for tools or views) ----------------------------------
+    def _insert_layer(self, index: int, layer: Layer) -> None:
+        if len(self.layers) >= MAX_LAYERS:
+            raise DocumentError(f"A document holds at most {MAX_LAYERS} layers.")
+        index = max(0, min(index, len(self.layers)))
+        self.layers.insert(index, layer)
+        self.events.layer_added.emit(layer, index)
+
+    def _remove_layer(self, layer: Layer) -> None:
+        index = self.index_of(layer)
+        del self.layers[index]
+        if self._active is layer:
+            self.active_layer = self.layers[min(index, len(self.layers) - 1)] if self.layers else None
+        self.events.layer_removed.emit(layer, index)
+
+    def _move_layer(self, layer: Layer, index: int) -> None:
+        old = self.index_of(layer)
+        index = max(0, min(index, len(self.layers) - 1))
+        if old == index:
+            return
+        del self.layers[old]
+        self.layers.insert(index, layer)
+        self.events.layer_moved.emit(layer, old, index)
+
+    def _set_setting(self, name: str, value: Any) -> None:
+        if not hasattr(self.settings, name):
+            raise DocumentError(f"Unknown generation setting {name!r}.")
+        setattr(self.settings, name, value)
+        self.events.settings_changed.emit(name)
+
+    def add_layer_untracked(self, layer: Layer, index: int | None = None) -> None:
+        """Build a document without history (file loading): the loaded state is the clean state."""
+        self._insert_layer(len(self.layers) if index is None else index, layer)
