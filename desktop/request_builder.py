@@ -1,0 +1,366 @@
+"""Composition + generation settings -> `inference.api.GenerationRequest` (pure Python, no Qt).
+
+This is the one place that translates between the canvas' frozen snapshot and what the engine
+understands (ARCHITECTURE "data flow" step 2). The mapping per mode:
+
+- generate: txt2img, or img2img at `strength` when the canvas has content;
+- inpaint:  the inpaint mask (union of visible mask layers, plus the sketch strokes' area);
+- regions:  every region with a prompt becomes a `RegionSpec` (regions also ride along in the
+            other diffusion modes, so "regions inside inpaint/refine" work);
+- composite: every region with a prompt becomes a `CompositePiece`;
+- refine:   the collage layers' alpha stack drives the per-pixel strength map;
+- edit:     reference images and the annotation raster go to the instruction-edit model.
+
+Sketch scribbles are painted into the init image here, and their stroke area is passed as
+`sketch_mask` (A1111 "inpaint sketch"). Bad settings raise `RequestError` with one sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, get_args
+
+import numpy as np
+
+from canvas.model.document import GenerationSettings
+from inference.api import (
+    MAX_BATCH,
+    MAX_PIXELS,
+    MAX_PROMPT_CHARS,
+    MAX_SIDE,
+    MAX_STEPS,
+    SAMPLERS,
+    CompositePiece,
+    GenerationRequest,
+    LoraSpec,
+    Mode,
+    RegionSpec,
+    RequestError,
+)
+
+MODES: tuple[str, ...] = get_args(Mode)
+MASK_MODES = ("masked", "not_masked")
+MASKED_CONTENTS = ("fill", "original", "latent_noise", "latent_nothing")
+INPAINT_AREAS = ("whole", "only_masked")
+REGION_METHODS = ("attention", "latent")
+PREVIEW_METHODS = ("linear", "taesd", "none")
+MAX_CLIP_SKIP = 12
+CFG_RANGE = (1.0, 30.0)
+MASK_EPSILON = 1.0 / 512  # a mask value below this is "not painted" (8-bit masks step by 1/255)
+# Modes whose engine path runs the SD denoise loop, where regions can ride along.
+_DIFFUSION_MODES = ("generate", "inpaint", "regions", "refine")
+
+
+@dataclass(frozen=True)
+class RegionInput:
+    """The fields of one composition region the request needs, whatever shape compose gives."""
+
+    mask: np.ndarray
+    prompt: str
+    negative: str
+    strength: float
+    loras: tuple[LoraSpec, ...]
+    name: str
+
+
+def build_request(composition: Any, settings: GenerationSettings | Mapping[str, Any] | None = None, *,
+                  preview: str = "linear", model: str | None = None) -> GenerationRequest:
+    """Map a frozen composition and the generation settings to one engine request.
+
+    `settings` defaults to the composition's own settings snapshot; `model` overrides the
+    settings' model (the CLI's --model).
+    """
+    s = _prepare_settings(composition, settings)
+    _check_settings(s, preview)
+    init_image = _prepare_init_image(composition)
+    height, width = init_image.shape[:2]
+    _check_size(width, height)
+    has_content = bool(getattr(composition, "has_content", False))
+    sketch_image, sketch_mask = _prepare_sketch(composition, width, height)
+    if sketch_mask is not None:
+        init_image = paint_sketch(init_image, sketch_image)
+        has_content = True
+    regions = _prepare_regions(composition, width, height)
+    mode = s.mode
+
+    fields: dict[str, Any] = dict(
+        mode=mode,
+        model=model or s.model,
+        prompt=s.prompt,
+        negative=s.negative,
+        width=width,
+        height=height,
+        sampler=s.sampler,
+        steps=s.steps,
+        cfg=s.cfg,
+        seed=s.seed,
+        batch_count=s.batch_count,
+        clip_skip=s.clip_skip,
+        vae=s.vae or None,
+        lcm=s.lcm,
+        loras=_prepare_loras(s.loras, "the LoRA list"),
+        init_image=init_image if has_content else None,
+        strength=s.strength,
+        mask_mode=s.mask_mode,
+        masked_content=s.masked_content,
+        inpaint_area=s.inpaint_area,
+        padding=s.padding,
+        mask_blur=s.mask_blur,
+        color_match=s.color_match,
+        region_method=s.region_method,
+        composite_step=s.composite_step,
+        refine_edge_width=s.refine_edge_width,
+        refine_edge_strength=s.refine_edge_strength,
+        refine_inside_strength=s.refine_inside_strength,
+        refine_background_strength=s.refine_background_strength,
+        sketch_mask=sketch_mask,
+        image_guidance_scale=s.image_guidance_scale,
+        true_cfg_scale=s.true_cfg_scale,
+        preview=preview,
+    )
+    if mode in _DIFFUSION_MODES:
+        fields["regions"] = tuple(
+            RegionSpec(mask=r.mask, prompt=r.prompt, negative=r.negative, strength=r.strength, loras=r.loras)
+            for r in regions
+        )
+
+    if mode == "inpaint":
+        fields["mask"] = _prepare_inpaint_mask(composition, sketch_mask)
+        if fields["init_image"] is None:
+            raise RequestError("Inpaint needs a picture to change: add or generate an image layer first.")
+    elif mode == "regions":
+        if not regions:
+            raise RequestError("Regions mode needs at least one region with a prompt: draw a region box "
+                               "and type its prompt.")
+    elif mode == "composite":
+        if not regions:
+            raise RequestError("Composite mode needs at least one region with a prompt to generate as a piece.")
+        fields["pieces"] = tuple(CompositePiece(mask=r.mask, prompt=r.prompt, negative=r.negative)
+                                 for r in regions)
+    elif mode == "refine":
+        fields["collage_alpha"] = _prepare_collage_alpha(composition, width, height)
+        fields["init_image"] = init_image
+    elif mode == "edit":
+        if not has_content:
+            raise RequestError("Edit mode needs a picture to edit: add an image layer first.")
+        if not s.prompt.strip():
+            raise RequestError("Edit mode needs an instruction: type what to change into the prompt.")
+        fields["reference_images"] = _prepare_references(composition)
+        fields["annotation_image"] = _prepare_annotation(composition, width, height)
+        mask = getattr(composition, "inpaint_mask", None)
+        if mask is not None and _painted(mask):
+            fields["mask"] = _as_mask(mask, width, height, "the inpaint mask")
+    return GenerationRequest(**fields)
+
+
+def with_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
+    """The same request with another seed (regenerate)."""
+    return replace(request, seed=int(seed))
+
+
+def paint_sketch(init_image: np.ndarray, sketch_rgba: np.ndarray) -> np.ndarray:
+    """Sketch colours over the init image by their alpha (straight alpha, uint8 in and out)."""
+    alpha = sketch_rgba[..., 3:4].astype(np.float32) / 255.0
+    out = init_image.astype(np.float32) * (1.0 - alpha) + sketch_rgba[..., :3].astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# ---- prepare_* helpers -----------------------------------------------------------------------
+
+
+def _prepare_settings(composition: Any, settings: GenerationSettings | Mapping[str, Any] | None
+                      ) -> GenerationSettings:
+    if settings is None:
+        settings = getattr(composition, "settings", None) or {}
+    if isinstance(settings, GenerationSettings):
+        return GenerationSettings.from_dict(settings.to_dict())
+    if isinstance(settings, Mapping):
+        return GenerationSettings.from_dict(dict(settings))
+    raise RequestError(f"Generation settings must be a mapping, not {type(settings).__name__}.")
+
+
+def _check_settings(s: GenerationSettings, preview: str) -> None:
+    def need(ok: bool, sentence: str) -> None:
+        if not ok:
+            raise RequestError(sentence)
+
+    need(s.mode in MODES, f"Unknown generation mode {s.mode!r}; choose one of {', '.join(MODES)}.")
+    need(bool(s.model.strip()), "No model is chosen: pick one in the generation panel.")
+    need(s.sampler in SAMPLERS, f"Unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    need(1 <= s.steps <= MAX_STEPS, f"Steps must be between 1 and {MAX_STEPS}, not {s.steps}.")
+    need(CFG_RANGE[0] <= s.cfg <= CFG_RANGE[1],
+         f"CFG scale must be between {CFG_RANGE[0]:g} and {CFG_RANGE[1]:g}, not {s.cfg:g}.")
+    need(1 <= s.batch_count <= MAX_BATCH, f"Batch count must be between 1 and {MAX_BATCH}, not {s.batch_count}.")
+    need(-1 <= s.seed < 2**32, f"Seed must be -1 (random) or between 0 and {2**32 - 1}, not {s.seed}.")
+    need(1 <= s.clip_skip <= MAX_CLIP_SKIP, f"Clip skip must be between 1 and {MAX_CLIP_SKIP}, not {s.clip_skip}.")
+    need(0.0 <= s.strength <= 1.0, f"Denoising strength must be between 0 and 1, not {s.strength:g}.")
+    need(s.mask_mode in MASK_MODES, f"Unknown mask mode {s.mask_mode!r}.")
+    need(s.masked_content in MASKED_CONTENTS, f"Unknown masked content option {s.masked_content!r}.")
+    need(s.inpaint_area in INPAINT_AREAS, f"Unknown inpaint area {s.inpaint_area!r}.")
+    need(0 <= s.padding <= MAX_SIDE, f"Inpaint padding must be between 0 and {MAX_SIDE} px, not {s.padding}.")
+    need(0 <= s.mask_blur <= 256, f"Mask blur must be between 0 and 256 px, not {s.mask_blur}.")
+    need(s.region_method in REGION_METHODS, f"Unknown region method {s.region_method!r}.")
+    need(0.0 <= s.composite_step <= 1.0, f"Composite step must be between 0 and 1, not {s.composite_step:g}.")
+    for name in ("refine_edge_strength", "refine_inside_strength", "refine_background_strength"):
+        value = getattr(s, name)
+        need(0.0 <= value <= 1.0, f"{name.replace('_', ' ').capitalize()} must be between 0 and 1, not {value:g}.")
+    need(0 <= s.refine_edge_width <= 1024, f"Refine edge width must be between 0 and 1024 px, not {s.refine_edge_width}.")
+    for label, text in (("prompt", s.prompt), ("negative prompt", s.negative)):
+        need(len(text) <= MAX_PROMPT_CHARS,
+             f"The {label} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+    need(preview in PREVIEW_METHODS, f"Unknown preview method {preview!r}; choose one of {', '.join(PREVIEW_METHODS)}.")
+
+
+def _check_size(width: int, height: int) -> None:
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or width * height > MAX_PIXELS:
+        raise RequestError(f"The canvas is {width}x{height} px; generation is limited to {MAX_SIDE} px per side.")
+
+
+def _prepare_init_image(composition: Any) -> np.ndarray:
+    image = getattr(composition, "init_image", None)
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] < 3:
+        raise RequestError("The composition has no flattened canvas image (HxWx3).")
+    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+def _prepare_sketch(composition: Any, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    mask = getattr(composition, "sketch_mask", None)
+    image = getattr(composition, "sketch_image", None)
+    if mask is None or image is None or not _painted(mask):
+        return None, None
+    mask = _as_mask(mask, width, height, "the sketch mask")
+    image = np.asarray(image)
+    if image.shape != (height, width, 4):
+        raise RequestError(f"The sketch raster is {image.shape}, not {height}x{width} RGBA.")
+    return image.astype(np.uint8, copy=False), mask
+
+
+def _prepare_inpaint_mask(composition: Any, sketch_mask: np.ndarray | None) -> np.ndarray:
+    height, width = composition.init_image.shape[:2]
+    mask = getattr(composition, "inpaint_mask", None)
+    if mask is not None and _painted(mask):
+        mask = _as_mask(mask, width, height, "the inpaint mask")
+        if sketch_mask is not None:
+            mask = np.maximum(mask, sketch_mask)
+        return mask
+    if sketch_mask is not None:
+        return sketch_mask
+    raise RequestError("Inpaint needs a mask: add a mask layer and paint over what should change.")
+
+
+def _prepare_regions(composition: Any, width: int, height: int) -> list[RegionInput]:
+    regions = []
+    for raw in getattr(composition, "regions", None) or ():
+        region = _region_input(raw, width, height)
+        if not region.prompt.strip() or not _painted(region.mask):
+            continue  # an empty region changes nothing; the inspector shows it as unused
+        if not 0.0 <= region.strength <= 2.0:
+            raise RequestError(f"Region {region.name!r} has strength {region.strength:g}; it must be between 0 and 2.")
+        if len(region.prompt) > MAX_PROMPT_CHARS or len(region.negative) > MAX_PROMPT_CHARS:
+            raise RequestError(f"The prompt of region {region.name!r} is longer than {MAX_PROMPT_CHARS} characters.")
+        regions.append(region)
+    return regions
+
+
+def _region_input(raw: Any, width: int, height: int) -> RegionInput:
+    """Regions come as objects with fields or as (mask, prompt, negative, strength, loras, id, name)."""
+    if hasattr(raw, "mask") and hasattr(raw, "prompt"):
+        mask, prompt, negative = raw.mask, raw.prompt, getattr(raw, "negative", "")
+        strength, loras = getattr(raw, "strength", 1.0), getattr(raw, "loras", ())
+        name = getattr(raw, "name", "") or getattr(raw, "layer_id", "") or "region"
+    else:
+        values = tuple(raw)
+        mask, prompt, negative, strength, loras = values[:5]
+        name = values[6] if len(values) > 6 else "region"
+    return RegionInput(
+        mask=_as_mask(mask, width, height, f"region {name!r}"),
+        prompt=str(prompt or ""),
+        negative=str(negative or ""),
+        strength=float(strength),
+        loras=_prepare_loras(loras or (), f"region {name!r}"),
+        name=str(name),
+    )
+
+
+def _prepare_loras(loras: Any, where: str) -> tuple[LoraSpec, ...]:
+    out = []
+    for item in loras or ():
+        if isinstance(item, LoraSpec):
+            out.append(item)
+            continue
+        name = getattr(item, "name", None)
+        weight = getattr(item, "weight", None)
+        if name is None:
+            try:
+                name, weight = item[0], (item[1] if len(item) > 1 else 1.0)
+            except (TypeError, IndexError, KeyError):
+                raise RequestError(f"A LoRA entry in {where} is not a name with a weight: {item!r}.") from None
+        try:
+            weight = float(1.0 if weight is None else weight)
+        except (TypeError, ValueError):
+            raise RequestError(f"LoRA {name!r} in {where} has a weight that is not a number: {weight!r}.") from None
+        if not str(name).strip():
+            raise RequestError(f"A LoRA in {where} has no name.")
+        out.append(LoraSpec(name=str(name), weight=weight))
+    return tuple(out)
+
+
+def _prepare_collage_alpha(composition: Any, width: int, height: int) -> np.ndarray:
+    alpha = getattr(composition, "collage_alpha", None)
+    if alpha is None or np.asarray(alpha).size == 0 or not _painted(alpha):
+        raise RequestError("Refine needs collage pieces: import or paste images as collage layers first.")
+    alpha = np.asarray(alpha, dtype=np.float32)
+    if alpha.ndim == 2:
+        alpha = alpha[None]
+    if alpha.shape[1:] != (height, width):
+        raise RequestError(f"The collage alpha stack is {alpha.shape[1]}x{alpha.shape[2]}, not {height}x{width}.")
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def _prepare_references(composition: Any) -> tuple[np.ndarray, ...]:
+    out = []
+    for image in getattr(composition, "references", None) or ():
+        image = getattr(image, "image", image)  # a (layer id, image) record or the array itself
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise RequestError(f"A reference image has shape {image.shape}; it must be an RGB or RGBA picture.")
+        out.append(_over_white(image))
+    return tuple(out)
+
+
+def _prepare_annotation(composition: Any, width: int, height: int) -> np.ndarray | None:
+    image = getattr(composition, "annotation_image", None)
+    if image is None:
+        return None
+    image = np.asarray(image)
+    if image.shape != (height, width, 4):
+        raise RequestError(f"The annotation raster is {image.shape}, not {height}x{width} RGBA.")
+    if not image[..., 3].any():
+        return None
+    return image.astype(np.uint8, copy=False)
+
+
+def _over_white(image: np.ndarray) -> np.ndarray:
+    if image.shape[2] == 3:
+        return image.astype(np.uint8, copy=False)
+    alpha = image[..., 3:4].astype(np.float32) / 255.0
+    rgb = image[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _as_mask(mask: Any, width: int, height: int, what: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != (height, width):
+        raise RequestError(f"The mask of {what} is {mask.shape}, not the canvas size {height}x{width}.")
+    if mask.dtype == np.uint8:
+        return mask.astype(np.float32) / np.float32(255)
+    return np.clip(mask.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def _painted(mask: Any) -> bool:
+    mask = np.asarray(mask)
+    if mask.size == 0:
+        return False
+    if mask.dtype == np.uint8:
+        return bool(mask.any())
+    return bool((mask > MASK_EPSILON).any())
