@@ -1,0 +1,243 @@
+"""`collagen` command line (SPEC §8).
+
+    collagen [PROJECT.ora]                      open the editor
+    collagen render PROJECT.ora --out OUT.png   run the project's saved generation headless
+    collagen models [--json]                    what model discovery found
+    collagen info FILE                          layers of a project, or the parameters of a PNG
+    collagen --self-test                        a tiny offline generation end to end
+
+Every failure is one sentence on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Before anything can import diffusers/transformers: no code path may reach a model hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+log = logging.getLogger("collagen")
+
+
+class CliError(Exception):
+    """One sentence for stderr."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- render --------------------------------------------------------------------------------
+
+
+def render(project: Path, out: Path, *, model: str | None = None, steps: int | None = None,
+           seed: int | None = None, models_dir: str | None = None, quiet: bool = False) -> list[Path]:
+    """Run a project's saved generation settings and write the result PNG(s) with metadata."""
+    from canvas.io.ora import load_ora
+    from canvas.io.png_info import write_png
+    from canvas.model.compose import compose
+    from desktop.request_builder import build_request
+    from inference.api import Cancelled, Failed, Finished, Notice, Progress
+    from inference.engine import Engine
+    from inference.models import ModelManager
+
+    document = load_ora(project)
+    if steps is not None:
+        document.settings.steps = int(steps)
+    if seed is not None:
+        document.settings.seed = int(seed)
+    composition = compose(document)
+    request = build_request(composition, document.settings, preview="none", model=model)
+
+    engine = Engine(ModelManager(roots=[Path(models_dir)] if models_dir else None))
+    finished: list[Finished] = []
+    failure: list[str] = []
+    started = time.monotonic()
+
+    def on_event(event) -> None:
+        if isinstance(event, Progress) and not quiet:
+            elapsed = time.monotonic() - started
+            left = elapsed / max(event.step, 1) * (event.total - event.step)
+            _say(f"step {event.step}/{event.total}  {elapsed:.1f}s elapsed, ~{left:.1f}s left")
+        elif isinstance(event, Notice):
+            _say(f"warning: {event.message}")
+        elif isinstance(event, Finished):
+            finished.append(event)
+        elif isinstance(event, Failed):
+            failure.append(event.message)
+        elif isinstance(event, Cancelled):
+            failure.append("the generation was cancelled")
+
+    engine.run(request, on_event, threading.Event())
+    if failure:
+        raise CliError(f"{project.name}: {failure[0]}")
+    if not finished:
+        raise CliError(f"{project.name}: the engine finished without an image")
+
+    result = finished[0]
+    written = []
+    for i, (image, params) in enumerate(zip(result.images, result.parameters)):
+        target = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+        collagen_record = {
+            **params,
+            "project": project.name,
+            "mode": request.mode,
+            "regions": [{"prompt": r.prompt, "negative": r.negative, "strength": r.strength}
+                        for r in request.regions],
+        }
+        write_png(target, image, params, collagen_record)
+        written.append(target)
+        if not quiet:
+            _say(f"wrote {target} (seed {params.get('seed')})")
+    return written
+
+
+# ---- models / info -------------------------------------------------------------------------
+
+
+def list_models(models_dir: str | None, as_json: bool) -> int:
+    from inference.models import ModelManager
+
+    infos = ModelManager(roots=[Path(models_dir)] if models_dir else None).discover()
+    if as_json:
+        print(json.dumps([{"name": m.name, "path": m.path, "family": m.family, "kind": m.kind, **m.extra}
+                          for m in infos], indent=2, default=str))
+        return EXIT_OK
+    width = max((len(m.name) for m in infos), default=4)
+    for m in infos:
+        print(f"{m.name:<{width}}  {m.family:<14} {m.kind:<10} {m.path}")
+    return EXIT_OK
+
+
+def info(path: Path) -> int:
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    if path.suffix.lower() == ".png":
+        from canvas.io.png_info import read_png_parameters
+
+        params = read_png_parameters(path)
+        if not params:
+            print(f"{path.name}: no generation parameters found")
+            return EXIT_OK
+        for key, value in params.items():
+            if key != "collagen":
+                print(f"{key}: {value}")
+        return EXIT_OK
+
+    from canvas.io.ora import load_ora
+    from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer
+
+    doc = load_ora(path)
+    s = doc.settings
+    print(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")
+    if s.prompt:
+        print(f"prompt: {s.prompt}")
+    if s.negative:
+        print(f"negative: {s.negative}")
+    print(f"sampler {s.sampler}, steps {s.steps}, CFG {s.cfg:g}, seed {s.seed}, strength {s.strength:g}")
+    for i, layer in reversed(list(enumerate(doc.layers))):
+        flags = "" if layer.visible else " (hidden)"
+        if isinstance(layer, ImageLayer):
+            role = "reference" if layer.reference else ("collage piece" if layer.collage else "image")
+            w, h = layer.size
+            detail = f"{role} {w}x{h} at ({layer.x:g}, {layer.y:g}) scale {layer.scale:g} rot {layer.rotation:g}"
+        elif isinstance(layer, MaskLayer):
+            detail = f"mask, {int((layer.pixels > 0).sum())} px painted"
+        elif isinstance(layer, RegionLayer):
+            shape = "painted" if layer.mask is not None else "rect {}".format(tuple(layer.rect))
+            detail = f"region {shape}, strength {layer.strength:g}: {layer.prompt!r}"
+        elif isinstance(layer, ScribbleLayer):
+            detail = f"scribble ({layer.mode}), {len(layer.strokes)} strokes"
+        else:
+            detail = layer.kind
+        print(f"  [{i}] {layer.name}: {detail}{flags}")
+    return EXIT_OK
+
+
+# ---- entry point ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="collagen", description="Compose pictures with local diffusion models.")
+    p.add_argument("--self-test", action="store_true", help="run a tiny offline generation end to end")
+    p.add_argument("--models", metavar="DIR", help="models folder (A1111/ComfyUI layouts recognised)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks) to stderr")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("render", help="run a project's saved generation settings headless")
+    r.add_argument("project", type=Path)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--model", help="model name, path, or builtin:tiny-sd15 / builtin:tiny-sdxl")
+    r.add_argument("--steps", type=int)
+    r.add_argument("--seed", type=int)
+    r.add_argument("--models", dest="sub_models", metavar="DIR")
+    m = sub.add_parser("models", help="list discovered models")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--models", dest="sub_models", metavar="DIR")
+    i = sub.add_parser("info", help="show a project's layers or a PNG's parameters")
+    i.add_argument("file", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `collagen PROJECT.ora` opens the editor; anything else that is not a subcommand is parsed as usual.
+    if argv and not argv[0].startswith("-") and argv[0] not in ("render", "models", "info"):
+        return _open_editor(argv[0], None)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    models_dir = getattr(args, "sub_models", None) or args.models
+    try:
+        if args.self_test:
+            from desktop.selftest import run_self_test
+
+            return run_self_test(models_dir)
+        if args.command == "render":
+            render(args.project, args.out, model=args.model, steps=args.steps, seed=args.seed,
+                   models_dir=models_dir)
+            return EXIT_OK
+        if args.command == "models":
+            return list_models(models_dir, args.json)
+        if args.command == "info":
+            return info(args.file)
+        return _open_editor(None, models_dir)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_CANCELLED
+    except Exception as exc:  # noqa: BLE001 - the CLI's promise: one sentence, never a traceback
+        log.debug("command failed", exc_info=True)
+        _say(f"error: {_sentence(exc)}")
+        return EXIT_FAILED
+
+
+def _sentence(exc: Exception) -> str:
+    from canvas.io.errors import ProjectError
+    from inference.api import InferenceError
+
+    if isinstance(exc, (CliError, ProjectError, InferenceError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        name = Path(exc.filename).name if getattr(exc, "filename", None) else "file"
+        return f"{name}: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this request; try a smaller size or batch"
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _open_editor(project: str | None, models_dir: str | None) -> int:
+    from desktop.app import run_editor
+
+    return run_editor(project, models_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
