@@ -1,0 +1,354 @@
+"""The generation controller: document -> request -> worker -> events -> canvas.
+
+`generate()` freezes the document (`compose`), maps it to a request (`request_builder`) and runs
+it on the inference worker as a `Job` with an explicit state. The events come back on the GUI
+thread (plain async code on the qasync loop) and are dispatched in one place, `_on_event`:
+
+- Progress -> `progress_changed(job, step, total, seconds_left)` (a progress bar with time left);
+- Preview  -> `preview_ready(rect, rgb)`, the newest only (the worker coalesces bursts);
+- Finished -> the job's images become the staging candidates over the generated area;
+- Failed   -> `failed(message)` (one sentence for a dialog), the window stays usable;
+- Notice   -> `notice(message)`; Cancelled -> the preview goes away.
+
+Staging: accept (a new ImageLayer, one undo step carrying the generation parameters), next /
+previous candidate, discard, or regenerate the same frozen request with a new seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from canvas.model.commands import AddLayer, SetSetting
+from canvas.model.compose import compose
+from canvas.model.document import Document, DocumentError, GenerationSettings
+from canvas.model.layers import ImageLayer, Rect
+from desktop.request_builder import build_request
+from desktop.worker import InferenceWorker, Started
+from inference.api import (
+    Cancelled,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    InferenceError,
+    Notice,
+    Preview,
+    Progress,
+)
+
+log = logging.getLogger(__name__)
+
+SEED_RANGE = 2**32
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def done(self) -> bool:
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(eq=False)
+class Job:
+    """One generation: what was asked, where it lands, and what happened to it."""
+
+    id: int
+    request: GenerationRequest
+    settings: dict[str, Any]  # the generation panel's values when it was asked (history restores these)
+    area: Rect  # canvas area the result replaces (the accepted layer's extent)
+    preview_area: Rect  # canvas area the engine's previews show (the crop for only_masked inpaint)
+    state: JobState = JobState.QUEUED
+    step: int = 0
+    total: int = 0
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    first_step_at: float | None = None
+    ended: float | None = None
+    images: tuple[np.ndarray, ...] = ()
+    parameters: tuple[dict, ...] = ()
+    message: str = ""  # the failure sentence
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def seconds_left(self) -> float:
+        """Estimated from the steps done so far; -1 while unknown."""
+        if self.state is not JobState.RUNNING or self.total <= 0 or self.step <= 0 or self.started is None:
+            return -1.0
+        now = time.monotonic()
+        if self.step >= 2 and self.first_step_at is not None:
+            per_step = (now - self.first_step_at) / (self.step - 1)
+        else:
+            per_step = now - self.started  # includes the model load: pessimistic, improves at step 2
+        return max(0.0, per_step * (self.total - self.step))
+
+    @property
+    def title(self) -> str:
+        prompt = " ".join(self.request.prompt.split())
+        return prompt[:60] + ("…" if len(prompt) > 60 else "") if prompt else f"({self.request.mode})"
+
+
+@dataclass
+class Staging:
+    """The results of one finished job waiting to be accepted or discarded."""
+
+    job: Job
+    index: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.job.images)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.job.images[self.index]
+
+    @property
+    def parameters(self) -> dict:
+        params = self.job.parameters
+        return dict(params[self.index]) if self.index < len(params) else {}
+
+
+class AcceptCandidate(AddLayer):
+    """Adding an accepted result: one undo step that keeps the full generation parameters."""
+
+    def __init__(self, layer: ImageLayer, parameters: dict, index: int | None = None):
+        super().__init__(layer, index)
+        self.parameters = dict(parameters)
+        self.label = "Accept generation"
+
+
+class GenerationController(QObject):
+    job_changed = Signal(object)  # Job: its state changed (queued, running, done)
+    progress_changed = Signal(object, int, int, float)  # job, step, total, seconds left (-1 = unknown)
+    preview_ready = Signal(object, object)  # Rect, HxWx3 uint8
+    preview_cleared = Signal()
+    staging_changed = Signal()  # candidates appeared, changed index, or went away
+    failed = Signal(str)  # one sentence
+    notice = Signal(str)
+    accepted = Signal(object)  # the ImageLayer added
+
+    def __init__(self, worker: InferenceWorker, document: Document, *, preview_method: str = "linear",
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.worker = worker
+        self.document = document
+        self.preview_method = preview_method
+        self.jobs: list[Job] = []
+        self.staging: Staging | None = None
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+        self._running: Job | None = None
+        self._random = random.Random()
+
+    # -- asking ----------------------------------------------------------------------------------
+    def set_document(self, document: Document) -> None:
+        """Another document is open: its old staging candidates do not belong to it."""
+        self.cancel()
+        self.discard()
+        self.document = document
+
+    def generate(self) -> Job | None:
+        """Freeze the document and queue a generation; None (and `failed`) when it cannot start."""
+        try:
+            composition = compose(self.document)
+            request = build_request(composition, self.document.settings, preview=self.preview_method)
+        except (InferenceError, DocumentError) as exc:
+            self.failed.emit(str(exc))
+            return None
+        return self.submit(request, composition.settings)
+
+    def submit(self, request: GenerationRequest, settings: dict[str, Any] | None = None) -> Job:
+        job = Job(
+            id=next(self._ids),
+            request=request,
+            settings=dict(settings if settings is not None else self.document.settings.to_dict()),
+            area=result_area(request),
+            preview_area=preview_area(request),
+        )
+        self.jobs.append(job)
+        self.job_changed.emit(job)
+        task = asyncio.ensure_future(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def regenerate(self) -> Job | None:
+        """The staged (or last) job's frozen request again with a new random seed."""
+        source = self.staging.job if self.staging else next((j for j in reversed(self.jobs)), None)
+        if source is None:
+            return None
+        self.discard()
+        request = replace(source.request, seed=self._random.randrange(SEED_RANGE))
+        return self.submit(request, source.settings)
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return any(not job.state.done for job in self.jobs)
+
+    async def wait_idle(self) -> None:
+        """Until every submitted job has ended (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- events ------------------------------------------------------------------------------------
+    async def _run(self, job: Job) -> None:
+        try:
+            async for event in self.worker.run(job.request):
+                self._on_event(job, event)
+        except RuntimeError as exc:  # the worker was shut down under us (window closing)
+            if not job.state.done:
+                self._end(job, JobState.CANCELLED, str(exc))
+        except asyncio.CancelledError:
+            if not job.state.done:
+                self._end(job, JobState.CANCELLED)
+            raise
+
+    def _on_event(self, job: Job, event: Event | Started) -> None:
+        if isinstance(event, Started):
+            job.state, job.started = JobState.RUNNING, time.monotonic()
+            self._running = job
+            self.job_changed.emit(job)
+        elif isinstance(event, Progress):
+            job.step, job.total = event.step, event.total
+            if event.step == 1 or job.first_step_at is None:
+                job.first_step_at = time.monotonic()
+            self.progress_changed.emit(job, event.step, event.total, job.seconds_left)
+        elif isinstance(event, Preview):
+            if event.image is not None and event.image.size:
+                self.preview_ready.emit(job.preview_area, event.image)
+        elif isinstance(event, Notice):
+            job.notices.append(event.message)
+            self.notice.emit(event.message)
+        elif isinstance(event, Finished):
+            job.images, job.parameters = tuple(event.images), tuple(event.parameters)
+            self._end(job, JobState.FINISHED)
+            if job.images:
+                self.staging = Staging(job)
+                self.staging_changed.emit()
+        elif isinstance(event, Failed):
+            self._end(job, JobState.FAILED, event.message)
+            self.failed.emit(event.message)
+        elif isinstance(event, Cancelled):
+            self._end(job, JobState.CANCELLED)
+
+    def _end(self, job: Job, state: JobState, message: str = "") -> None:
+        job.state, job.ended, job.message = state, time.monotonic(), message
+        if self._running is job:
+            self._running = None
+        self.preview_cleared.emit()
+        self.job_changed.emit(job)
+
+    # -- staging -----------------------------------------------------------------------------------
+    def next_candidate(self) -> None:
+        if self.staging and self.staging.count > 1:
+            self.staging.index = (self.staging.index + 1) % self.staging.count
+            self.staging_changed.emit()
+
+    def previous_candidate(self) -> None:
+        if self.staging and self.staging.count > 1:
+            self.staging.index = (self.staging.index - 1) % self.staging.count
+            self.staging_changed.emit()
+
+    def select_candidate(self, index: int) -> None:
+        if self.staging and 0 <= index < self.staging.count and index != self.staging.index:
+            self.staging.index = index
+            self.staging_changed.emit()
+
+    def discard(self) -> None:
+        if self.staging is not None:
+            self.staging = None
+            self.staging_changed.emit()
+
+    def accept(self) -> ImageLayer | None:
+        """The shown candidate becomes a new image layer on top (one undo step)."""
+        staging = self.staging
+        if staging is None:
+            return None
+        job, image = staging.job, staging.image
+        area = job.area.clip(image.shape[1], image.shape[0])
+        if area.empty or (image.shape[1], image.shape[0]) != (self.document.width, self.document.height):
+            area = Rect(0, 0, image.shape[1], image.shape[0])
+        rgba = np.empty((area.h, area.w, 4), np.uint8)
+        rgba[..., :3] = image[area.slices]
+        rgba[..., 3] = 255
+        params = staging.parameters
+        seed = params.get("seed", job.request.seed)
+        layer = ImageLayer(name=f"Generated · seed {seed}", pixels=rgba, x=float(area.x), y=float(area.y))
+        self.document.execute(AcceptCandidate(layer, {**params, "job_settings": job.settings}))
+        self.document.active_layer = layer
+        self.staging = None
+        self.staging_changed.emit()
+        self.accepted.emit(layer)
+        return layer
+
+    # -- history -------------------------------------------------------------------------------------
+    def restore_settings(self, settings: dict[str, Any]) -> int:
+        """Put a past job's settings back into the document as one undo step; returns how many changed."""
+        wanted = GenerationSettings.from_dict(settings).to_dict()
+        current = self.document.settings.to_dict()
+        changed = [(k, v) for k, v in wanted.items() if current.get(k) != v]
+        if changed:
+            with self.document.history.macro("Restore generation settings"):
+                for name, value in changed:
+                    self.document.execute(SetSetting(name, value))
+        return len(changed)
+
+    def shutdown(self) -> None:
+        self.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def regenerated_mask(request: GenerationRequest) -> np.ndarray | None:
+    """Where the engine may change pixels, for inpaint requests (None: anywhere)."""
+    if request.mask is None or request.mode not in ("inpaint", "edit"):
+        return None
+    return request.mask if request.mask_mode == "masked" else 1.0 - request.mask
+
+
+def result_area(request: GenerationRequest) -> Rect:
+    """The canvas rectangle an accepted result covers: the regenerated area (+ blur margin) for
+    inpainting, since the engine pastes everything else back untouched; the whole canvas otherwise."""
+    full = Rect(0, 0, request.width, request.height)
+    mask = regenerated_mask(request)
+    if mask is None:
+        return full
+    ys, xs = np.nonzero(mask > 0)
+    if ys.size == 0:
+        return full
+    margin = 3 * int(request.mask_blur) + 8  # the blurred composite reaches 3 sigma past the mask
+    x0, y0 = max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin)
+    x1, y1 = min(request.width, int(xs.max()) + 1 + margin), min(request.height, int(ys.max()) + 1 + margin)
+    return Rect(x0, y0, x1 - x0, y1 - y0)
+
+
+def preview_area(request: GenerationRequest) -> Rect:
+    """What the previews show: the crop for only_masked inpaint, the whole canvas otherwise."""
+    full = Rect(0, 0, request.width, request.height)
+    if request.mode != "inpaint" or request.inpaint_area != "only_masked" or request.mask is None:
+        return full
+    from inference.sd.masks import crop_region  # numpy/Pillow only: fine on the GUI thread
+
+    try:
+        x0, y0, x1, y1 = crop_region(regenerated_mask(request), int(request.padding), request.width, request.height)
+    except ValueError:
+        return full
+    return Rect(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
