@@ -1,0 +1,211 @@
+"""compose(document) -> Composition: a frozen numpy snapshot of what a generation needs.
+
+The snapshot holds copies only (never views into layer arrays), marked read-only, so it can
+cross to the inference thread and be pickled while the user keeps painting.
+
+What each layer kind contributes (visible layers only):
+- ImageLayer (not `reference`): flattened bottom to top into `init_image` over white, placed by
+  its transform and weighted by its opacity; `init_alpha` is the resulting coverage of the canvas.
+  A `collage` piece also gives one plane of `collage_alpha`: that piece's own alpha where it lands
+  (after its transform, times its opacity), NOT reduced by pieces stacked above it, so refine
+  can find each piece's full outline even where pieces overlap.
+- ImageLayer (`reference`): its own pixels, untransformed, over white, in `references`.
+- MaskLayer: `inpaint_mask` is the union (maximum) of all of them. Layer opacity only changes how
+  the mask is shown, not what is regenerated.
+- RegionLayer: one `ComposedRegion` each, bottom first. Opacity is display-only here too.
+- ScribbleLayer: sketch-mode strokes go to `sketch_image` (their colours, alpha times the layer
+  opacity) and `sketch_mask` (the stroke area, not weakened by opacity); annotation-mode strokes
+  go to `annotation_image` only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from canvas.model.document import Document, DocumentError
+from canvas.model.layers import ImageLayer, MaskLayer, Rect, RegionLayer, ScribbleLayer
+from canvas.model.raster import StrokeCanvas, exact_matrix, footprint, strokes_bounds, to_uint8, warp_rgba
+
+BAND_PIXELS = 1 << 20  # flatten this many canvas pixels at a time, to bound float temporaries
+
+
+class ComposedRegion(NamedTuple):
+    mask: np.ndarray  # HxW float32 in [0, 1]
+    prompt: str
+    negative: str
+    strength: float
+    loras: tuple[tuple[str, float], ...]
+    layer_id: str
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Composition:
+    width: int
+    height: int
+    init_image: np.ndarray  # HxWx3 uint8: visible non-reference image layers over white
+    init_alpha: np.ndarray  # HxW float32: 0 where no image layer covers the canvas
+    has_content: bool  # False: an empty canvas (txt2img)
+    inpaint_mask: np.ndarray | None  # HxW float32 union of visible mask layers; None: no mask layer
+    regions: tuple[ComposedRegion, ...]
+    sketch_image: np.ndarray | None  # HxWx4 uint8 straight alpha; None: no visible sketch strokes
+    sketch_mask: np.ndarray | None  # HxW float32 stroke area of the sketch strokes
+    annotation_image: np.ndarray | None  # HxWx4 uint8; None: no visible annotation strokes
+    collage_alpha: np.ndarray  # N x H x W float32, one plane per visible collage piece, bottom first
+    collage_ids: tuple[str, ...]  # the layer id of each collage_alpha plane
+    references: tuple[np.ndarray, ...]  # HxWx3 uint8 each, bottom first
+    settings: dict[str, Any]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def compose(document: Document) -> Composition:
+    """Freeze the document's visible layers into a Composition (see the module docstring)."""
+    width, height = document.width, document.height
+    visible = [layer for layer in document.layers if layer.visible]
+    flat = [la for la in visible if isinstance(la, ImageLayer) and not la.reference]
+    collage = [la for la in flat if la.collage]
+    init_image, init_alpha, collage_alpha = _flatten(flat, collage, width, height)
+    masks = [la for la in visible if isinstance(la, MaskLayer)]
+    sketches = [la for la in visible if isinstance(la, ScribbleLayer) and la.mode == "sketch" and la.strokes]
+    notes = [la for la in visible if isinstance(la, ScribbleLayer) and la.mode == "annotation" and la.strokes]
+    sketch_image, sketch_mask = _draw_scribbles(sketches, width, height) if sketches else (None, None)
+    annotation_image = _draw_scribbles(notes, width, height)[0] if notes else None
+    return Composition(
+        width=width,
+        height=height,
+        init_image=_frozen(init_image),
+        init_alpha=_frozen(init_alpha),
+        has_content=bool(init_alpha.max(initial=0.0) > 0),
+        inpaint_mask=_frozen(_union_of_masks(masks, width, height)) if masks else None,
+        regions=tuple(_prepare_region(la, width, height) for la in visible if isinstance(la, RegionLayer)),
+        sketch_image=_frozen(sketch_image),
+        sketch_mask=_frozen(sketch_mask),
+        annotation_image=_frozen(annotation_image),
+        collage_alpha=_frozen(collage_alpha),
+        collage_ids=tuple(la.id for la in collage),
+        references=tuple(_frozen(_prepare_reference(la)) for la in visible
+                         if isinstance(la, ImageLayer) and la.reference),
+        settings=document.settings.to_dict(),
+    )
+
+
+def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+    if array is not None:
+        array.flags.writeable = False
+    return array
+
+
+# ---- image layers -----------------------------------------------------------------------------
+
+
+def layer_matrix(layer: ImageLayer) -> np.ndarray:
+    """The layer's transform, validated, with exact quarter turns (see raster.exact_matrix)."""
+    values = (layer.x, layer.y, layer.scale, layer.rotation, layer.opacity)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        raise DocumentError(f"Layer {layer.name!r} has a transform or opacity that is not a finite number.")
+    return exact_matrix(layer.x, layer.y, layer.scale, layer.rotation)
+
+
+def _check_rgba(layer: ImageLayer) -> None:
+    p = layer.pixels
+    if not (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 4):
+        raise DocumentError(f"Layer {layer.name!r} does not hold HxWx4 8-bit RGBA pixels.")
+
+
+def _flatten(layers: list[ImageLayer], collage: list[ImageLayer], width: int,
+             height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source-over of the layers bottom to top, in bands of rows to bound memory."""
+    init_image = np.empty((height, width, 3), np.uint8)
+    init_alpha = np.empty((height, width), np.float32)
+    collage_alpha = np.zeros((len(collage), height, width), np.float32)
+    plane_of = {id(la): i for i, la in enumerate(collage)}
+    placed = []
+    for layer in layers:
+        _check_rgba(layer)
+        matrix = layer_matrix(layer)
+        reach = footprint(matrix, layer.size[0], layer.size[1]).clip(width, height)
+        if not reach.empty and layer.opacity > 0:
+            placed.append((layer, matrix, reach))
+    band_rows = max(1, BAND_PIXELS // width)
+    for y0 in range(0, height, band_rows):
+        band = Rect(0, y0, width, min(band_rows, height - y0))
+        rgb = np.zeros((band.h, width, 3), np.float32)
+        alpha = np.zeros((band.h, width), np.float32)
+        for layer, matrix, reach in placed:
+            part = reach.intersect(band)
+            if part.empty:
+                continue
+            src_rgb, src_alpha = warp_rgba(layer.pixels, matrix, part, float(layer.opacity))
+            rows = slice(part.y - band.y, part.y - band.y + part.h)
+            cols = slice(part.x, part.x + part.w)
+            keep = 1 - src_alpha
+            rgb[rows, cols] = src_rgb + rgb[rows, cols] * keep[..., None]
+            alpha[rows, cols] = src_alpha + alpha[rows, cols] * keep
+            if id(layer) in plane_of:
+                collage_alpha[plane_of[id(layer)], part.y:part.y + part.h, cols] = src_alpha
+        init_image[band.y:band.y + band.h] = to_uint8(rgb + (1 - alpha)[..., None] * np.float32(255))
+        init_alpha[band.y:band.y + band.h] = alpha
+    return init_image, init_alpha, collage_alpha
+
+
+def _prepare_reference(layer: ImageLayer) -> np.ndarray:
+    _check_rgba(layer)
+    pixels = layer.pixels
+    alpha = pixels[..., 3:4].astype(np.float32) / np.float32(255)
+    return to_uint8(pixels[..., :3] * alpha + (1 - alpha) * np.float32(255))
+
+
+# ---- masks, regions, scribbles ----------------------------------------------------------------
+
+
+def _union_of_masks(layers: list[MaskLayer], width: int, height: int) -> np.ndarray:
+    union = np.zeros((height, width), np.uint8)
+    for layer in layers:
+        p = layer.pixels
+        if not (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 2):
+            raise DocumentError(f"Mask layer {layer.name!r} does not hold HxW 8-bit pixels.")
+        h, w = min(height, p.shape[0]), min(width, p.shape[1])
+        np.maximum(union[:h, :w], p[:h, :w], out=union[:h, :w])
+    return union.astype(np.float32) / np.float32(255)
+
+
+def _prepare_region(layer: RegionLayer, width: int, height: int) -> ComposedRegion:
+    if layer.mask is not None and not (isinstance(layer.mask, np.ndarray) and layer.mask.dtype == np.uint8
+                                       and layer.mask.ndim == 2):
+        raise DocumentError(f"Region {layer.name!r} has a mask that is not HxW 8-bit pixels.")
+    return ComposedRegion(
+        mask=_frozen(layer.coverage(width, height)),
+        prompt=str(layer.prompt),
+        negative=str(layer.negative),
+        strength=float(layer.strength),
+        loras=tuple((str(lora.name), float(lora.weight)) for lora in layer.loras),
+        layer_id=layer.id,
+        name=layer.name,
+    )
+
+
+def _draw_scribbles(layers: list[ScribbleLayer], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    image = np.zeros((height, width, 4), np.uint8)
+    area = np.zeros((height, width), np.float32)
+    try:
+        box = Rect(0, 0, 0, 0)
+        for layer in layers:
+            box = box.union(strokes_bounds(layer.strokes, width, height))
+        if box.empty:
+            return image, area
+        canvas = StrokeCanvas(box)
+        for layer in layers:
+            for stroke in layer.strokes:
+                canvas.draw(stroke.points, stroke.color, stroke.width, float(layer.opacity))
+    except (ValueError, TypeError) as exc:
+        raise DocumentError(f"A stroke of {layer.name!r} cannot be drawn: {exc}") from None
+    image[box.slices] = canvas.rgba()
+    area[box.slices] = canvas.area
+    return image, area

@@ -1,0 +1,309 @@
+"""Rasterisation helpers of the document model: brush dabs, pen strokes, affine layer warps.
+
+numpy only. Conventions shared by everything here:
+- pixel (col, row) covers the square [col, col+1) x [row, row+1); its centre is (col+0.5, row+0.5);
+- coverage of a shape at a pixel is `clip(0.5 + signed distance of the centre inside the shape)`,
+  a one-pixel anti-aliasing ramp that gives exactly 1 wherever the shape covers the whole pixel;
+- 8-bit results round half up (`floor(x + 0.5)`), so 127.5 becomes 128 on every platform.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from canvas.model.layers import Rect
+
+_HEX_COLOR = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+_CHUNK_CELLS = 1 << 22  # segment x pixel distance evaluations per numpy batch when rendering strokes
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' or '#rgb' -> (r, g, b); ValueError with one sentence otherwise."""
+    if not isinstance(text, str) or not _HEX_COLOR.fullmatch(text):
+        raise ValueError(f"{text!r} is not a colour of the form #rrggbb.")
+    digits = text[1:]
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Round half up and clip to 0..255."""
+    return np.clip(np.floor(values + np.float32(0.5)), 0, 255).astype(np.uint8)
+
+
+# ---- brush dabs (mask and region painting) ----------------------------------------------------
+
+
+def dab_rect(cx: float, cy: float, radius: float) -> Rect:
+    """The pixels a round dab centred at (cx, cy) may change; pass it to StrokeRecorder.touch."""
+    reach = max(float(radius), 0.0) + 0.5
+    x0, y0 = math.floor(cx - reach), math.floor(cy - reach)
+    x1, y1 = math.ceil(cx + reach), math.ceil(cy + reach)
+    return Rect(x0, y0, x1 - x0, y1 - y0)
+
+
+def paint_dab(array: np.ndarray, cx: float, cy: float, radius: float, value: int = 255,
+              *, erase: bool = False) -> Rect:
+    """Stamp an anti-aliased round dab into an HxW uint8 array, in place.
+
+    Painting raises pixels towards `value` (never lowers them, so overlapping dabs of one stroke
+    do not build up seams); erasing lowers them towards 0. Returns the clipped rectangle it touched.
+    """
+    h, w = array.shape[:2]
+    rect = dab_rect(cx, cy, radius).clip(w, h)
+    if rect.empty:
+        return rect
+    rows = np.arange(rect.y, rect.y + rect.h, dtype=np.float32)[:, None] + np.float32(0.5 - cy)
+    cols = np.arange(rect.x, rect.x + rect.w, dtype=np.float32)[None, :] + np.float32(0.5 - cx)
+    coverage = np.clip(np.float32(radius + 0.5) - np.sqrt(rows * rows + cols * cols), 0, 1)
+    target = array[rect.slices]
+    if erase:
+        lowered = to_uint8(target * (1 - coverage * np.float32(value / 255)))
+        np.minimum(target, lowered, out=target)
+    else:
+        raised = to_uint8(coverage * np.float32(value))
+        np.maximum(target, raised, out=target)
+    return rect
+
+
+# ---- pen strokes (scribble layers) ------------------------------------------------------------
+
+
+def stroke_bounds(points: Sequence[tuple[float, float]], width: float) -> Rect:
+    """Pixels a stroke's anti-aliased coverage may reach (unclipped)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return Rect(0, 0, 0, 0)
+    reach = max(float(width), 0.0) / 2 + 1.0
+    x0, y0 = math.floor(pts[:, 0].min() - reach), math.floor(pts[:, 1].min() - reach)
+    x1, y1 = math.ceil(pts[:, 0].max() + reach), math.ceil(pts[:, 1].max() + reach)
+    return Rect(x0, y0, x1 - x0, y1 - y0)
+
+
+def stroke_coverage(points: Sequence[tuple[float, float]], width: float,
+                    canvas_width: int, canvas_height: int) -> tuple[Rect, np.ndarray]:
+    """Coverage in [0, 1] of a round-cap, round-join polyline of the given width.
+
+    Returns (rect, coverage) with `coverage` an h x w float32 array for the clipped `rect`;
+    a single point is a dot. Overlaps within one stroke do not accumulate (union, not sum).
+    """
+    rect = stroke_bounds(points, width).clip(canvas_width, canvas_height)
+    if rect.empty:
+        return rect, np.zeros((0, 0), np.float32)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    coverage = np.zeros((rect.h, rect.w), np.float32)
+    radius = max(float(width), 0.0) / 2
+    starts = pts if len(pts) == 1 else pts[:-1]
+    ends = pts if len(pts) == 1 else pts[1:]
+    i = 0
+    while i < len(starts):
+        # Batch consecutive segments (neighbours on screen) while their joint box stays small.
+        j = i + 1
+        box = _segments_box(starts[i:j], ends[i:j], radius, rect)
+        while j < len(starts):
+            grown = _segments_box(starts[i:j + 1], ends[i:j + 1], radius, rect)
+            if grown.w * grown.h * (j + 1 - i) > _CHUNK_CELLS:
+                break
+            box, j = grown, j + 1
+        if not box.empty:
+            _stamp_segments(coverage, rect, box, starts[i:j], ends[i:j], radius)
+        i = j
+    return rect, coverage
+
+
+def _segments_box(a: np.ndarray, b: np.ndarray, radius: float, clip: Rect) -> Rect:
+    reach = radius + 1.0
+    x0 = math.floor(min(a[:, 0].min(), b[:, 0].min()) - reach)
+    y0 = math.floor(min(a[:, 1].min(), b[:, 1].min()) - reach)
+    x1 = math.ceil(max(a[:, 0].max(), b[:, 0].max()) + reach)
+    y1 = math.ceil(max(a[:, 1].max(), b[:, 1].max()) + reach)
+    return Rect(x0, y0, x1 - x0, y1 - y0).intersect(clip)
+
+
+def _stamp_segments(coverage: np.ndarray, rect: Rect, box: Rect, a: np.ndarray, b: np.ndarray,
+                    radius: float) -> None:
+    px = (np.arange(box.x, box.x + box.w, dtype=np.float64) + 0.5)[None, None, :]
+    py = (np.arange(box.y, box.y + box.h, dtype=np.float64) + 0.5)[None, :, None]
+    ax, ay = a[:, 0][:, None, None], a[:, 1][:, None, None]
+    dx, dy = (b[:, 0] - a[:, 0])[:, None, None], (b[:, 1] - a[:, 1])[:, None, None]
+    length2 = dx * dx + dy * dy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(length2 > 0, ((px - ax) * dx + (py - ay) * dy) / np.where(length2 > 0, length2, 1), 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    ex, ey = px - (ax + t * dx), py - (ay + t * dy)
+    distance = np.sqrt(ex * ex + ey * ey).min(axis=0)
+    stamp = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+    view = coverage[box.y - rect.y:box.y - rect.y + box.h, box.x - rect.x:box.x - rect.x + box.w]
+    np.maximum(view, stamp, out=view)
+
+
+class StrokeCanvas:
+    """Premultiplied float accumulators that pen strokes are composited into, in order.
+
+    The canvas covers `rect` of the document only (usually the strokes' joint bounds), so a few
+    strokes on a large document do not allocate float planes of the whole document.
+    """
+
+    def __init__(self, rect: Rect):
+        self.rect = rect
+        self.premultiplied = np.zeros((rect.h, rect.w, 3), np.float32)
+        self.alpha = np.zeros((rect.h, rect.w), np.float32)
+        self.area = np.zeros((rect.h, rect.w), np.float32)
+
+    def draw(self, points: Sequence[tuple[float, float]], color: str, width: float, opacity: float = 1.0) -> None:
+        rgb = np.asarray(parse_color(color), np.float32)
+        local = np.asarray(points, dtype=np.float64).reshape(-1, 2) - (self.rect.x, self.rect.y)
+        rect, coverage = stroke_coverage(local, width, self.rect.w, self.rect.h)
+        if rect.empty:
+            return
+        src_alpha = coverage * np.float32(opacity)
+        keep = 1 - src_alpha
+        rows, cols = rect.slices
+        self.premultiplied[rows, cols] = src_alpha[..., None] * rgb + self.premultiplied[rows, cols] * keep[..., None]
+        self.alpha[rows, cols] = src_alpha + self.alpha[rows, cols] * keep
+        np.maximum(self.area[rows, cols], coverage, out=self.area[rows, cols])
+
+    def rgba(self) -> np.ndarray:
+        """Straight-alpha h x w x 4 uint8 of the canvas rect."""
+        out = np.zeros((self.rect.h, self.rect.w, 4), np.uint8)
+        covered = self.alpha > 0
+        out[..., 3] = to_uint8(self.alpha * 255)
+        out[covered, :3] = to_uint8(self.premultiplied[covered] / self.alpha[covered][:, None])
+        return out
+
+
+def strokes_bounds(strokes: Iterable, width: int, height: int) -> Rect:
+    """Joint bounds of `Stroke`s, clipped to a width x height document."""
+    box = Rect(0, 0, 0, 0)
+    for stroke in strokes:
+        box = box.union(stroke_bounds(stroke.points, stroke.width).clip(width, height))
+    return box
+
+
+def render_strokes(strokes: Iterable, width: int, height: int,
+                   opacity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx4 uint8 straight-alpha raster, HxW float32 stroke area) of `Stroke`s drawn in order
+    on a width x height document."""
+    strokes = list(strokes)
+    image = np.zeros((height, width, 4), np.uint8)
+    area = np.zeros((height, width), np.float32)
+    box = strokes_bounds(strokes, width, height)
+    if box.empty:
+        return image, area
+    canvas = StrokeCanvas(box)
+    for stroke in strokes:
+        canvas.draw(stroke.points, stroke.color, stroke.width, opacity)
+    image[box.slices] = canvas.rgba()
+    area[box.slices] = canvas.area
+    return image, area
+
+
+# ---- affine warps (image layers) --------------------------------------------------------------
+
+
+def exact_matrix(x: float, y: float, scale: float, rotation: float) -> np.ndarray:
+    """ImageLayer.matrix() with exact 0/±1 sines and cosines at multiples of 90 degrees, so a
+    quarter turn maps pixel centres onto pixel centres instead of 1e-16 beside them."""
+    turn = float(rotation) % 360.0
+    quarter = {0.0: (1.0, 0.0), 90.0: (0.0, 1.0), 180.0: (-1.0, 0.0), 270.0: (0.0, -1.0)}
+    if turn in quarter:
+        c, s = quarter[turn]
+    else:
+        a = math.radians(turn)
+        c, s = math.cos(a), math.sin(a)
+    c, s = c * scale, s * scale
+    return np.array([[c, -s, float(x)], [s, c, float(y)], [0.0, 0.0, 1.0]])
+
+
+def integer_offset(matrix: np.ndarray) -> tuple[int, int] | None:
+    """(dx, dy) when the matrix is a pure whole-pixel translation, else None."""
+    if matrix[0, 0] == 1 and matrix[1, 1] == 1 and matrix[0, 1] == 0 and matrix[1, 0] == 0:
+        dx, dy = matrix[0, 2], matrix[1, 2]
+        if float(dx).is_integer() and float(dy).is_integer():
+            return int(dx), int(dy)
+    return None
+
+
+def footprint(matrix: np.ndarray, width: int, height: int) -> Rect:
+    """Integer document rectangle that may receive pixels of a width x height layer."""
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], float).T
+    pts = matrix @ corners
+    x0, y0 = math.floor(pts[0].min()), math.floor(pts[1].min())
+    x1, y1 = math.ceil(pts[0].max()), math.ceil(pts[1].max())
+    return Rect(x0, y0, x1 - x0, y1 - y0)
+
+
+def warp_rgba(pixels: np.ndarray, matrix: np.ndarray, region: Rect,
+              opacity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Render `region` of the document from an RGBA layer placed by `matrix` (layer -> document).
+
+    Returns (premultiplied rgb h x w x 3 float32 in 0..255, alpha h x w float32 in 0..1).
+    A whole-pixel translation copies pixels exactly; anything else samples bilinearly (clamped
+    to the layer's edge pixels) and anti-aliases the layer's outline by the distance of each
+    pixel centre to it, so a layer scaled by an integer still has fully opaque edge pixels.
+    """
+    h, w = region.h, region.w
+    rgb = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    ph, pw = pixels.shape[:2]
+    if region.empty or ph == 0 or pw == 0:
+        return rgb, alpha
+    offset = integer_offset(matrix)
+    if offset is not None:
+        _copy_translated(pixels, offset, region, opacity, rgb, alpha)
+        return rgb, alpha
+    try:
+        inverse = np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:  # zero scale: the layer has no area
+        return rgb, alpha
+    cols = np.arange(region.x, region.x + w, dtype=np.float64) + 0.5
+    rows = np.arange(region.y, region.y + h, dtype=np.float64) + 0.5
+    u = inverse[0, 0] * cols[None, :] + inverse[0, 1] * rows[:, None] + inverse[0, 2]
+    v = inverse[1, 0] * cols[None, :] + inverse[1, 1] * rows[:, None] + inverse[1, 2]
+    # Distance to the outline in document pixels: layer-space distance / |gradient| of u or v.
+    grad_u = math.hypot(inverse[0, 0], inverse[0, 1]) or 1.0
+    grad_v = math.hypot(inverse[1, 0], inverse[1, 1]) or 1.0
+    inside = np.minimum(np.minimum(u, pw - u) / grad_u, np.minimum(v, ph - v) / grad_v)
+    coverage = np.clip(inside + 0.5, 0.0, 1.0).astype(np.float32)
+    hit = coverage > 0
+    if not hit.any():
+        return rgb, alpha
+    su, sv = u[hit] - 0.5, v[hit] - 0.5
+    x0, y0 = np.floor(su), np.floor(sv)
+    fx, fy = (su - x0).astype(np.float32), (sv - y0).astype(np.float32)
+    x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
+    xa, xb = np.clip(x0i, 0, pw - 1), np.clip(x0i + 1, 0, pw - 1)
+    ya, yb = np.clip(y0i, 0, ph - 1), np.clip(y0i + 1, 0, ph - 1)
+    sampled = np.zeros((len(su), 4), np.float32)
+    for yy, xx, weight in ((ya, xa, (1 - fx) * (1 - fy)), (ya, xb, fx * (1 - fy)),
+                           (yb, xa, (1 - fx) * fy), (yb, xb, fx * fy)):
+        tap = pixels[yy, xx].astype(np.float32)
+        a = tap[:, 3] / np.float32(255)
+        sampled[:, :3] += tap[:, :3] * (a * weight)[:, None]
+        sampled[:, 3] += a * weight
+    factor = coverage[hit] * np.float32(opacity)
+    rgb[hit] = sampled[:, :3] * factor[:, None]
+    alpha[hit] = sampled[:, 3] * factor
+    return rgb, alpha
+
+
+def _copy_translated(pixels: np.ndarray, offset: tuple[int, int], region: Rect, opacity: float,
+                     rgb: np.ndarray, alpha: np.ndarray) -> None:
+    dx, dy = offset
+    ph, pw = pixels.shape[:2]
+    placed = Rect(dx, dy, pw, ph).intersect(region)
+    if placed.empty:
+        return
+    src = pixels[placed.y - dy:placed.y - dy + placed.h, placed.x - dx:placed.x - dx + placed.w]
+    a = src[..., 3].astype(np.float32) / np.float32(255)  # division: 255 / 255 is exactly 1
+    if opacity != 1.0:
+        a *= np.float32(opacity)
+    dst = (slice(placed.y - region.y, placed.y - region.y + placed.h),
+           slice(placed.x - region.x, placed.x - region.x + placed.w))
+    alpha[dst] = a
+    rgb[dst] = src[..., :3] * a[..., None]
