@@ -48,7 +48,6 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from desktop.request_builder import build_request
     from inference.api import Cancelled, Failed, Finished, Notice, Progress
     from inference.engine import Engine
-    from inference.models import ModelManager
 
     document = load_ora(project)
     if steps is not None:
@@ -58,7 +57,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     composition = compose(document)
     request = build_request(composition, document.settings, preview="none", model=model)
 
-    engine = Engine(ModelManager(roots=[Path(models_dir)] if models_dir else None))
+    engine = Engine(_model_manager(models_dir))
     finished: list[Finished] = []
     failure: list[str] = []
     started = time.monotonic()
@@ -101,13 +100,18 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     return written
 
 
+def _model_manager(models_dir: str | None):
+    """Discovery in SPEC §6 order: --models DIR first, then COLLAGEN_MODELS, settings, default folder."""
+    from inference.models import ModelManager, find_model_folders
+
+    return ModelManager(find_model_folders([models_dir] if models_dir else ()))
+
+
 # ---- models / info -------------------------------------------------------------------------
 
 
 def list_models(models_dir: str | None, as_json: bool) -> int:
-    from inference.models import ModelManager
-
-    infos = ModelManager(roots=[Path(models_dir)] if models_dir else None).discover()
+    infos = _model_manager(models_dir).discover()
     if as_json:
         print(json.dumps([{"name": m.name, "path": m.path, "family": m.family, "kind": m.kind, **m.extra}
                           for m in infos], indent=2, default=str))

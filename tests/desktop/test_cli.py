@@ -1,0 +1,110 @@
+"""`collagen` CLI: render a sample with the tiny model, read its parameters back, and broken inputs
+give one sentence and a non-zero exit status, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from desktop.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_render_inpaint_sample_then_info(tmp_path, capsys, tmp_models):
+    out_png = tmp_path / "x.png"
+    code, _, err = run_cli(["render", SAMPLES / "inpaint.ora", "--model", "builtin:tiny-sd15",
+                            "--steps", "2", "--out", out_png], capsys)
+    assert code == 0, err
+    assert "step 1/1" in err and "wrote" in err
+    with Image.open(out_png) as im:
+        assert im.size == (512, 512)
+        parameters = im.info["parameters"]
+    assert parameters.startswith("a red vintage car parked on the grass")
+    assert "Steps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 512x512" in parameters
+
+    code, out, err = run_cli(["info", out_png], capsys)
+    assert code == 0, err
+    assert "prompt: a red vintage car parked on the grass" in out
+    assert "seed: 1234" in out and "steps: 2" in out and "model: builtin:tiny-sd15" in out
+
+
+def test_render_output_outside_mask_is_the_input(tmp_path, capsys, tmp_models):
+    """The pixels the user did not ask to change do not change, through the whole CLI path."""
+    import numpy as np
+
+    from canvas.io.ora import load_ora
+    from canvas.model.compose import compose
+
+    out_png = tmp_path / "x.png"
+    code, _, err = run_cli(["render", SAMPLES / "inpaint.ora", "--steps", "2", "--out", out_png], capsys)
+    assert code == 0, err
+    comp = compose(load_ora(SAMPLES / "inpaint.ora"))
+    result = np.asarray(Image.open(out_png).convert("RGB"))
+    far = np.ones_like(comp.inpaint_mask, bool)
+    ys, xs = np.nonzero(comp.inpaint_mask)
+    # well outside the mask's bounding box plus blur and padding: exactly the input
+    far[max(ys.min() - 64, 0):ys.max() + 64, max(xs.min() - 64, 0):xs.max() + 64] = False
+    assert np.array_equal(result[far], comp.init_image[far])
+    assert not np.array_equal(result[~far], comp.init_image[~far])
+
+
+def test_models_lists_builtins(capsys, tmp_models):
+    code, out, _ = run_cli(["models", "--json"], capsys)
+    assert code == 0
+    assert "builtin:tiny-sd15" in out and "builtin:tiny-sdxl" in out
+
+
+def test_info_on_a_project(capsys):
+    code, out, _ = run_cli(["info", SAMPLES / "refine.ora"], capsys)
+    assert code == 0
+    assert "mode refine" in out and "collage piece" in out
+
+
+def _truncated_zip(path: Path) -> None:
+    data = (SAMPLES / "inpaint.ora").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _not_ora(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("hello.txt", "not a painting")
+
+
+def _broken_png(path: Path) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[40:48] = b"\xff" * 8  # inside IDAT: the chunk's CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("maker,name", [(_truncated_zip, "cut.ora"), (_not_ora, "plain.ora"),
+                                        (_broken_png, "broken.png")])
+def test_broken_inputs_give_one_sentence(tmp_path, capsys, maker, name):
+    target = tmp_path / name
+    maker(target)
+    code, out, err = run_cli(["info", target], capsys)
+    assert code != 0
+    assert "Traceback" not in err and "Traceback" not in out
+    assert err.startswith("error: ") and name in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_render_unknown_model_is_one_sentence(tmp_path, capsys, tmp_models):
+    code, _, err = run_cli(["render", SAMPLES / "prompt.ora", "--model", "no-such-model", "--out",
+                            tmp_path / "x.png"], capsys)
+    assert code != 0
+    assert err.startswith("error: ") and "no-such-model" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
