@@ -159,24 +159,23 @@ class DabStroke:
             return dirty
         if self._touch is not None:
             self._touch(dirty)
-        for (x, y), rect in zip(positions, rects):
-            if not rect.empty:
-                self._dab(x, y, rect)
-        self.bounds = self.bounds.union(dirty)
-        return dirty
-
-    def _dab(self, cx: float, cy: float, rect: Rect) -> None:
-        sl = rect.slices
-        alpha = dab_alpha(cx, cy, self.brush, rect)
+        sl = dirty.slices
         coverage = self._coverage[sl]
         before = self._before[sl]
-        fresh = coverage == 0  # untouched in this stroke, so the target still holds the old value
-        before[fresh] = self.target[sl][fresh]
-        np.maximum(coverage, (alpha * np.float32(255.0) + np.float32(0.5)).astype(np.uint8), out=coverage)
+        target = self.target[sl]
+        fresh = coverage == 0  # untouched by this stroke: the target still holds the old value
+        before[fresh] = target[fresh]
+        for (x, y), rect in zip(positions, rects):
+            if not rect.empty:
+                dab = self._coverage[rect.slices]
+                alpha = dab_alpha(x, y, self.brush, rect)
+                np.maximum(dab, (alpha * np.float32(255.0) + np.float32(0.5)).astype(np.uint8), out=dab)
+        # One blend over the dirty rectangle for all of this event's dabs.
         b = before.astype(np.float32)
         amount = coverage.astype(np.float32) * np.float32(self.brush.opacity / 255.0)
-        value = b + (self._goal - b) * amount
-        self.target[sl] = (value + np.float32(0.5)).astype(np.uint8)
+        target[...] = (b + (self._goal - b) * amount + np.float32(0.5)).astype(np.uint8)
+        self.bounds = self.bounds.union(dirty)
+        return dirty
 
 
 # -- whole-mask operations -------------------------------------------------------------------

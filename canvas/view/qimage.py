@@ -50,7 +50,13 @@ def _check(array: np.ndarray, channels: int | None = None) -> tuple[int, int, in
 def _wrap(array: np.ndarray, fmt: QImage.Format) -> QImage:
     """A QImage over the array's memory. Rows may be padded (stride) but pixels must be packed."""
     h, w = array.shape[:2]
-    image = QImage(array.data, w, h, array.strides[0], fmt)
+    buffer = array
+    if not array.flags.c_contiguous:
+        # Padded rows (a crop of a wider array): hand Qt the byte span from the first pixel to
+        # the last; the gaps between rows belong to the same base array, so they are valid memory.
+        span = array.strides[0] * (h - 1) + array.strides[1] * w
+        buffer = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(1,))
+    image = QImage(buffer.data, w, h, array.strides[0], fmt)
     image._numpy_owner = array  # belt and braces: the buffer must outlive the image
     return image
 
@@ -59,7 +65,7 @@ def _packed(array: np.ndarray) -> bool:
     """Rows may be anywhere, but within a row pixels and channels must be contiguous."""
     item = array.itemsize * (array.shape[2] if array.ndim == 3 else 1)
     inner_ok = array.ndim == 2 or array.strides[2] == array.itemsize
-    return inner_ok and array.strides[1] == item and array.strides[0] >= item * array.shape[1]
+    return inner_ok and array.strides[1] == item and array.strides[0] >= item * array.shape[1] > 0
 
 
 def to_qimage(array: np.ndarray, *, copy: bool = True) -> QImage:
