@@ -72,8 +72,11 @@ class History:
         self._clean_index: int | None = 0  # len(_done) at the last save; None = unreachable
 
     # -- recording ---------------------------------------------------------------------------
-    def record(self, cmd: Command) -> None:
-        """Record a command that has just been applied."""
+    def record(self, cmd: Command | None) -> None:
+        """Record a command that has just been applied. None (a stroke that changed no pixel,
+        `StrokeRecorder.finish()` returns None then) records nothing."""
+        if cmd is None:
+            return
         if self._macro_stack:
             self._macro_stack[-1].commands.append(cmd)
             return

@@ -270,25 +270,30 @@ def warp_rgba(pixels: np.ndarray, matrix: np.ndarray, region: Rect,
     grad_v = math.hypot(inverse[1, 0], inverse[1, 1]) or 1.0
     inside = np.minimum(np.minimum(u, pw - u) / grad_u, np.minimum(v, ph - v) / grad_v)
     coverage = np.clip(inside + 0.5, 0.0, 1.0).astype(np.float32)
-    hit = coverage > 0
-    if not hit.any():
+    if not coverage.any():
         return rgb, alpha
-    su, sv = u[hit] - 0.5, v[hit] - 0.5
+    su, sv = u - 0.5, v - 0.5
     x0, y0 = np.floor(su), np.floor(sv)
-    fx, fy = (su - x0).astype(np.float32), (sv - y0).astype(np.float32)
+    fx, fy = (su - x0).astype(np.float32)[..., None], (sv - y0).astype(np.float32)[..., None]
     x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
     xa, xb = np.clip(x0i, 0, pw - 1), np.clip(x0i + 1, 0, pw - 1)
-    ya, yb = np.clip(y0i, 0, ph - 1), np.clip(y0i + 1, 0, ph - 1)
-    sampled = np.zeros((len(su), 4), np.float32)
-    for yy, xx, weight in ((ya, xa, (1 - fx) * (1 - fy)), (ya, xb, fx * (1 - fy)),
-                           (yb, xa, (1 - fx) * fy), (yb, xb, fx * fy)):
-        tap = pixels[yy, xx].astype(np.float32)
-        a = tap[:, 3] / np.float32(255)
-        sampled[:, :3] += tap[:, :3] * (a * weight)[:, None]
-        sampled[:, 3] += a * weight
-    factor = coverage[hit] * np.float32(opacity)
-    rgb[hit] = sampled[:, :3] * factor[:, None]
-    alpha[hit] = sampled[:, 3] * factor
+    ya, yb = np.clip(y0i, 0, ph - 1) * pw, np.clip(y0i + 1, 0, ph - 1) * pw
+    # Gather whole RGBA pixels as one uint32 each (4x fewer index operations than per channel).
+    packed = np.ascontiguousarray(pixels).view(np.uint32).reshape(-1)
+    # Premultiply each tap, then lerp (a + (b - a) * f): exact wherever neighbouring taps are equal,
+    # so flat colours and opaque interiors stay exact at any scale or angle.
+    taps = []
+    for index in (ya + xa, ya + xb, yb + xa, yb + xb):
+        tap = packed[index].view(np.uint8).reshape(h, w, 4).astype(np.float32)
+        tap[..., 3] /= np.float32(255)
+        tap[..., :3] *= tap[..., 3:4]
+        taps.append(tap)
+    top = taps[0] + (taps[1] - taps[0]) * fx
+    bottom = taps[2] + (taps[3] - taps[2]) * fx
+    sampled = top + (bottom - top) * fy
+    factor = coverage * np.float32(opacity) if opacity != 1.0 else coverage
+    rgb[:] = sampled[..., :3] * factor[..., None]
+    alpha[:] = sampled[..., 3] * factor
     return rgb, alpha
 
 
