@@ -197,7 +197,7 @@ class SetSetting(Command):
         self.label = f"Change {name}"
 
     def do(self, doc: Document) -> None:
-        self.old = getattr(doc.settings, self.name)
+        self.old = getattr(doc.settings, self.name, None)  # an unknown name: _set_setting says so
         doc._set_setting(self.name, self.value)
 
     def undo(self, doc: Document) -> None:
