@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import shiboken6
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
@@ -95,24 +96,42 @@ class CanvasScene(QGraphicsScene):
         events.layer_removed.disconnect(self._on_layer_removed)
         events.layer_moved.disconnect(self._on_layer_moved)
         events.active_layer_changed.disconnect(self._on_active_layer_changed)
+        if not shiboken6.isValid(self):  # Qt already deleted the scene and its items
+            for item in self._items.values():
+                item.detach()
+            self._items.clear()
+            return
         for layer in list(self._items):
             self._remove_item(layer)
         self.staging.clear()
         self.heat_overlay.clear()
 
+    def _alive(self) -> bool:
+        """False once Qt has deleted the scene (its view was destroyed without close());
+        the document may outlive it, so the scene then lets go of it."""
+        if shiboken6.isValid(self):
+            return True
+        self.close()
+        return False
+
     # -- slots -----------------------------------------------------------------------------------
     def _on_layer_added(self, layer: Layer, index: int) -> None:
-        self._add_item(layer)
-        self._restack()
+        if self._alive():
+            self._add_item(layer)
+            self._restack()
 
     def _on_layer_removed(self, layer: Layer, index: int) -> None:
-        self._remove_item(layer)
-        self._restack()
+        if self._alive():
+            self._remove_item(layer)
+            self._restack()
 
     def _on_layer_moved(self, layer: Layer, old: int, new: int) -> None:
-        self._restack()
+        if self._alive():
+            self._restack()
 
     def _on_active_layer_changed(self, layer: Layer | None) -> None:
+        if not self._alive():
+            return
         for candidate, item in self._items.items():
             item.set_selected_layer(candidate is layer)
 

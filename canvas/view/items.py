@@ -11,6 +11,7 @@ document so no psygnal connection outlives its item.
 from __future__ import annotations
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QBrush,
@@ -93,16 +94,24 @@ class LayerItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.setVisible(layer.visible)
         self.setOpacity(layer.opacity)
-        layer.events.changed.connect(self._on_changed)
-        layer.events.pixels_changed.connect(self._on_pixels_changed)
-        layer.events.strokes_changed.connect(self._on_strokes_changed)
+        layer.events.changed.connect(self._on_layer_changed)
+        layer.events.pixels_changed.connect(self._on_layer_pixels_changed)
+        layer.events.strokes_changed.connect(self._on_layer_strokes_changed)
 
     def detach(self) -> None:
         """Stop listening to the layer (it left the document, or the scene is closing)."""
         events = self.layer.events
-        events.changed.disconnect(self._on_changed)
-        events.pixels_changed.disconnect(self._on_pixels_changed)
-        events.strokes_changed.disconnect(self._on_strokes_changed)
+        events.changed.disconnect(self._on_layer_changed)
+        events.pixels_changed.disconnect(self._on_layer_pixels_changed)
+        events.strokes_changed.disconnect(self._on_layer_strokes_changed)
+
+    def _alive(self) -> bool:
+        """False once Qt has deleted the item (its view was destroyed without closing the
+        scene first); the layer may outlive it, so the item then stops listening."""
+        if shiboken6.isValid(self):
+            return True
+        self.detach()
+        return False
 
     def set_selected_layer(self, selected: bool) -> None:
         if selected != self.selected_layer:
@@ -115,6 +124,18 @@ class LayerItem(QGraphicsItem):
         self.view_scale = scale
 
     # -- event slots -----------------------------------------------------------------------------
+    def _on_layer_changed(self, name: str) -> None:
+        if self._alive():
+            self._on_changed(name)
+
+    def _on_layer_pixels_changed(self, rect: Rect) -> None:
+        if self._alive():
+            self._on_pixels_changed(rect)
+
+    def _on_layer_strokes_changed(self) -> None:
+        if self._alive():
+            self._on_strokes_changed()
+
     def _on_changed(self, name: str) -> None:
         if name == "visible":
             self.setVisible(self.layer.visible)

@@ -143,6 +143,19 @@ def test_painting_a_rectangle_region_turns_it_into_a_painted_mask_in_one_step(vi
     assert region.mask is None and region.rect == (10, 10, 40, 30)
 
 
+def test_a_mask_of_another_size_is_brought_to_the_document_size_in_the_same_step(view, doc):
+    small = MaskLayer(name="Small", pixels=np.full((10, 20), 255, np.uint8))
+    doc.execute(AddLayer(small))
+    doc.active_layer = small
+    steps = len(doc.history)
+    view.tools["brush"].set_size(6)
+    drag(view, [(100, 100), (110, 100)])
+    assert small.pixels.shape == (192, 256) and len(doc.history) == steps + 1
+    assert small.pixels[5, 5] == 255 and small.pixels[100, 105] == 255 and small.pixels[50, 50] == 0
+    doc.undo()
+    assert small.pixels.shape == (10, 20) and np.all(small.pixels == 255)
+
+
 def test_brush_refuses_layers_it_cannot_paint_with_a_message(view, doc, qtbot):
     image = layer_named(doc, "Background")
     doc.active_layer = image

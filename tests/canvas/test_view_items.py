@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import shiboken6
 from PySide6.QtCore import QEvent, QObject, QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
@@ -172,6 +173,20 @@ def test_removed_layer_items_stop_listening(qtbot):
     assert len(mask.events.pixels_changed) == 0
     view.close_document()
     assert len(doc.events.layer_added) == 0
+
+
+def test_a_destroyed_view_lets_go_of_a_document_that_lives_on(qtbot):
+    doc = Document(64, 64)
+    mask = MaskLayer(pixels=np.zeros((64, 64), np.uint8))
+    doc.add_layer_untracked(mask)
+    view = CanvasView(doc)
+    view.set_tool("move")
+    shiboken6.delete(view)  # e.g. a window closed without close_document()
+    mask.events.pixels_changed.emit(Rect(0, 0, 4, 4))  # must not touch the deleted items
+    doc.execute(AddLayer(MaskLayer(pixels=np.zeros((64, 64), np.uint8))))
+    doc.active_layer = mask
+    assert len(mask.events.pixels_changed) == 0
+    assert len(doc.events.layer_added) == 0 and len(doc.events.active_layer_changed) == 0
 
 
 # -- staging and heat overlay --------------------------------------------------------------------

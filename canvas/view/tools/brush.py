@@ -4,11 +4,13 @@ A stroke paints straight into the layer's array (canvas.model.paint.DabStroke), 
 the dabs' rectangles, and emits `pixels_changed(dirty)` so the item repaints only that. The
 StrokeRecorder backs up each tile before its first change; at release the stroke becomes one
 undo step holding only the changed tiles. Painting on a rectangle region first turns it into
-a painted mask (its rectangle filled), in the same undo step.
+a painted mask (its rectangle filled), in the same undo step; so does bringing a mask whose size
+differs from the document's to the document size.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QCursor, QPainter, QPen
 
@@ -32,7 +34,8 @@ class BrushTool(Tool):
         self._layer: Layer | None = None
         self._recorder: StrokeRecorder | None = None
         self._stroke: DabStroke | None = None
-        self._prelude: Command | None = None  # turning a rectangle region into a painted one
+        # a rectangle region turned into a painted one, or a mask brought to the document size
+        self._prelude: Command | None = None
         self._hover: QPointF | None = None
 
     # -- options -------------------------------------------------------------------------------
@@ -85,10 +88,21 @@ class BrushTool(Tool):
             self.message(f"{self.label}: layer {layer.name!r} is a {layer.kind} layer; "
                          "paint on a mask or region layer.")
             return
-        if attr == "mask" and layer.mask is None:
-            doc = self.document
-            self._prelude = ReplacePixels(layer, "mask", region_rect_mask(layer, doc.width, doc.height),
-                                          "Paint region")
+        doc = self.document
+        current = getattr(layer, attr)
+        if current is None:  # a rectangle region: paint on its rectangle rendered as a mask
+            start = region_rect_mask(layer, doc.width, doc.height)
+        elif current.ndim != 2 or current.dtype != np.uint8:
+            self.message(f"{self.label}: layer {layer.name!r} does not hold an 8-bit mask.")
+            return
+        elif current.shape != (doc.height, doc.width):  # e.g. made before the canvas was resized
+            start = np.zeros((doc.height, doc.width), np.uint8)
+            h, w = min(doc.height, current.shape[0]), min(doc.width, current.shape[1])
+            start[:h, :w] = current[:h, :w]
+        else:
+            start = None
+        if start is not None:
+            self._prelude = ReplacePixels(layer, attr, start, f"{self.label} stroke")
             self._prelude.do(doc)
         self._layer = layer
         self._recorder = StrokeRecorder(layer, attr, label=f"{self.label} stroke")

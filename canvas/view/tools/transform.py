@@ -10,6 +10,7 @@ import itertools
 import math
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QCursor, QPainter, QPen, QPolygonF
 
@@ -82,12 +83,22 @@ class MoveTool(Tool):
         if layer is not None:
             layer.events.changed.connect(self._on_layer_changed)
 
+    def _alive(self) -> bool:
+        """False once Qt has deleted the view (and this tool) while the document lives on."""
+        if shiboken6.isValid(self) and shiboken6.isValid(self.view):
+            return True
+        self.document.events.active_layer_changed.disconnect(self._on_active_layer_changed)
+        self._watch(None)
+        return False
+
     def _on_active_layer_changed(self, layer: Layer | None) -> None:
-        self._watch(layer)
-        self.view.refresh_all()
+        if self._alive():
+            self._watch(layer)
+            self.view.refresh_all()
 
     def _on_layer_changed(self, name: str) -> None:
-        if self._mode is None:  # during our own drag the view refreshes the overlay itself
+        # during our own drag the view refreshes the overlay itself
+        if self._alive() and self._mode is None:
             self.view.refresh_all()
 
     # -- geometry --------------------------------------------------------------------------------
