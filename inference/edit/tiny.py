@@ -307,6 +307,9 @@ def build_tiny_edit(family: str) -> EditModel:
     with torch.random.fork_rng(devices=[]):  # fixed weights without disturbing the caller's RNG
         torch.manual_seed(0)
         model = builders[family](name)
+    for component in model.pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()  # modules are built in training mode: T5's dropout would make seeds not reproduce
     model.pipeline.set_progress_bar_config(disable=True)
     model.builtin = True
     model.native_area = TINY_AREA
