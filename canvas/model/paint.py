@@ -21,13 +21,14 @@ from typing import Callable, Literal
 import numpy as np
 
 from canvas.model.commands import ReplacePixels
+from canvas.model.document import DocumentError
 from canvas.model.layers import ImageLayer, Layer, MaskLayer, Rect, RegionLayer
 
 MIN_BRUSH_SIZE = 1.0
 MAX_BRUSH_SIZE = 2000.0
 
 
-class PaintError(ValueError):
+class PaintError(DocumentError):
     """A paint operation cannot be done on this layer (one clear sentence)."""
 
 
