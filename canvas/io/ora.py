@@ -637,7 +637,7 @@ class _ProjectReader:
             raise self.fail(f"a missing or invalid {key}")
         value = float(value)
         if not math.isfinite(value) or value > high or value < low or (open_low and value == low):
-            raise self.fail(f"a {key} out of range ({value!r})")
+            raise self.fail(f"an out-of-range {key} ({value!r})")
         return value
 
     def integer(self, record: dict, key: str) -> int:
