@@ -26,7 +26,7 @@ from canvas.io.limits import ReadLimits
 from canvas.io.ora import PROJECT_MEMBER, load_ora, save_ora
 from canvas.model.compose import compose
 from canvas.model.document import Document
-from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer, Stroke
+from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer
 from tests.canvas.documents import every_kind_document, rgba
 
 REPO = Path(__file__).resolve().parents[2]
