@@ -292,6 +292,29 @@ def test_moving_an_image_layer_updates_x_y_in_one_undo_step(view, doc):
     assert (piece.x, piece.y) == (150.0, 100.0)
 
 
+def test_a_drag_touches_the_history_once_and_escape_leaves_no_trace(view, doc):
+    piece = layer_named(doc, "Piece")
+    region = RegionLayer(name="R", rect=(10, 10, 30, 20))
+    doc.execute(AddLayer(region))
+    history_changes = []
+    doc.history.changed.connect(lambda: history_changes.append(1))
+    view.set_tool("move")
+    drag(view, [(170, 110), (175, 112), (180, 114), (185, 116)])
+    assert len(history_changes) == 1 and (piece.x, piece.y) == (165.0, 106.0)
+    for tool, start, end, layer, attrs in (("move", (170, 110), (200, 130), piece, ("x", "y")),
+                                           ("region", (20, 20), (60, 50), region, ("rect",))):
+        view.set_tool(tool)
+        before = [getattr(layer, a) for a in attrs]
+        steps = len(doc.history)
+        send_mouse(view, QEvent.Type.MouseButtonPress, vp(view, *start))
+        send_mouse(view, QEvent.Type.MouseMove, vp(view, *end), NONE, buttons=LEFT)
+        assert [getattr(layer, a) for a in attrs] != before  # the layer follows the pointer live
+        press_key(view, Qt.Key.Key_Escape)
+        send_mouse(view, QEvent.Type.MouseButtonRelease, vp(view, *end))
+        assert [getattr(layer, a) for a in attrs] == before
+        assert len(doc.history) == steps and not doc.history.can_redo
+
+
 def test_shift_constrains_a_move_to_one_axis(view, doc):
     piece = layer_named(doc, "Piece")
     view.set_tool("move")

@@ -1,8 +1,10 @@
 """Region box tool: drag on empty canvas to create a RegionLayer, drag a region to move it,
 drag a handle of the selected region to resize it, double-click a region to type its prompt.
 
-Creating is one AddLayer; a move or resize is a chain of SetProperty('rect') commands sharing
-one merge key, so the whole drag is one undo step. Regions stay inside the document.
+Creating is one AddLayer. A move or resize is one SetProperty('rect') whose value follows the
+pointer (applied on every mouse event, so the region moves live) and is recorded in the history
+once, at release: the drag is one undo step, and a cancelled drag (Escape) leaves no trace.
+Regions stay inside the document.
 """
 
 from __future__ import annotations
@@ -85,9 +87,7 @@ class RegionBoxTool(Tool):
         self._layer: RegionLayer | None = None
         self._orig: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._handle = ""
-        self._merge_key = ""
-        self._changed = False
-        self._drags = itertools.count()
+        self._live: SetProperty | None = None  # the drag's command, applied but not yet recorded
         self._editor: PromptEditor | None = None
         self._cursor = Qt.CursorShape.CrossCursor
 
@@ -164,8 +164,8 @@ class RegionBoxTool(Tool):
         elif self._mode in ("move", "resize"):
             rect = self._dragged_rect(event.pos, event.shift)
             if rect != self._layer.rect:
-                self.document.execute(SetProperty(self._layer, "rect", rect, merge_key=self._merge_key))
-                self._changed = True
+                self._live.value = rect
+                self._live.do(self.document)
 
     def release(self, event: ToolEvent) -> None:
         mode = self._mode
@@ -179,6 +179,11 @@ class RegionBoxTool(Tool):
             return
         if mode in ("move", "resize"):
             self.move(event)
+            live = self._live
+            self._reset()
+            if live.value != live.old:
+                self.document.history.record(live)
+            return
         self._reset()
 
     def double_click(self, event: ToolEvent) -> None:
@@ -188,8 +193,8 @@ class RegionBoxTool(Tool):
             self.edit_prompt(hit)
 
     def cancel(self) -> None:
-        if self._mode in ("move", "resize") and self._changed:
-            self.document.undo()  # the drag's merged SetProperty is the newest step
+        if self._live is not None:
+            self._live.undo(self.document)
         self._reset()
 
     def deactivate(self) -> None:
@@ -239,8 +244,7 @@ class RegionBoxTool(Tool):
         self._start = QPointF(pos)
         self._orig = tuple(int(v) for v in layer.rect)
         self._handle = handle
-        self._merge_key = f"region-drag-{id(self)}-{next(self._drags)}"
-        self._changed = False
+        self._live = SetProperty(layer, "rect", self._orig)
 
     def _dragged_rect(self, pos: QPointF, shift: bool) -> tuple[int, int, int, int]:
         doc = self.document
@@ -282,7 +286,7 @@ class RegionBoxTool(Tool):
         self._mode = None
         self._layer = None
         self._rubber = QRectF()
-        self._changed = False
+        self._live = None
 
     # -- overlay ---------------------------------------------------------------------------------
     def overlay_rect(self) -> QRectF:

@@ -1,12 +1,12 @@
 """Move / transform tool for image layers: drag to move, corner handles to scale (the opposite
 corner stays put), the knob above the top edge to rotate about the centre (Shift: 15° steps,
-and for moves: one axis). A drag is a chain of SetTransform commands with one merge key, so it
-is one undo step.
+and for moves: one axis). A drag is one SetTransform whose values follow the pointer (applied
+on every mouse event) and which is recorded in the history once, at release: one undo step, and
+a cancelled drag leaves no trace.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -55,9 +55,7 @@ class MoveTool(Tool):
         self._anchor_uv = (0.0, 0.0)  # layer pixel that stays fixed while scaling
         self._anchor = QPointF()  # ... and where it is in the document
         self._corner = QPointF()  # the dragged corner at press time
-        self._merge_key = ""
-        self._changed = False
-        self._drags = itertools.count()
+        self._live: SetTransform | None = None  # the drag's command, applied but not yet recorded
         self._watched: Layer | None = None
         self._cursor = Qt.CursorShape.SizeAllCursor
 
@@ -171,25 +169,29 @@ class MoveTool(Tool):
     def move(self, event: ToolEvent) -> None:
         if self._mode is None:
             return
-        values = self._values(event.pos, event.shift)
-        current = {k: getattr(self._layer, k) for k in values}
-        if values != current:
-            self.document.execute(SetTransform(self._layer, merge_key=self._merge_key, **values))
-            self._changed = True
+        values = {**self._live.values, **self._values(event.pos, event.shift)}
+        if values != self._live.values:
+            self._live.values = values
+            self._live.do(self.document)
 
     def release(self, event: ToolEvent) -> None:
-        if self._mode is not None:
-            self.move(event)
-        self._mode = None
-        self._layer = None
-        self._changed = False
+        if self._mode is None:
+            return
+        self.move(event)
+        live = self._live
+        self._end()
+        if live.values != live.old:
+            self.document.history.record(live)
 
     def cancel(self) -> None:
-        if self._mode is not None and self._changed:
-            self.document.undo()  # the drag's merged SetTransform is the newest step
+        if self._live is not None:
+            self._live.undo(self.document)
+        self._end()
+
+    def _end(self) -> None:
         self._mode = None
         self._layer = None
-        self._changed = False
+        self._live = None
 
     def hover(self, pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
         target = self._target()
@@ -210,8 +212,7 @@ class MoveTool(Tool):
         self._layer = layer
         self._start = QPointF(pos)
         self._orig = {k: float(getattr(layer, k)) for k in SetTransform.FIELDS}
-        self._merge_key = f"transform-drag-{id(self)}-{next(self._drags)}"
-        self._changed = False
+        self._live = SetTransform(layer, **self._orig)
 
     def _values(self, pos: QPointF, shift: bool) -> dict[str, float]:
         o = self._orig
