@@ -416,3 +416,58 @@ def write_checkpoint_like(
         path, family, read_config(config_folder, "unet"), read_config(config_folder, "vae"), tensors, dtype=dtype
     )
     return tensors
+
+
+# ---- LoRA and embedding files in the kohya / A1111 layouts ------------------------------------------------
+
+_UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+_CLIP_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+def kohya_lora_tensors(model, rank: int = 4, seed: int = 0, text_encoder: bool = True) -> dict[str, torch.Tensor]:
+    """A kohya-ss (A1111) LoRA for `model` (an SDModel): lora_down/lora_up/alpha per targeted Linear.
+
+    SD1.x LoRAs name UNet modules after diffusers (lora_unet_down_blocks_0_...); SDXL LoRAs use the
+    original sgm names (lora_unet_input_blocks_4_1_...) and lora_te1_/lora_te2_ for the two encoders.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+
+    def add(kohya_name: str, module: torch.nn.Linear) -> None:
+        down = torch.randn(rank, module.in_features, generator=generator) * 0.1
+        up = torch.randn(module.out_features, rank, generator=generator) * 0.1
+        tensors[f"{kohya_name}.lora_down.weight"] = down
+        tensors[f"{kohya_name}.lora_up.weight"] = up
+        tensors[f"{kohya_name}.alpha"] = torch.tensor(float(rank) / 2)
+
+    prefixes = unet_prefix_map(model.unet.config) if model.family == "sdxl" else None
+    for name, module in model.unet.named_modules():
+        if isinstance(module, torch.nn.Linear) and (".attn1." in name or ".attn2." in name):
+            if name.endswith(_UNET_LORA_TARGETS):
+                original = unet_original_key(f"{name}.weight", prefixes)[: -len(".weight")] if prefixes else name
+                add("lora_unet_" + original.replace(".", "_"), module)
+    if text_encoder:
+        encoders = [("lora_te_", model.text_encoder)]
+        if model.family == "sdxl":
+            encoders = [("lora_te1_", model.text_encoder), ("lora_te2_", model.text_encoder_2)]
+        for prefix, encoder in encoders:
+            for name, module in encoder.named_modules():
+                if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in _CLIP_LORA_TARGETS:
+                    add(prefix + clip_original_key(name).replace(".", "_"), module)
+    return tensors
+
+
+def a1111_embedding_pt(path: Path, vectors: torch.Tensor, name: str = "style") -> Path:
+    """An A1111 textual-inversion .pt (string_to_param / string_to_token dictionaries)."""
+    torch.save(
+        {
+            "string_to_token": {"*": 265},
+            "string_to_param": {"*": vectors},
+            "name": name,
+            "step": 3000,
+            "sd_checkpoint": "0123456789",
+            "sd_checkpoint_name": "model",
+        },
+        path,
+    )
+    return path
