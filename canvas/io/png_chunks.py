@@ -81,6 +81,7 @@ def read_png_info(stream: BinaryIO, limits: ReadLimits, *, want_text: bool = Tru
     Keeps the header and (when `want_text`) the decoded text chunks; pixel data is checked and
     skipped in blocks, never held. Raises PngFormatError for anything malformed or over the limits.
     """
+    size = _stream_size(stream)
     if stream.read(8) != SIGNATURE:
         raise PngFormatError("it is not a PNG image (the PNG signature is missing)")
     info: PngInfo | None = None
@@ -93,6 +94,8 @@ def read_png_info(stream: BinaryIO, limits: ReadLimits, *, want_text: bool = Tru
             raise PngFormatError("it is truncated (the image ends before its last chunk)")
         length, ctype = struct.unpack(">I4s", head)
         total += 12 + length
+        if size is not None and total > size:
+            raise PngFormatError("it is truncated (a chunk ends early)")
         if length > _MAX_CHUNK or total > limits.max_png_bytes:
             raise PngFormatError("it declares a chunk larger than this program reads")
         if not all(65 <= c <= 90 or 97 <= c <= 122 for c in ctype):
@@ -139,6 +142,17 @@ def read_png_info(stream: BinaryIO, limits: ReadLimits, *, want_text: bool = Tru
             info.texts.setdefault(keyword, text)
         elif ctype[0] < 97 and ctype not in _KNOWN_CRITICAL:
             raise PngFormatError(f"it has an unknown critical chunk {ctype.decode('ascii')}")
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    """Total bytes of a seekable stream (so a declared chunk length can be checked before reading)."""
+    try:
+        here = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+        return end
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def decode_text_chunk(ctype: bytes, body: bytes, limits: ReadLimits) -> tuple[str, str]:

@@ -343,6 +343,9 @@ def _param_pairs(line: str) -> list[tuple[str, str]]:
     so a hostile megabyte-long line costs a megabyte of work)."""
     pairs: list[tuple[str, str]] = []
     i, n = 0, len(line)
+    # Once a quote runs to the end of the line unclosed, every later quote does too (escapes parse
+    # the same from there on), so later quotes are not scanned again: the pass stays linear.
+    unclosed_after = n + 1
     while i < n:
         colon = line.find(":", i)
         if colon < 0:
@@ -355,8 +358,10 @@ def _param_pairs(line: str) -> list[tuple[str, str]]:
         i = colon + 1
         while i < n and line[i] == " ":
             i += 1
-        if i < n and line[i] == '"':
+        if unclosed_after > i < n and line[i] == '"':
             end = _end_of_json_string(line, i)
+            if end < 0:
+                unclosed_after = i
             if end > 0:
                 try:
                     value = json.loads(line[i:end])
@@ -379,15 +384,16 @@ def _param_pairs(line: str) -> list[tuple[str, str]]:
 def _end_of_json_string(line: str, start: int) -> int:
     """Index after the closing quote of the JSON string opening at `start`, or -1."""
     i = start + 1
-    while i < len(line):
-        c = line[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            return i + 1
-        i += 1
-    return -1
+    while True:
+        quote = line.find('"', i)
+        if quote < 0:
+            return -1
+        k, run = quote - 1, 0
+        while k > start and line[k] == "\\":
+            run, k = run + 1, k - 1
+        if run % 2 == 0:  # not escaped
+            return quote + 1
+        i = quote + 1
 
 
 # ---- InvokeAI ---------------------------------------------------------------------------------
@@ -400,7 +406,7 @@ _INVOKE_SAMPLERS = {
 
 
 def _from_invokeai(meta: Any) -> dict | None:
-    if not isinstance(meta, dict):
+    if not isinstance(meta, dict) or not ({"positive_prompt", "seed", "steps"} & meta.keys()):
         return None
     model = meta.get("model")
     model_name = model.get("model_name") or model.get("name") if isinstance(model, dict) else model
