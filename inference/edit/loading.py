@@ -60,6 +60,13 @@ def _check_family(path: Path, family: str) -> None:
         )
 
 
+def _dtype_keyword() -> str:
+    """diffusers renamed from_pretrained's `torch_dtype` to `dtype` (the old name warns, then goes)."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
 def _place(pipeline, plan: MemoryPlan, device: str) -> None:
     if plan.placement == "model_offload":
         pipeline.enable_model_cpu_offload(device=device)
@@ -93,7 +100,7 @@ def load_edit_model(path: Path, family: str, device: str = "cpu", dtype=None, na
         model_name=path.name,
     )
     pipeline_class = getattr(diffusers, PIPELINE_CLASS_NAMES[family])
-    kwargs = {"torch_dtype": dtype, "local_files_only": True}
+    kwargs = {_dtype_keyword(): dtype, "local_files_only": True}
     if family == FAMILY_IP2P:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     if plan.load_straight_to_device:
