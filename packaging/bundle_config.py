@@ -1,0 +1,155 @@
+"""What goes into the frozen Collagen bundle, as plain data that build.spec and the tests both read.
+
+Kept free of PyInstaller imports so `tests/test_packaging.py` can check the lists without building.
+This folder has no `__init__.py` on purpose: a regular package called `packaging` would shadow the
+PyPI `packaging` library that transformers, PyInstaller and pip import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+APP_NAME = "collagen"
+# The console script in pyproject.toml; the launcher calls the same function.
+ENTRY_POINT = "desktop.cli:main"
+LAUNCHER_SCRIPT = REPO_ROOT / "packaging" / "collagen_launcher.py"
+HOOKS_DIR = REPO_ROOT / "packaging" / "hooks"
+
+# Our own packages: collected whole, because inference.sd.modes imports mode providers by name.
+FIRST_PARTY_PACKAGES = ("canvas", "desktop", "inference")
+
+# Data files under resources/ that the app reads at run time (tokenizer, model configs, samples,
+# icons, themes); they land in _internal/resources/ where importlib.resources.files("resources") looks.
+RESOURCE_SUFFIXES = (".json", ".txt", ".md", ".ora", ".png", ".svg", ".qss", ".yaml", ".gz")
+
+# Distributions whose metadata is read at run time (importlib.metadata.version / requires checks in
+# diffusers.utils.import_utils, transformers.dependency_versions_check, accelerate, peft, torch).
+METADATA_PACKAGES = (
+    "accelerate",
+    "diffusers",
+    "filelock",
+    "fsspec",
+    "huggingface_hub",
+    "importlib_metadata",
+    "numpy",
+    "packaging",
+    "peft",
+    "pillow",
+    "psutil",
+    "psygnal",
+    "pyyaml",
+    "qasync",
+    "regex",
+    "requests",
+    "safetensors",
+    "scipy",
+    "tokenizers",
+    "torch",
+    "torchsde",
+    "tqdm",
+    "transformers",
+    "typing_extensions",
+)
+
+# Libraries imported lazily by name (diffusers' and transformers' _LazyModule, from_pretrained
+# resolving component classes), which PyInstaller's import scan cannot follow.
+LAZY_IMPORT_PACKAGES = (
+    "diffusers.models",
+    "diffusers.schedulers",
+    "diffusers.loaders",
+    "diffusers.pipelines.stable_diffusion",
+    "diffusers.pipelines.stable_diffusion_xl",
+    "diffusers.pipelines.flux",
+    "diffusers.pipelines.qwenimage",
+    "transformers.models.clip",
+    "transformers.models.t5",
+    "transformers.models.qwen2",
+    "transformers.models.qwen2_vl",
+    "transformers.models.qwen2_5_vl",
+    "torchsde",
+    "peft",
+)
+
+# Qt modules the editor never uses (it needs QtCore, QtGui, QtWidgets, QtSvg). Excluding the Python
+# modules also keeps their Qt libraries, plugins and QML files out of the bundle.
+UNUSED_QT_MODULES = (
+    "Qt3DAnimation", "Qt3DCore", "Qt3DExtras", "Qt3DInput", "Qt3DLogic", "Qt3DRender",
+    "QtAxContainer", "QtBluetooth", "QtCharts", "QtConcurrent", "QtDataVisualization", "QtDBus",
+    "QtDesigner", "QtGraphs", "QtGraphsWidgets", "QtHelp", "QtHttpServer", "QtLabsStyleKit",
+    "QtLocation", "QtMultimedia", "QtMultimediaWidgets", "QtNetwork", "QtNetworkAuth", "QtNfc",
+    "QtOpenGL", "QtOpenGLWidgets", "QtPdf", "QtPdfWidgets", "QtPositioning", "QtPrintSupport",
+    "QtQml", "QtQmlFeatures", "QtQuick", "QtQuick3D", "QtQuickControls2", "QtQuickTest",
+    "QtQuickWidgets", "QtRemoteObjects", "QtScxml", "QtSensors", "QtSerialBus", "QtSerialPort",
+    "QtSpatialAudio", "QtSql", "QtStateMachine", "QtSvgWidgets", "QtTest", "QtTextToSpeech",
+    "QtUiTools", "QtWebChannel", "QtWebEngineCore", "QtWebEngineQuick", "QtWebEngineWidgets",
+    "QtWebSockets", "QtWebView", "QtXml",
+)
+
+# Qt modules the editor imports; the tests check UNUSED_QT_MODULES never overlaps them.
+USED_QT_MODULES = ("QtCore", "QtGui", "QtWidgets", "QtSvg")
+
+# Python packages that are development tools, test suites or other GUI toolkits.
+EXCLUDED_PACKAGES = (
+    "IPython",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "_pytest",
+    "hypothesis",
+    "importlinter",
+    "grimp",
+    "jedi",
+    "matplotlib",
+    "notebook",
+    "pytest",
+    "pytestqt",
+    "ruff",
+    "sphinx",
+    "tests",
+    "tkinter",
+    "_tkinter",
+    "torch.testing._internal",
+    "torch.utils.tensorboard",
+    "torch._dynamo.test_case",
+    "torch._inductor.test_case",
+)
+
+# Shared libraries in torch/lib that only torch's own C++ tests load.
+TORCH_TEST_LIBRARIES = (
+    "libaoti_custom_ops.so",
+    "libbackend_with_compiler.so",
+    "libjitbackend_test.so",
+    "libtorchbind_test.so",
+)
+
+
+def excluded_modules() -> list[str]:
+    """Module names for PyInstaller's `excludes`."""
+    return [f"PySide6.{name}" for name in UNUSED_QT_MODULES] + list(EXCLUDED_PACKAGES)
+
+
+def resource_datas() -> list[tuple[str, str]]:
+    """(source file, destination folder) pairs for every shipped file under resources/."""
+    pairs = []
+    for path in sorted((REPO_ROOT / "resources").rglob("*")):
+        if path.is_file() and path.suffix in RESOURCE_SUFFIXES:
+            pairs.append((str(path), str(path.parent.relative_to(REPO_ROOT))))
+    return pairs
+
+
+def is_torch_test_library(destination: str) -> bool:
+    return Path(destination).name in TORCH_TEST_LIBRARIES
+
+
+def is_unused_qt_binding(destination: str) -> bool:
+    """Whether a collected file is the Python binding of an excluded Qt module (PySide6/QtQml.abi3.so).
+
+    Qt's own libraries are left to PyInstaller's dependency analysis: the xcb platform plugin, for
+    one, links libQt6DBus, so a library can be present without its Python module.
+    """
+    path = Path(destination)
+    if path.parent.name != "PySide6":
+        return False
+    return path.name.split(".")[0] in UNUSED_QT_MODULES
