@@ -81,6 +81,7 @@ UNSUPPORTED_PIPELINES = {
     "HunyuanDiTPipeline": "Hunyuan-DiT",
     "QwenImagePipeline": "Qwen-Image (generation, not edit)",
 }
+CLIP_WIDTHS = (768, 1024, 1280)  # token embedding widths of CLIP-L, OpenCLIP-H, OpenCLIP-bigG
 MAX_SCAN_DEPTH = 6  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)
 
 # Single-file key prefixes of the original (LDM / sgm) layout.
@@ -303,8 +304,8 @@ def _not_a_checkpoint(shapes: Mapping[str, Sequence[int]], has) -> str:
 def classify_weights(shapes: Mapping[str, Sequence[int]]) -> str | None:
     """checkpoint | lora | vae | embedding | None, from tensor names (a flat folder holds all of them)."""
     keys = list(shapes.keys())
-    if any(key.startswith(UNET_PREFIX) for key in keys):
-        return "checkpoint"
+    if any(key.startswith(UNET_PREFIX) for key in keys) or _foreign_family(shapes, _prefix_test(keys)):
+        return "checkpoint"  # possibly of an unsupported family: detection then says which
     if any(".lora_down." in key or ".lora_up." in key or "lora_A" in key or ".hada_w1" in key for key in keys):
         return "lora"
     if any(key.startswith(("lora_unet_", "lora_te")) for key in keys):
@@ -313,9 +314,14 @@ def classify_weights(shapes: Mapping[str, Sequence[int]]) -> str | None:
         return "vae"
     if "emb_params" in shapes or "clip_l" in shapes or "clip_g" in shapes or "string_to_param.*" in shapes:
         return "embedding"
-    if len(keys) == 1 and len(shapes[keys[0]]) in (1, 2):
+    if len(keys) == 1 and len(shapes[keys[0]]) in (1, 2) and int(shapes[keys[0]][-1]) in CLIP_WIDTHS:
         return "embedding"  # diffusers learned_embeds: {"<token>": [n, dim]}
     return None
+
+
+def _prefix_test(keys: Iterable[str]):
+    keys = list(keys)
+    return lambda prefix: any(key.startswith(prefix) for key in keys)
 
 
 def lora_family(shapes: Mapping[str, Sequence[int]]) -> str:

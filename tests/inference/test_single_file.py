@@ -213,6 +213,7 @@ def _full_size_round_trip(tmp_path, family: str, dtype) -> None:
     assert model.unet.config.block_out_channels[0] == 320
 
 
+@pytest.mark.slow
 def test_full_size_sd15_checkpoint_round_trips(tmp_path):
     _full_size_round_trip(tmp_path, "sd15", torch.float32)
 
