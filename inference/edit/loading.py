@@ -76,7 +76,9 @@ def _place(pipeline, plan: MemoryPlan, device: str) -> None:
         pipeline.to(device)
 
 
-def load_edit_model(path: Path, family: str, device: str = "cpu", dtype=None, name: str | None = None) -> EditModel:
+def load_edit_model(
+    path: Path, family: str, device: str = "cpu", dtype=None, name: str | None = None
+) -> EditModel:
     """Load a diffusers edit pipeline folder with from_pretrained(local path, local_files_only=True).
 
     InstructPix2Pix loads without its safety checker (as A1111 and ComfyUI do): it would black out

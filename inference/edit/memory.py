@@ -85,7 +85,8 @@ def plan_placement(
     if largest_component_bytes + _reserve(largest_component_bytes) <= free_vram:
         return MemoryPlan(
             "model_offload",
-            f"{gib(weight_bytes)} of weights exceed {gib(free_vram)} of free VRAM; components take turns on the GPU",
+            f"{gib(weight_bytes)} of weights exceed {gib(free_vram)} of free VRAM; "
+            "components take turns on the GPU",
         )
     return MemoryPlan(
         "sequential_offload",

@@ -89,9 +89,13 @@ class StepCounter:
 def _check_limits(request: GenerationRequest, image: np.ndarray) -> None:
     height, width = image.shape[:2]
     if min(width, height) < 8:
-        raise RequestError(f"The image to edit is {width}x{height}; it must be at least 8 pixels on each side.")
+        raise RequestError(
+            f"The image to edit is {width}x{height}; it must be at least 8 pixels on each side."
+        )
     if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise RequestError(f"The image to edit is {width}x{height}; the largest side allowed is {MAX_SIDE} px.")
+        raise RequestError(
+            f"The image to edit is {width}x{height}; the largest side allowed is {MAX_SIDE} px."
+        )
     if not request.prompt.strip():
         raise RequestError("Edit mode needs an instruction: the prompt is empty.")
     if len(request.prompt) > MAX_PROMPT_CHARS or len(request.negative) > MAX_PROMPT_CHARS:
@@ -158,7 +162,9 @@ def prepare_edit_inputs(
         row = side_by_side([model_image, *references]) if references else model_image
         if model.family == FAMILY_KONTEXT:
             # what the Kontext pipeline's auto-resize does, also for a side-by-side row
-            row_w, row_h = working_size(row.shape[1], row.shape[0], model.native_area, model.size_multiple, preferred)
+            row_w, row_h = working_size(
+                row.shape[1], row.shape[0], model.native_area, model.size_multiple, preferred
+            )
             row = resize_rgb(row, row_w, row_h)
         condition = Image.fromarray(row)
     return EditInputs(

@@ -110,7 +110,9 @@ def _build_ip2p(name: str) -> EditModel:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    return EditModel(name=name, family=FAMILY_IP2P, pipeline=pipeline, size_multiple=pipeline.vae_scale_factor)
+    return EditModel(
+        name=name, family=FAMILY_IP2P, pipeline=pipeline, size_multiple=pipeline.vae_scale_factor
+    )
 
 
 def _build_kontext(name: str) -> EditModel:
@@ -199,7 +201,13 @@ def _tiny_qwen_text_encoder(tokenizer):
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         },
-        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        vision_config={
+            "depth": 1,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": 16,
+        },
         hidden_size=QWEN_TEXT_HIDDEN,
         vocab_size=len(tokenizer),
         vision_start_token_id=special,
@@ -309,7 +317,8 @@ def build_tiny_edit(family: str) -> EditModel:
         model = builders[family](name)
     for component in model.pipeline.components.values():
         if isinstance(component, torch.nn.Module):
-            component.eval()  # modules are built in training mode: T5's dropout would make seeds not reproduce
+            # modules are built in training mode: T5's dropout would make seeds not reproduce
+            component.eval()
     model.pipeline.set_progress_bar_config(disable=True)
     model.builtin = True
     model.native_area = TINY_AREA

@@ -14,7 +14,9 @@ from inference.edit import build_tiny_edit, load_edit_model, run_edit
 
 def edited(model) -> np.ndarray:
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    request = GenerationRequest(mode="edit", prompt="add a hat", init_image=image, steps=2, seed=3, preview="none")
+    request = GenerationRequest(
+        mode="edit", prompt="add a hat", init_image=image, steps=2, seed=3, preview="none"
+    )
     result = run_edit(model, request, lambda event: None, threading.Event())
     assert isinstance(result, Finished)
     return result.images[0]
@@ -52,7 +54,11 @@ def test_an_unknown_family_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "content, words",
-    [(None, "model_index.json is missing"), ("{not json", "cannot be read as JSON"), ("[]", "no pipeline _class_name")],
+    [
+        (None, "model_index.json is missing"),
+        ("{not json", "cannot be read as JSON"),
+        ("[]", "no pipeline _class_name"),
+    ],
 )
 def test_broken_folders_are_refused_with_one_sentence(tmp_path, content, words):
     if content is not None:
@@ -67,7 +73,10 @@ def test_a_missing_folder_is_refused(tmp_path):
 
 
 def test_a_folder_with_missing_weights_is_a_model_error(tmp_path):
-    index = {"_class_name": "StableDiffusionInstructPix2PixPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
+    index = {
+        "_class_name": "StableDiffusionInstructPix2PixPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+    }
     (tmp_path / "model_index.json").write_text(json.dumps(index))
     (tmp_path / "unet").mkdir()
     with pytest.raises(ModelError, match="cannot be loaded"):

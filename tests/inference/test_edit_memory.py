@@ -82,7 +82,9 @@ def test_weight_estimate_counts_parameters_at_the_load_precision(tmp_path):
     write_safetensors(transformer / "diffusion_pytorch_model-00001-of-00002.safetensors", {"a": [10, 10]})
     write_safetensors(transformer / "diffusion_pytorch_model-00002-of-00002.safetensors", {"b": [50]})
     # a variant next to the plain weights is not what from_pretrained loads
-    write_safetensors(transformer / "diffusion_pytorch_model.fp16.safetensors", {"a": [10, 10], "b": [50]}, "F16")
+    write_safetensors(
+        transformer / "diffusion_pytorch_model.fp16.safetensors", {"a": [10, 10], "b": [50]}, "F16"
+    )
     vae = tmp_path / "vae"
     vae.mkdir()
     write_safetensors(vae / "diffusion_pytorch_model.safetensors", {"w": [3, 4, 5]}, "F16")

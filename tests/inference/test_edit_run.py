@@ -137,7 +137,9 @@ def test_pixels_where_the_feathered_mask_is_zero_are_byte_identical(tiny_models)
 def test_not_masked_mode_edits_everything_but_the_mask(tiny_models):
     model = tiny_models["ip2p"]
     original = picture(4)
-    request = edit_request(model, init_image=original, mask=centre_mask(), mask_mode="not_masked", mask_blur=0)
+    request = edit_request(
+        model, init_image=original, mask=centre_mask(), mask_mode="not_masked", mask_blur=0
+    )
     result, _ = run(model, request)
 
     assert np.array_equal(result.images[0][20:44, 20:44], original[20:44, 20:44])
@@ -151,7 +153,9 @@ def test_cancel_stops_within_the_step_without_decoding_and_the_next_request_runs
     model = tiny_models[family]
     decodes = []
     real_decode = model.pipeline.vae.decode
-    monkeypatch.setattr(model.pipeline.vae, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr(
+        model.pipeline.vae, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k)
+    )
     cancel = threading.Event()
     events = []
 
@@ -188,7 +192,9 @@ def test_annotation_strokes_reach_the_model_but_not_the_output_outside_the_mask(
     annotation = np.zeros((SIZE, SIZE, 4), dtype=np.uint8)
     annotation[30:34, 2:62] = (*STROKE, 255)  # a red line right across, through the mask
     stroke = annotation[..., 3] > 0
-    request = edit_request(model, init_image=original, annotation_image=annotation, mask=centre_mask(), mask_blur=0)
+    request = edit_request(
+        model, init_image=original, annotation_image=annotation, mask=centre_mask(), mask_blur=0
+    )
 
     result, _ = run(model, request)
 
@@ -263,11 +269,35 @@ def test_a_seed_reproduces_and_a_batch_counts_seeds_up(tiny_models):
     assert [p.step for p in progress] == [1, 2, 3, 4] and {p.total for p in progress} == {4}
 
 
-def test_random_seed_is_reported(tiny_models):
+def test_random_seed_is_reported_and_previews_can_be_off(tiny_models):
     model = tiny_models["ip2p"]
-    result, _ = run(model, edit_request(model, seed=-1, preview="none"))
+    result, events = run(model, edit_request(model, seed=-1, preview="none"))
     seed = result.parameters[0]["seed"]
     assert isinstance(seed, int) and seed >= 0
+    assert not any(isinstance(e, Preview) for e in events)
+    assert sum(isinstance(e, Progress) for e in events) == STEPS
+
+
+class IdentityEditor(PipelineSpy):
+    """A pipeline that answers with exactly the picture it was shown (markup included)."""
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        shown = np.asarray(kwargs["image"], dtype=np.float32) / 255.0
+        return type("Output", (), {"images": [shown]})()
+
+
+def test_without_a_mask_strokes_the_model_copied_do_not_reach_the_output(tiny_models):
+    kontext = tiny_models["flux-kontext"]
+    model = dataclasses.replace(kontext, pipeline=IdentityEditor(kontext.pipeline))
+    original = picture(11)
+    annotation = np.zeros((SIZE, SIZE, 4), np.uint8)
+    annotation[10:14, :] = (*STROKE, 255)
+    annotation[40:50, 40:50] = (0, 0, 255, 160)  # half-transparent markup too
+
+    result, _ = run(model, edit_request(model, init_image=original, annotation_image=annotation))
+
+    assert np.array_equal(result.images[0], original)
 
 
 def test_the_instruction_changes_the_result(tiny_models):
