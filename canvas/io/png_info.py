@@ -416,7 +416,7 @@ def _from_invokeai(meta: Any) -> dict | None:
              "height", "model"}
     return {
         "prompt": meta.get("positive_prompt"), "negative": meta.get("negative_prompt"),
-        "steps": meta.get("steps"), "sampler": _INVOKE_SAMPLERS.get(scheduler, scheduler),
+        "steps": meta.get("steps"), "sampler": _known_name(_INVOKE_SAMPLERS, scheduler),
         "cfg": meta.get("cfg_scale"), "seed": meta.get("seed"), "width": meta.get("width"),
         "height": meta.get("height"), "model": model_name, "model_hash": model_hash,
         "extra": {k: v for k, v in meta.items() if k not in known and _is_scalar(v)},
@@ -437,7 +437,7 @@ def _from_invokeai_legacy(meta: Any) -> dict | None:
     sampler = image.get("sampler")
     return {
         "prompt": positive, "negative": negative, "steps": image.get("steps"),
-        "sampler": _INVOKE_SAMPLERS.get(sampler, sampler), "cfg": image.get("cfg_scale"),
+        "sampler": _known_name(_INVOKE_SAMPLERS, sampler), "cfg": image.get("cfg_scale"),
         "seed": image.get("seed"), "width": image.get("width"), "height": image.get("height"),
         "model": meta.get("model_weights"), "model_hash": meta.get("model_hash"),
         "extra": {k: v for k, v in meta.items() if k not in ("image", "model_weights", "model_hash")
@@ -457,9 +457,19 @@ _SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
 _MAX_HOPS = 64  # links followed from the sampler before giving up (graphs can loop)
 
 
+def _known_name(names: dict[str, str], value: Any) -> str | None:
+    """Collagen's name for another app's sampler name, or that name itself; None if not text."""
+    return names.get(value, value) if isinstance(value, str) else None
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _comfy_sampler(name: Any, scheduler: Any) -> Any:
     if not isinstance(name, str):
         return None
+    scheduler = scheduler if isinstance(scheduler, str) else None
     return _COMFY_SAMPLERS.get((name, scheduler)) or _COMFY_SAMPLERS.get((name, None)) or name
 
 
@@ -525,7 +535,7 @@ def _from_comfy_workflow(workflow: Any) -> dict | None:
         return None
     nodes = {str(n.get("id")): n for n in workflow["nodes"] if isinstance(n, dict)}
     origin = {}
-    for link in workflow.get("links") or []:
+    for link in _listed(workflow.get("links")):
         if isinstance(link, list) and len(link) >= 2:
             origin[str(link[0])] = str(link[1])
     samplers = sorted((k for k, n in nodes.items() if n.get("type") in _SAMPLER_NODES), key=_node_key)
@@ -540,14 +550,14 @@ def _from_comfy_workflow(workflow: Any) -> dict | None:
 
     def upstream(input_name: str, wanted_type: str | None = None) -> dict | None:
         seen: set[str] = set()
-        for item in sampler.get("inputs") or []:
+        for item in _listed(sampler.get("inputs")):
             if isinstance(item, dict) and item.get("name") == input_name:
                 node = nodes.get(origin.get(str(item.get("link"))))
                 while node is not None and str(node.get("id")) not in seen and len(seen) < _MAX_HOPS:
                     seen.add(str(node.get("id")))
                     if wanted_type is None or node.get("type") == wanted_type:
                         return node
-                    links = [i.get("link") for i in node.get("inputs") or [] if isinstance(i, dict)]
+                    links = [i.get("link") for i in _listed(node.get("inputs")) if isinstance(i, dict)]
                     node = nodes.get(origin.get(str(links[0]))) if links else None
         return None
 
