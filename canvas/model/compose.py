@@ -132,17 +132,18 @@ def _flatten(layers: list[ImageLayer], collage: list[ImageLayer], width: int,
         matrix = layer_matrix(layer)
         reach = footprint(matrix, layer.size[0], layer.size[1]).clip(width, height)
         if not reach.empty and layer.opacity > 0:
-            placed.append((layer, matrix, reach))
+            # contiguous once here, not once per band (warp_rgba gathers whole pixels as uint32)
+            placed.append((layer, np.ascontiguousarray(layer.pixels), matrix, reach))
     band_rows = max(1, BAND_PIXELS // width)
     for y0 in range(0, height, band_rows):
         band = Rect(0, y0, width, min(band_rows, height - y0))
         rgb = np.zeros((band.h, width, 3), np.float32)
         alpha = np.zeros((band.h, width), np.float32)
-        for layer, matrix, reach in placed:
+        for layer, pixels, matrix, reach in placed:
             part = reach.intersect(band)
             if part.empty:
                 continue
-            src_rgb, src_alpha = warp_rgba(layer.pixels, matrix, part, float(layer.opacity))
+            src_rgb, src_alpha = warp_rgba(pixels, matrix, part, float(layer.opacity))
             rows = slice(part.y - band.y, part.y - band.y + part.h)
             cols = slice(part.x, part.x + part.w)
             keep = 1 - src_alpha
