@@ -46,3 +46,60 @@ def user_dirs(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(folder))
     monkeypatch.setenv("COLLAGEN_MODELS", "")
     return home
+
+
+class DialogSpy:
+    """Records the message boxes the editor shows and answers them without blocking."""
+
+    def __init__(self):
+        self.shown: list[tuple[str, str]] = []  # (kind, text)
+        self.question_answer = None  # a QMessageBox.StandardButton, or None for the default button
+
+    def texts(self, kind: str | None = None) -> list[str]:
+        return [text for k, text in self.shown if kind is None or k == kind]
+
+
+@pytest.fixture
+def dialog_spy(monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    spy = DialogSpy()
+
+    def record(kind):
+        def show(parent, title, text, *args, **kwargs):
+            spy.shown.append((kind, text))
+            if kind == "question":
+                default = args[1] if len(args) > 1 else QMessageBox.StandardButton.No
+                return spy.question_answer if spy.question_answer is not None else default
+            return QMessageBox.StandardButton.Ok
+        return show
+
+    for kind in ("warning", "information", "critical", "question"):
+        monkeypatch.setattr(QMessageBox, kind, staticmethod(record(kind)))
+    return spy
+
+
+@pytest.fixture
+def make_editor(qapp, qloop, user_dirs, dialog_spy, qtbot):
+    """Build (and afterwards close) editor windows around a given engine factory."""
+    from desktop.app import build_editor
+
+    made = []
+
+    def make(engine_factory=None, show=True):
+        from tests.desktop.fakes import FakeEngine
+
+        editor = build_editor(qapp, engine_factory=engine_factory or FakeEngine)
+        editor.autosave.start()
+        made.append(editor)
+        if show:
+            editor.window.show()
+            editor.window.activateWindow()
+            qtbot.waitUntil(editor.window.isActiveWindow, timeout=5000)
+        return editor
+
+    yield make
+    for editor in made:
+        editor.window._closing = True  # no "save changes?" question at teardown
+        editor.window.close()
+        assert editor.worker.shutdown(timeout=10)

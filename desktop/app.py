@@ -1,0 +1,307 @@
+"""Start the editor: offline environment, QApplication + qasync loop, theme, crash handler, wiring.
+
+`run_editor(path, models_dir)` is what `collagen [PROJECT.ora]` calls. The window opens before
+the model stack loads: torch and diffusers are imported on the inference thread, the first time
+a generation (or model discovery) needs the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.handlers
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "DIFFUSERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+log = logging.getLogger("collagen")
+
+
+def prepare_environment() -> None:
+    """Offline before anything can import huggingface_hub, diffusers or transformers."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ[key] = value
+
+
+prepare_environment()
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtGui import QColor, QGuiApplication, QPalette  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox, QStyleFactory  # noqa: E402
+
+from desktop import dialogs  # noqa: E402
+from desktop.actions import app_icon, resources_dir  # noqa: E402
+from desktop.autosave import Autosave  # noqa: E402
+from desktop.main_window import MainWindow  # noqa: E402
+from desktop.settings import SettingsStore, data_dir, log_dir  # noqa: E402
+from desktop.worker import InferenceWorker  # noqa: E402
+
+# ---- theme -------------------------------------------------------------------------------------
+
+
+class Theme(QObject):
+    """Fusion with a light or dark palette that follows the system (or the settings' choice)."""
+
+    changed = Signal(str)  # "light" or "dark"
+
+    def __init__(self, app: QApplication, preference: str = "system"):
+        super().__init__(app)
+        self.app = app
+        self.preference = preference
+        self.current = ""
+        self._stylesheet = _read_theme_file("common.qss")
+        if app.style().name().lower() != "fusion":
+            app.setStyle(QStyleFactory.create("Fusion"))
+        hints = QGuiApplication.styleHints()
+        if hasattr(hints, "colorSchemeChanged"):
+            hints.colorSchemeChanged.connect(lambda _: self.apply())
+        self.apply()
+
+    def set_preference(self, preference: str) -> None:
+        if preference != self.preference:
+            self.preference = preference
+            self.apply()
+
+    def resolved(self) -> str:
+        if self.preference in ("light", "dark"):
+            return self.preference
+        scheme = QGuiApplication.styleHints().colorScheme()
+        return "light" if scheme == Qt.ColorScheme.Light else "dark"
+
+    def apply(self) -> None:
+        name = self.resolved()
+        if name == self.current:
+            return
+        self.current = name
+        self.app.setPalette(palette_from_file(f"{name}.json"))
+        if self.app.styleSheet() != self._stylesheet:
+            self.app.setStyleSheet(self._stylesheet)
+        self.changed.emit(name)
+
+
+def _read_theme_file(name: str) -> str:
+    try:
+        return (resources_dir() / "themes" / name).read_text(encoding="utf-8")
+    except OSError as exc:
+        log.warning("theme file %s is missing: %s", name, exc)
+        return ""
+
+
+def palette_from_file(name: str) -> QPalette:
+    palette = QPalette()
+    try:
+        data = json.loads(_read_theme_file(name) or "{}")
+    except ValueError:
+        return palette
+    disabled = data.pop("disabled", {})
+    for role_name, color in data.items():
+        role = getattr(QPalette.ColorRole, role_name, None)
+        if role is not None:
+            palette.setColor(QPalette.ColorGroup.All, role, QColor(color))
+    for role_name, color in disabled.items():
+        role = getattr(QPalette.ColorRole, role_name, None)
+        if role is not None:
+            palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(color))
+    return palette
+
+
+# ---- crash handling ---------------------------------------------------------------------------------
+
+
+class CrashHandler:
+    """sys.excepthook: log the traceback, autosave the document, say one sentence in a dialog.
+
+    The editor keeps running after an unexpected error in a slot (that is how Qt treats Python
+    exceptions); the autosave makes sure nothing is lost if it cannot.
+    """
+
+    def __init__(self, log_file: Path | None):
+        self.log_file = log_file
+        self.window: MainWindow | None = None
+        self._handling = False
+        self._previous_hook = sys.excepthook
+
+    def install(self) -> None:
+        sys.excepthook = self.handle
+        threading.excepthook = self._handle_thread
+
+    def uninstall(self) -> None:
+        sys.excepthook = self._previous_hook
+        threading.excepthook = threading.__excepthook__
+
+    def handle(self, kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            QApplication.quit()
+            return
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, error, tb)))
+        if self._handling:  # an error while showing the dialog: logged, nothing more
+            return
+        self._handling = True
+        try:
+            saved = None
+            if self.window is not None:
+                try:
+                    saved = self.window.autosave_now(force=True)
+                except Exception:  # noqa: BLE001 - the dialog must still come
+                    log.exception("emergency autosave failed")
+            first = str(error).strip().splitlines()[0] if str(error).strip() else kind.__name__
+            message = f"Something went wrong inside Collagen ({kind.__name__}: {first[:200]})."
+            message += " Your work was autosaved." if saved else ""
+            if self.log_file is not None:
+                message += f" Details are in {self.log_file}."
+            QMessageBox.critical(self.window, "Collagen", message)
+        finally:
+            self._handling = False
+
+    def _handle_thread(self, args: threading.ExceptHookArgs) -> None:
+        log.error("unexpected error in thread %s:\n%s", getattr(args.thread, "name", "?"),
+                  "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+
+def setup_logging() -> Path | None:
+    """A rotating log file in the user log dir (errors and warnings; the console gets them too)."""
+    try:
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "collagen.log"
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.handlers.RotatingFileHandler) for h in root.handlers):
+        root.addHandler(handler)
+        root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    return path
+
+
+# ---- wiring ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Editor:
+    """The running pieces of one editor session."""
+
+    window: MainWindow
+    worker: InferenceWorker
+    autosave: Autosave
+    settings_store: SettingsStore
+    theme: Theme
+
+
+def build_editor(app: QApplication, *, models_dir: str | None = None, settings_store: SettingsStore | None = None,
+                 engine_factory=None) -> Editor:
+    """Settings, model manager, inference worker, autosave session and the window (not shown yet).
+
+    `engine_factory` replaces the real engine (tests); by default it is built on the inference
+    thread from a ModelManager over the discovered folders.
+    """
+    from inference.models import ModelManager, find_model_folders
+
+    store = settings_store or SettingsStore()
+    settings = store.load()
+    folders = find_model_folders([models_dir] if models_dir else [], settings_file=store.path)
+    models = ModelManager(folders, device=None if settings.device == "auto" else settings.device)
+    if engine_factory is None:
+        def engine_factory():
+            from inference.engine import Engine
+
+            return Engine(models)
+
+    worker = InferenceWorker(engine_factory)
+    autosave = Autosave(data_dir() / "autosave", keep=settings.autosave_keep)
+    theme = Theme(app, settings.theme)
+    window = MainWindow(worker=worker, settings_store=store, settings=settings, autosave=autosave, models=models,
+                        theme=theme)
+    window.set_cli_models_dir(models_dir)
+    theme.changed.connect(lambda _: window.retheme())
+    if store.load_problem:
+        QTimer.singleShot(0, lambda: window.statusBar().showMessage(store.load_problem, 10_000))
+    return Editor(window, worker, autosave, store, theme)
+
+
+def start_editor(editor: Editor, path: str | None) -> None:
+    """Show the window, offer what a crashed session left, open `path`, look for models."""
+    window = editor.window
+    window.show()
+    offer_restore(editor)
+    editor.autosave.start()
+    if path:
+        window.open_path(path, ask=False)
+    window.refresh_models()
+
+
+def offer_restore(editor: Editor) -> bool:
+    """Ask about each crashed session's newest autosave; True when one was restored."""
+    window = editor.window
+    for orphan in editor.autosave.find_orphans():
+        answer = dialogs.ask_restore(window, orphan)
+        if answer == "discard":
+            editor.autosave.discard(orphan)
+        elif answer == "restore":
+            try:
+                document = editor.autosave.restore(orphan)
+            except Exception as exc:  # noqa: BLE001 - ProjectError, or a file half-written by the crash
+                dialogs.show_error(window, f"The autosave could not be restored: {exc}")
+                continue
+            window._replace_document(document, None)
+            window.document.history.clear()
+            # the restored state is not saved anywhere yet: mark it as a change so Save asks for a name
+            window._changes_since_autosave = 1
+            window.setWindowModified(True)
+            window.statusBar().showMessage(
+                f"Restored the autosave of {orphan.title}; save it to keep it.", 10_000)
+            editor.autosave.discard(orphan)
+            return True
+    return False
+
+
+def run_editor(argv_path: str | None, models_dir: str | None) -> int:
+    """The editor's main loop; returns the process exit status."""
+    prepare_environment()
+    log_file = setup_logging()
+    import qasync
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Collagen")
+    app.setApplicationDisplayName("Collagen")
+    app.setOrganizationName("Collagen")
+    app.setWindowIcon(app_icon())
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    crash = CrashHandler(log_file)
+    crash.install()
+    try:
+        editor = build_editor(app, models_dir=models_dir)
+        crash.window = editor.window
+        QTimer.singleShot(0, lambda: start_editor(editor, argv_path))
+        with loop:
+            loop.run_forever()
+        editor.window.shutdown()
+    finally:
+        crash.uninstall()
+    return 0
+
+
+def main() -> int:
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return run_editor(args[0] if args else None, None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

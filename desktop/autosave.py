@@ -1,0 +1,184 @@
+"""Autosave with rotation, crash detection, and the "changed on disk" guard for Save.
+
+Each running editor owns a session folder under `<user data dir>/autosave/` holding a
+`session.json` lock (its PID and the project it edits) and the last N autosaves. A clean exit
+deletes the folder. A folder whose PID is no longer alive is what a crash (even SIGKILL) leaves
+behind: the next start finds it with `find_orphans()` and offers to restore its newest file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from canvas.io.ora import load_ora, save_ora
+from canvas.model.document import Document
+
+LOCK_NAME = "session.json"
+FILE_PREFIX = "autosave-"
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """What a crashed session left: its folder and its newest autosave."""
+
+    folder: Path
+    newest: Path
+    source_path: str  # the project file it was editing ("" for an unsaved document)
+    saved_at: float  # epoch seconds of the newest autosave
+    pid: int
+
+    @property
+    def title(self) -> str:
+        return Path(self.source_path).name if self.source_path else "an unsaved document"
+
+
+class Autosave:
+    """One editor session's autosaves. Call `start()` once, `save()` on the timer, `finish()` on exit."""
+
+    def __init__(self, root: Path, keep: int = 5, *, pid: int | None = None):
+        self.root = Path(root)
+        self.keep = max(1, int(keep))
+        self.pid = os.getpid() if pid is None else pid
+        self.folder = self.root / f"session-{self.pid}-{int(time.time() * 1000)}"
+        self._counter = 0
+        self._source_path = ""
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_lock()
+
+    def set_source(self, path: str | os.PathLike[str] | None) -> None:
+        """The project file being edited, remembered so a restore can say what it was."""
+        self._source_path = str(path) if path else ""
+        if self.folder.exists():
+            self._write_lock()
+
+    def save(self, document: Document) -> Path:
+        """Write the document to the next rotating file and drop the oldest beyond `keep`."""
+        if not self.folder.exists():
+            self.start()
+        self._counter += 1
+        path = self.folder / f"{FILE_PREFIX}{self._counter:06d}.ora"
+        save_ora(document, path)
+        self._write_lock()
+        for old in self.files()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def files(self) -> list[Path]:
+        """This session's autosaves, oldest first."""
+        return sorted(self.folder.glob(f"{FILE_PREFIX}*.ora"))
+
+    def finish(self) -> None:
+        """A clean exit: nothing to restore next time."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def find_orphans(self) -> list[Orphan]:
+        """Sessions of editors that died without finishing, newest first (ours excluded)."""
+        found = []
+        if not self.root.is_dir():
+            return found
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or folder == self.folder or not folder.name.startswith("session-"):
+                continue
+            lock = _read_lock(folder / LOCK_NAME)
+            pid = int(lock.get("pid", -1))
+            if lock.get("host", socket.gethostname()) == socket.gethostname() and pid_alive(pid):
+                continue  # another editor that is running right now
+            files = sorted(folder.glob(f"{FILE_PREFIX}*.ora"))
+            if not files:
+                shutil.rmtree(folder, ignore_errors=True)  # died before its first autosave
+                continue
+            newest = files[-1]
+            found.append(Orphan(folder, newest, str(lock.get("source_path", "")), newest.stat().st_mtime, pid))
+        return sorted(found, key=lambda o: o.saved_at, reverse=True)
+
+    @staticmethod
+    def restore(orphan: Orphan) -> Document:
+        """Load the orphan's newest autosave (ProjectError when it is unreadable)."""
+        return load_ora(orphan.newest)
+
+    @staticmethod
+    def discard(orphan: Orphan) -> None:
+        shutil.rmtree(orphan.folder, ignore_errors=True)
+
+    def _write_lock(self) -> None:
+        data = {"pid": self.pid, "host": socket.gethostname(), "source_path": self._source_path,
+                "updated": time.time()}
+        tmp = self.folder / (LOCK_NAME + ".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.folder / LOCK_NAME)
+
+
+def _read_lock(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id is running (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":
+        return _pid_alive_windows(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:  # a killed child not yet reaped by its parent is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _pid_alive_windows(pid: int) -> bool:
+    import ctypes
+
+    process_query_limited_information = 0x1000
+    still_active = 259
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(process_query_limited_information, False, pid)
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return bool(ok) and code.value == still_active
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What a project file looked like when we opened or saved it, to notice outside changes."""
+
+    path: str
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileStamp | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return cls(str(path), st.st_mtime_ns, st.st_size)
+
+    def changed_on_disk(self) -> bool:
+        """True when the file was modified or deleted since this stamp was taken."""
+        now = FileStamp.of(self.path)
+        return now is None or (now.mtime_ns, now.size) != (self.mtime_ns, self.size)
+

@@ -1,0 +1,559 @@
+"""Generation panel: mode, model, prompts and every knob of SPEC §2-§4, plus Generate and progress.
+
+Each widget shows one field of the document's GenerationSettings. A user edit becomes a
+SetSetting command (typing and slider drags merge into one undo step per burst); the document's
+`settings_changed` event updates the widget, so undo, redo, history restore and opening another
+file all show up here without the panel keeping its own copy.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QRegularExpression, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QRegularExpressionValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from canvas.model.commands import SetSetting
+from canvas.model.document import Document
+from desktop.actions import icon
+from desktop.panels.binding import EditBursts, LoraList, PromptEdit
+from inference.api import MAX_BATCH, MAX_STEPS, SAMPLERS, ModelInfo
+
+MODES = (
+    ("generate", "Generate", "txt2img on an empty canvas, img2img over the picture at the given strength"),
+    ("inpaint", "Inpaint", "Regenerate under the mask; everything else stays exactly as it is"),
+    ("regions", "Regions", "Each region box gets its own prompt; the base prompt applies everywhere"),
+    ("composite", "Composite", "Each region is generated on its own, then the whole picture is finished together"),
+    ("refine", "Refine collage", "Blend pasted collage pieces into the picture (strongest at their edges)"),
+    ("edit", "Edit (instruction)", "Describe a change; an instruction-edit model applies it (+ reference layers)"),
+)
+STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
+SEED_MAX = 2**32 - 1
+DEMO_MODEL = "builtin:tiny-sd15"
+
+
+@dataclass
+class Binding:
+    show: Callable[[Any], None]  # put a settings value into the widget (signals blocked)
+
+
+class GenerationPanel(QWidget):
+    generate_requested = Signal()
+    cancel_requested = Signal()
+    add_models_folder_requested = Signal()
+    refresh_models_requested = Signal()
+
+    def __init__(self, document: Document, parent: QWidget | None = None, *, models_folder: Path | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.models_folder = models_folder
+        self._bursts = EditBursts()
+        self._bindings: dict[str, Binding] = {}
+        self._models: list[ModelInfo] = []
+        self._vaes: list[str] = []
+        self._random = random.Random()
+        self._build()
+        self.set_document(document)
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        palette = self.palette()
+        body = QWidget(self)
+        column = QVBoxLayout(body)
+        column.setContentsMargins(8, 8, 8, 8)
+        column.setSpacing(8)
+
+        # first run: where models go
+        self.first_run = QFrame(body)
+        self.first_run.setObjectName("firstRunCard")
+        card = QVBoxLayout(self.first_run)
+        card.setContentsMargins(10, 10, 10, 10)
+        title = QLabel("No models found yet", self.first_run)
+        font = title.font()
+        font.setBold(True)
+        title.setFont(font)
+        self.first_run_text = QLabel(
+            "Put Stable Diffusion 1.5 or SDXL checkpoints (.safetensors) into this folder:", self.first_run)
+        self.first_run_text.setWordWrap(True)
+        self.first_run_path = QLineEdit(self.first_run)
+        self.first_run_path.setReadOnly(True)
+        self.first_run_path.setToolTip("The default models folder (select to copy)")
+        self.first_run_more = QLabel(
+            "…or add the models folder of your A1111 or ComfyUI install: checkpoints, LoRAs, VAEs and "
+            "embeddings are found in their usual sub-folders. Nothing is ever downloaded.", self.first_run)
+        self.first_run_more.setWordWrap(True)
+        add_folder = QPushButton(icon("folder-add", palette), "Add models folder…", self.first_run)
+        add_folder.setToolTip("A folder with checkpoints, or your A1111 / ComfyUI install (detected automatically)")
+        add_folder.clicked.connect(self.add_models_folder_requested)
+        open_folder = QPushButton(icon("open", palette), "Open folder", self.first_run)
+        open_folder.setToolTip("Open the default models folder in the file manager")
+        open_folder.clicked.connect(self._open_models_folder)
+        demo = QPushButton("Try the demo model (produces noise)", self.first_run)
+        demo.setToolTip("A tiny random-weight model built in: it runs the whole workflow but draws noise")
+        demo.clicked.connect(lambda: self._set_setting("model", DEMO_MODEL))
+        buttons = QHBoxLayout()
+        buttons.addWidget(add_folder, 1)
+        buttons.addWidget(open_folder)
+        card.addWidget(title)
+        card.addWidget(self.first_run_text)
+        card.addWidget(self.first_run_path)
+        card.addWidget(self.first_run_more)
+        card.addLayout(buttons)
+        card.addWidget(demo)
+        column.addWidget(self.first_run)
+
+        # mode and model
+        top = QFormLayout()
+        top.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.mode = QComboBox(body)
+        for value, text, tip in MODES:
+            self.mode.addItem(text, value)
+            self.mode.setItemData(self.mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self._bind_combo("mode", self.mode)
+        self.mode_hint = QLabel(body)
+        self.mode_hint.setObjectName("hintLabel")
+        self.mode_hint.setWordWrap(True)
+        self.model = QComboBox(body)
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(12)
+        self._bind_combo("model", self.model)
+        refresh = QToolButton(body)
+        refresh.setIcon(icon("regenerate", palette))
+        refresh.setToolTip("Look for models again")
+        refresh.clicked.connect(self.refresh_models_requested)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(refresh)
+        self.noise_badge = QLabel("Demo model: random weights — the result is noise", body)
+        self.noise_badge.setObjectName("noiseBadge")
+        self.noise_badge.setWordWrap(True)
+        top.addRow("Mode", self.mode)
+        top.addRow("", self.mode_hint)
+        top.addRow("Model", model_row)
+        top.addRow("", self.noise_badge)
+        column.addLayout(top)
+
+        # prompts
+        self.prompt = PromptEdit("Describe the picture (in edit mode: the change to make)", 4, body)
+        self._bind_text("prompt", self.prompt)
+        self.negative = PromptEdit("What to avoid", 2, body)
+        self._bind_text("negative", self.negative)
+        column.addWidget(QLabel("Prompt", body))
+        column.addWidget(self.prompt)
+        column.addWidget(QLabel("Negative prompt", body))
+        column.addWidget(self.negative)
+
+        # the usual knobs
+        knobs = QFormLayout()
+        knobs.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.sampler = QComboBox(body)
+        for name in SAMPLERS:
+            self.sampler.addItem(name, name)
+        self._bind_combo("sampler", self.sampler)
+        self.steps = self._spin("steps", 1, MAX_STEPS)
+        self.cfg = self._double("cfg", 1.0, 30.0, 0.5, 1)
+        self.seed = QLineEdit(body)
+        self.seed.setPlaceholderText("random")
+        self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"-1|\d{0,10}"), self.seed))
+        self.seed.textEdited.connect(self._on_seed_edited)
+        self.seed.editingFinished.connect(lambda: self._bursts.end("seed"))
+        self.seed_dice = QToolButton(body)
+        self.seed_dice.setIcon(icon("dice", palette))
+        self.seed_dice.setToolTip("Roll a new seed (and keep it)")
+        self.seed_dice.clicked.connect(self._roll_seed)
+        self.seed_lock = QToolButton(body)
+        self.seed_lock.setCheckable(True)
+        self.seed_lock.setToolTip("Keep this seed for every generation (unlocked: a new random seed each time)")
+        self.seed_lock.clicked.connect(self._on_seed_lock)
+        self._lock_icons = (icon("unlock", palette), icon("lock", palette))
+        self._bindings["seed"] = Binding(self._show_seed)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.seed_dice)
+        seed_row.addWidget(self.seed_lock)
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal, body)
+        self.strength_slider.setRange(0, 100)
+        self.strength = self._double("strength", 0.0, 1.0, 0.05, 2)
+        self.strength_slider.valueChanged.connect(lambda v: self._set_setting("strength", v / 100.0, merge=True))
+        strength_show = self._bindings["strength"].show
+
+        def show_strength(value: Any) -> None:
+            strength_show(value)
+            self.strength_slider.blockSignals(True)
+            self.strength_slider.setValue(round(float(value) * 100))
+            self.strength_slider.blockSignals(False)
+
+        self._bindings["strength"] = Binding(show_strength)
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.strength_slider, 1)
+        strength_row.addWidget(self.strength)
+        self.strength_label = QLabel("Strength", body)
+        self.batch = self._spin("batch_count", 1, MAX_BATCH)
+        self.size_label = QLabel(body)
+        self.size_label.setToolTip("Generation happens at the canvas size (File ▸ New sets it)")
+        knobs.addRow("Sampler", self.sampler)
+        knobs.addRow("Steps", self.steps)
+        knobs.addRow("CFG scale", self.cfg)
+        knobs.addRow("Seed", seed_row)
+        knobs.addRow(self.strength_label, strength_row)
+        knobs.addRow("Batch", self.batch)
+        knobs.addRow("Size", self.size_label)
+        column.addLayout(knobs)
+
+        # advanced
+        self.advanced_toggle = QToolButton(body)
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
+        column.addWidget(self.advanced_toggle)
+        self.advanced = QWidget(body)
+        advanced = QFormLayout(self.advanced)
+        advanced.setContentsMargins(0, 0, 0, 0)
+        advanced.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.clip_skip = self._spin("clip_skip", 1, 12)
+        self.clip_skip.setToolTip("1 = last CLIP layer, 2 = penultimate (A1111 numbering)")
+        self.vae = QComboBox(self.advanced)
+        self._bind_combo("vae", self.vae)
+        self.lcm = self._check("lcm", "LCM (few steps, low CFG)")
+        self.loras = LoraList(self.advanced)
+        self.loras.changed.connect(lambda values: self._set_setting("loras", [[n, w] for n, w in values]))
+        self._bindings["loras"] = Binding(lambda v: self.loras.set_values([(n, w) for n, w in (v or [])]))
+        advanced.addRow("Clip skip", self.clip_skip)
+        advanced.addRow("VAE", self.vae)
+        advanced.addRow("", self.lcm)
+        advanced.addRow("LoRAs", self.loras)
+        self.advanced.setVisible(False)
+        column.addWidget(self.advanced)
+
+        # mode options
+        self.inpaint_group = QGroupBox("Inpaint", body)
+        form = QFormLayout(self.inpaint_group)
+        self.mask_mode = self._combo("mask_mode", (("masked", "Change what is masked"),
+                                                   ("not_masked", "Change everything else")))
+        self.masked_content = self._combo("masked_content", (("original", "Original"), ("fill", "Fill"),
+                                                             ("latent_noise", "Latent noise"),
+                                                             ("latent_nothing", "Latent nothing")))
+        self.inpaint_area = self._combo("inpaint_area", (("whole", "Whole picture"),
+                                                         ("only_masked", "Only masked (crop)")))
+        self.padding = self._spin("padding", 0, 512)
+        self.padding.setSuffix(" px")
+        self.mask_blur = self._spin("mask_blur", 0, 256)
+        self.mask_blur.setSuffix(" px")
+        self.color_match = self._check("color_match", "Match colours to the surroundings")
+        form.addRow("Mask", self.mask_mode)
+        form.addRow("Masked content", self.masked_content)
+        form.addRow("Area", self.inpaint_area)
+        form.addRow("Padding", self.padding)
+        form.addRow("Mask blur", self.mask_blur)
+        form.addRow("", self.color_match)
+        column.addWidget(self.inpaint_group)
+
+        self.regions_group = QGroupBox("Regions", body)
+        form = QFormLayout(self.regions_group)
+        self.region_method = self._combo("region_method", (("attention", "Attention (fast)"),
+                                                           ("latent", "Latent couple (LoRA per region)")))
+        self.composite_step = self._double("composite_step", 0.0, 1.0, 0.05, 2)
+        self.composite_step.setToolTip("Fraction of the steps each piece runs on its own")
+        form.addRow("Method", self.region_method)
+        form.addRow("Pieces alone", self.composite_step)
+        column.addWidget(self.regions_group)
+
+        self.refine_group = QGroupBox("Collage refine", body)
+        form = QFormLayout(self.refine_group)
+        self.refine_edge_width = self._spin("refine_edge_width", 0, 1024)
+        self.refine_edge_width.setSuffix(" px")
+        self.refine_edge_strength = self._double("refine_edge_strength", 0.0, 1.0, 0.05, 2)
+        self.refine_inside_strength = self._double("refine_inside_strength", 0.0, 1.0, 0.05, 2)
+        self.refine_background_strength = self._double("refine_background_strength", 0.0, 1.0, 0.05, 2)
+        form.addRow("Edge band", self.refine_edge_width)
+        form.addRow("At edges", self.refine_edge_strength)
+        form.addRow("Inside pieces", self.refine_inside_strength)
+        form.addRow("Background", self.refine_background_strength)
+        column.addWidget(self.refine_group)
+
+        self.edit_group = QGroupBox("Edit", body)
+        form = QFormLayout(self.edit_group)
+        self.image_guidance_scale = self._double("image_guidance_scale", 1.0, 10.0, 0.1, 2)
+        self.true_cfg_scale = self._double("true_cfg_scale", 1.0, 20.0, 0.5, 1)
+        form.addRow("Image guidance", self.image_guidance_scale)
+        form.addRow("True CFG", self.true_cfg_scale)
+        column.addWidget(self.edit_group)
+        column.addStretch(1)
+
+        scroll = QScrollArea(self)
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        # footer: always visible
+        footer = QWidget(self)
+        foot = QVBoxLayout(footer)
+        foot.setContentsMargins(8, 6, 8, 8)
+        foot.setSpacing(6)
+        self.generate_button = QPushButton(icon("generate", palette, color="#ffffff"), "Generate", footer)
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.generate_button.clicked.connect(self.generate_requested)
+        self.progress = QProgressBar(footer)
+        self.progress.setTextVisible(False)
+        self.progress_label = QLabel(footer)
+        self.progress_label.setObjectName("hintLabel")
+        self.cancel_button = QPushButton(icon("cancel", palette), "Cancel", footer)
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setToolTip("Stop the generation (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        foot.addWidget(self.generate_button)
+        foot.addLayout(progress_row)
+        foot.addWidget(self.progress_label)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(footer)
+        self.set_running(False)
+
+    # -- widget factories with bindings -------------------------------------------------------------
+    def _spin(self, name: str, low: int, high: int) -> QSpinBox:
+        spin = QSpinBox(self)
+        spin.setRange(low, high)
+        spin.setKeyboardTracking(True)
+        spin.valueChanged.connect(lambda v: self._set_setting(name, int(v), merge=True))
+        spin.editingFinished.connect(lambda: self._bursts.end(name))
+        self._bindings[name] = Binding(lambda v, w=spin: _quiet(w, w.setValue, int(v)))
+        return spin
+
+    def _double(self, name: str, low: float, high: float, step: float, decimals: int) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox(self)
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setDecimals(decimals)
+        spin.valueChanged.connect(lambda v: self._set_setting(name, round(float(v), decimals), merge=True))
+        spin.editingFinished.connect(lambda: self._bursts.end(name))
+        self._bindings[name] = Binding(lambda v, w=spin: _quiet(w, w.setValue, float(v)))
+        return spin
+
+    def _check(self, name: str, text: str) -> QCheckBox:
+        box = QCheckBox(text, self)
+        box.clicked.connect(lambda on: self._set_setting(name, bool(on)))
+        self._bindings[name] = Binding(lambda v, w=box: _quiet(w, w.setChecked, bool(v)))
+        return box
+
+    def _combo(self, name: str, items: tuple[tuple[str, str], ...]) -> QComboBox:
+        combo = QComboBox(self)
+        for value, text in items:
+            combo.addItem(text, value)
+        self._bind_combo(name, combo)
+        return combo
+
+    def _bind_combo(self, name: str, combo: QComboBox) -> None:
+        combo.activated.connect(lambda index, w=combo: self._set_setting(name, w.itemData(index)))
+        self._bindings[name] = Binding(lambda v, w=combo: self._show_combo(w, v))
+
+    def _bind_text(self, name: str, edit: PromptEdit) -> None:
+        edit.edited.connect(lambda text: self._set_setting(name, text, merge=True))
+        edit.finished.connect(lambda: self._bursts.end(name))
+        self._bindings[name] = Binding(lambda v, w=edit: w.set_text(str(v)))
+
+    @staticmethod
+    def _show_combo(combo: QComboBox, value: Any) -> None:
+        index = combo.findData(value)
+        combo.blockSignals(True)
+        if index < 0:  # a value this install does not offer (another machine's model): show it as missing
+            combo.addItem(f"{value} (not found)", value)
+            index = combo.count() - 1
+        combo.setCurrentIndex(index)
+        combo.blockSignals(False)
+
+    # -- document ---------------------------------------------------------------------------------
+    def set_document(self, document: Document) -> None:
+        try:
+            self.document.events.settings_changed.disconnect(self._on_setting_changed)
+        except (ValueError, RuntimeError):
+            pass
+        self.document = document
+        document.events.settings_changed.connect(self._on_setting_changed)
+        self._bursts.end()
+        for name in self._bindings:
+            self._on_setting_changed(name)
+        self.size_label.setText(f"{document.width} × {document.height} px (the canvas)")
+
+    def close_document(self) -> None:
+        try:
+            self.document.events.settings_changed.disconnect(self._on_setting_changed)
+        except (ValueError, RuntimeError):
+            pass
+
+    def _on_setting_changed(self, name: str) -> None:
+        binding = self._bindings.get(name)
+        if binding is not None:
+            binding.show(getattr(self.document.settings, name))
+        if name in ("mode", "model"):
+            self._refresh_visibility()
+
+    def _set_setting(self, name: str, value: Any, merge: bool = False) -> None:
+        if getattr(self.document.settings, name) == value:
+            return
+        key = f"setting-{self._bursts.key(name)}" if merge else None
+        self.document.execute(SetSetting(name, value, key))
+
+    # -- seed -------------------------------------------------------------------------------------
+    def _show_seed(self, value: Any) -> None:
+        seed = int(value)
+        locked = seed >= 0
+        if self.seed.text() != ("" if not locked else str(seed)):
+            self.seed.setText(str(seed) if locked else "")
+        self.seed.setEnabled(locked)
+        self.seed_lock.setChecked(locked)
+        self.seed_lock.setIcon(self._lock_icons[int(locked)])
+
+    def _on_seed_edited(self, text: str) -> None:
+        try:
+            seed = int(text) if text.strip() else -1
+        except ValueError:
+            return
+        self._set_setting("seed", min(max(seed, -1), SEED_MAX), merge=True)
+
+    def _roll_seed(self) -> None:
+        self._bursts.end("seed")
+        self._set_setting("seed", self._random.randrange(SEED_MAX + 1))
+
+    def _on_seed_lock(self, locked: bool) -> None:
+        self._bursts.end("seed")
+        if locked:
+            self._roll_seed()
+        else:
+            self._set_setting("seed", -1)
+
+    # -- models -----------------------------------------------------------------------------------
+    def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
+        """The discovered models; built-ins are marked as the demo that draws noise."""
+        self._models = list(models)
+        self.model.blockSignals(True)
+        self.model.clear()
+        for info in models:
+            if info.kind == "builtin":
+                text = f"{info.name} — demo, produces noise"
+            else:
+                text = f"{info.name}  ({info.family}{', inpaint' if info.kind == 'inpaint' else ''})"
+            self.model.addItem(text, info.name)
+            self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
+        self.model.blockSignals(False)
+        self.vae.blockSignals(True)
+        self.vae.clear()
+        self.vae.addItem("The checkpoint's own", "")
+        for name in vaes:
+            self.vae.addItem(name, name)
+        self.vae.blockSignals(False)
+        self.loras.set_available(loras)
+        self._on_setting_changed("model")
+        self._on_setting_changed("vae")
+        real = [m for m in models if m.kind != "builtin"]
+        self.first_run.setVisible(not real)
+        self.first_run_path.setText(str(self.models_folder) if self.models_folder else "")
+        self.first_run_path.setCursorPosition(0)
+
+    def _open_models_folder(self) -> None:
+        if self.models_folder is not None:
+            self.models_folder.mkdir(parents=True, exist_ok=True)
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.models_folder)))
+
+    # -- state ------------------------------------------------------------------------------------
+    def _refresh_visibility(self) -> None:
+        mode = self.document.settings.mode
+        hint = next((tip for value, _, tip in MODES if value == mode), "")
+        self.mode_hint.setText(hint)
+        self.inpaint_group.setVisible(mode in ("inpaint", "edit"))
+        self.regions_group.setVisible(mode in ("regions", "composite", "inpaint", "refine"))
+        self.composite_step.setEnabled(mode == "composite")
+        self.refine_group.setVisible(mode == "refine")
+        self.edit_group.setVisible(mode == "edit")
+        uses_strength = mode in STRENGTH_MODES
+        self.strength.setEnabled(uses_strength)
+        self.strength_slider.setEnabled(uses_strength)
+        self.strength_label.setText("Strength" if mode != "refine" else "Strength (max)")
+        model = self.document.settings.model
+        self.noise_badge.setVisible(model.startswith("builtin:"))
+
+    def _on_advanced_toggled(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def set_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        if not running:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def set_waiting(self, text: str) -> None:
+        """Running but no step finished yet (model loading): a busy bar."""
+        self.set_running(True)
+        self.progress.setRange(0, 0)
+        self.progress_label.setText(text)
+
+    def set_progress(self, step: int, total: int, seconds_left: float) -> None:
+        self.set_running(True)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(step, total))
+        self.progress_label.setText(progress_text(step, total, seconds_left))
+
+    def set_status(self, text: str) -> None:
+        self.progress_label.setText(text)
+
+
+def progress_text(step: int, total: int, seconds_left: float) -> str:
+    text = f"Step {step} of {total}"
+    if seconds_left >= 0 and step < total:
+        text += f" · {format_duration(seconds_left)} left"
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _quiet(widget: QWidget, setter: Callable, value: Any) -> None:
+    widget.blockSignals(True)
+    try:
+        setter(value)
+    finally:
+        widget.blockSignals(False)
