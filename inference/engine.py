@@ -140,7 +140,7 @@ class Engine:
         if request.lcm and request.lcm_lora:
             loras.append(LoraSpec(name=request.lcm_lora, weight=1.0))
         self.apply_loras(model, loras)
-        self.load_embeddings(model, [prompt, negative])
+        self.load_embeddings(model, [prompt, negative, *prompt_texts_of_parts(request)])
         sampler = "LCM" if request.lcm else request.sampler
         cond, uncond = encode_prompt_pair(model, prompt, negative, request.clip_skip)
         taesd_path = self.preview_decoder(model, request, on_event)
@@ -170,6 +170,8 @@ class Engine:
                 on_step=on_step,
                 emit=on_event,
                 sampler=sampler,
+                loras=tuple(loras),
+                apply_loras=lambda specs: self.apply_loras(model, list(specs)),
             )
             images.append(image)
             parameters.append(generation_parameters(request, model, sampler, seed, batch_index, loras, image))
@@ -226,6 +228,12 @@ class Engine:
 
     def render_preview(self, latents, model, taesd_path: Path | None) -> np.ndarray:
         return self.previews.render(latents, model.family, taesd_path)
+
+
+def prompt_texts_of_parts(request: GenerationRequest) -> list[str]:
+    """The prompts of regions and composite pieces: their embeddings must be loaded too."""
+    parts = [*request.regions, *request.pieces]
+    return [text for part in parts for text in (part.prompt, part.negative)]
 
 
 class RunProgress:

@@ -83,6 +83,10 @@ class DenoiseContext:
     encoder_hidden_states: Any = None  # [uncond, cond] batch with CFG, [cond] without
     added_cond_kwargs: dict | None = None  # SDXL text_embeds + time_ids, batched like the states
     cross_attention_kwargs: dict | None = None
+    # LoRAs the engine applied for the whole run (LoraSpec), and how to switch to another set of them:
+    # latent couple evaluates regions under their own LoRAs and switches back (None: cannot switch).
+    loras: tuple = ()
+    apply_loras: Callable[[list], None] | None = None
     conditioning_channels: Any = None  # extra UNet input channels (9-channel inpaint: mask + masked image)
     # Latent space
     scheduler: Any = None

@@ -45,6 +45,8 @@ def generate_image(
     on_step: StepCallback,
     emit: Callable[[Event], None],
     sampler: str | None = None,
+    loras: tuple = (),
+    apply_loras: Callable[[list], None] | None = None,
 ) -> np.ndarray:
     """Run one image of the request with the given seed; returns HxWx3 uint8 (finish hooks applied)."""
     import torch
@@ -62,6 +64,8 @@ def generate_image(
         guidance_scale=float(request.cfg),
         cond=cond,
         uncond=uncond,
+        loras=tuple(loras),
+        apply_loras=apply_loras,
     )
     try:
         with torch.no_grad():
