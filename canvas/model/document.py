@@ -66,6 +66,8 @@ class GenerationSettings:
             if f.name not in data:
                 continue
             value = data[f.name]
+            if value is None:  # null in a file: keep the default rather than store "None"
+                continue
             default = getattr(out, f.name)
             try:
                 if isinstance(default, bool):
@@ -78,7 +80,7 @@ class GenerationSettings:
                     value = str(value)
                 elif isinstance(default, list):
                     value = list(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf) from a file
                 continue
             setattr(out, f.name, value)
         return out

@@ -208,3 +208,8 @@ def test_rect_helpers():
     assert r.intersect(Rect(4, 4, 10, 10)) == Rect(4, 4, 2, 4)
     assert r.clip(3, 100) == Rect(2, 3, 1, 5) and r.clip(1, 1).empty
     assert np.zeros((10, 10))[r.slices].shape == (5, 4)
+
+
+def test_generation_settings_from_dict_skips_values_it_cannot_convert():
+    s = GenerationSettings.from_dict({"steps": float("inf"), "seed": float("nan"), "cfg": "x", "loras": 5})
+    assert (s.steps, s.seed, s.cfg, s.loras) == (20, -1, 7.0, [])

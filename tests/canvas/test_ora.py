@@ -421,3 +421,9 @@ def test_a_save_killed_mid_write_leaves_the_previous_file_loadable(tmp_path):
         leftovers = {p.name for p in tmp_path.iterdir()} - {"p.ora", "timing.ora"}
         assert all(name.startswith(".p.ora.") and name.endswith(".tmp") for name in leftovers)
     assert "old" in outcomes
+
+
+def test_unusable_settings_values_fall_back_to_defaults(tmp_path):
+    path = saved_project(tmp_path, edit_json(lambda j: j["settings"].update(steps=float("inf"), prompt=None)))
+    doc = load_ora(path)
+    assert doc.settings.steps == 20 and doc.settings.prompt == "" and len(doc) == 2
