@@ -269,12 +269,13 @@ def warp_rgba(pixels: np.ndarray, matrix: np.ndarray, region: Rect,
     grad_u = math.hypot(inverse[0, 0], inverse[0, 1]) or 1.0
     grad_v = math.hypot(inverse[1, 0], inverse[1, 1]) or 1.0
     inside = np.minimum(np.minimum(u, pw - u) / grad_u, np.minimum(v, ph - v) / grad_v)
-    coverage = np.clip(inside + 0.5, 0.0, 1.0).astype(np.float32)
-    if not coverage.any():
+    coverage = np.clip(inside + 0.5, 0.0, 1.0).astype(np.float32).reshape(-1)
+    hit = np.flatnonzero(coverage)  # rotated layers leave empty corners in their bounding box
+    if hit.size == 0:
         return rgb, alpha
-    su, sv = u - 0.5, v - 0.5
+    su, sv = u.reshape(-1)[hit] - 0.5, v.reshape(-1)[hit] - 0.5
     x0, y0 = np.floor(su), np.floor(sv)
-    fx, fy = (su - x0).astype(np.float32)[..., None], (sv - y0).astype(np.float32)[..., None]
+    fx, fy = (su - x0).astype(np.float32)[:, None], (sv - y0).astype(np.float32)[:, None]
     x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
     xa, xb = np.clip(x0i, 0, pw - 1), np.clip(x0i + 1, 0, pw - 1)
     ya, yb = np.clip(y0i, 0, ph - 1) * pw, np.clip(y0i + 1, 0, ph - 1) * pw
@@ -284,16 +285,23 @@ def warp_rgba(pixels: np.ndarray, matrix: np.ndarray, region: Rect,
     # so flat colours and opaque interiors stay exact at any scale or angle.
     taps = []
     for index in (ya + xa, ya + xb, yb + xa, yb + xb):
-        tap = packed[index].view(np.uint8).reshape(h, w, 4).astype(np.float32)
-        tap[..., 3] /= np.float32(255)
-        tap[..., :3] *= tap[..., 3:4]
+        tap = packed[index].view(np.uint8).reshape(-1, 4).astype(np.float32)
+        tap[:, 3] /= np.float32(255)
+        tap[:, :3] *= tap[:, 3:4]
         taps.append(tap)
-    top = taps[0] + (taps[1] - taps[0]) * fx
-    bottom = taps[2] + (taps[3] - taps[2]) * fx
-    sampled = top + (bottom - top) * fy
-    factor = coverage * np.float32(opacity) if opacity != 1.0 else coverage
-    rgb[:] = sampled[..., :3] * factor[..., None]
-    alpha[:] = sampled[..., 3] * factor
+    top = taps[1] - taps[0]
+    top *= fx
+    top += taps[0]
+    bottom = taps[3] - taps[2]
+    bottom *= fx
+    bottom += taps[2]
+    bottom -= top
+    bottom *= fy
+    bottom += top  # the sampled premultiplied RGBA
+    factor = coverage[hit] * np.float32(opacity) if opacity != 1.0 else coverage[hit]
+    bottom *= factor[:, None]
+    rgb.reshape(-1, 3)[hit] = bottom[:, :3]
+    alpha.reshape(-1)[hit] = bottom[:, 3]
     return rgb, alpha
 
 
