@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator
 
@@ -76,11 +78,14 @@ class GenerationSettings:
                     value = int(value)
                 elif isinstance(default, float):
                     value = float(value)
+                    if not math.isfinite(value):  # a project file cannot store it again
+                        continue
                 elif isinstance(default, str):
                     value = str(value)
                 elif isinstance(default, list):
                     value = list(value)
-            except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf) from a file
+                    json.dumps(value, allow_nan=False)  # what a project file can store again
+            except (TypeError, ValueError, OverflowError, RecursionError):  # OverflowError: int(inf) from a file
                 continue
             setattr(out, f.name, value)
         return out
