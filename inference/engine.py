@@ -196,18 +196,18 @@ class Engine:
         return Path(self.models.lora_path(name))
 
     def load_embeddings(self, model, texts: list[str]) -> None:
-        """Load the textual-inversion embeddings the prompts name that the tokenizer does not know yet."""
+        """Load the textual-inversion embeddings the prompts name that this model has not loaded yet."""
         from inference.sd.prompt import find_embedding_names
 
         embeddings_of = getattr(self.models, "embeddings", None)
         available = dict(embeddings_of()) if embeddings_of else {}
         if not available:
             return
-        known = model.tokenizer.get_vocab()
-        wanted = [name for name in find_embedding_names(texts, list(available)) if name not in known]
-        if wanted:
-            from inference.adapters import load_embeddings
+        from inference.adapters import EMBEDDINGS_KEY, load_embeddings
 
+        loaded = model.extra.get(EMBEDDINGS_KEY, {})
+        wanted = [name for name in find_embedding_names(texts, list(available)) if name not in loaded]
+        if wanted:
             load_embeddings(model, {name: Path(available[name]) for name in wanted})
 
     def preview_decoder(self, model, request, on_event) -> Path | None:

@@ -11,7 +11,8 @@ truncates at 77 tokens. Here:
 - Prompts longer than 75 tokens are split A1111-style into chunks of 75, each encoded as its own
   77-token sequence (start + 75 + end/padding) and concatenated along the sequence axis.
 - `<lora:name:weight>` tags are taken out of the text and returned for the engine to apply.
-- Textual-inversion tokens with several vectors (`name`, `name_1`, ...) are expanded in the text.
+- Textual-inversion names with several vectors (`name`, `name_1`, ...) are spelled out in the text
+  (inference.adapters loads them and keeps the record in `model.extra`).
 """
 
 from __future__ import annotations
@@ -68,19 +69,13 @@ def find_embedding_names(texts: list[str], available: list[str]) -> list[str]:
     return found
 
 
-def expand_multi_vector_tokens(prompt: str, tokenizer) -> str:
-    """Spell out multi-vector embeddings: `name` -> `name name_1 name_2` (as diffusers loads them)."""
-    added = getattr(tokenizer, "added_tokens_encoder", {}) or {}
-    if not added:
+def expand_embeddings(prompt: str, model) -> str:
+    """Spell out multi-vector textual-inversion names the model has loaded (`name` -> `name name_1 ...`)."""
+    if not model.extra.get("embeddings"):
         return prompt
-    for token in sorted(set(tokenizer.tokenize(prompt)), key=len, reverse=True):
-        if token in added and f"{token}_1" in added:
-            replacement, i = token, 1
-            while f"{token}_{i}" in added:
-                replacement += f" {token}_{i}"
-                i += 1
-            prompt = re.sub(r"(?<!\S)" + re.escape(token) + r"(?!\S)", replacement, prompt)
-    return prompt
+    from inference.adapters import expand_embedding_names
+
+    return expand_embedding_names(prompt, model)
 
 
 def tokenize_chunks(prompt: str, tokenizer) -> list[list[int]]:
@@ -143,11 +138,12 @@ def encode_chunks(model, chunks: list[list[int]], chunks_2: list[list[int]] | No
 
 def prepare_token_chunks(model, prompt: str, min_chunks: int = 1) -> tuple[list, list | None]:
     """Chunks for encoder 1 (and 2 for SDXL), padded with empty chunks to a common count >= min_chunks."""
-    chunks = tokenize_chunks(expand_multi_vector_tokens(prompt, model.tokenizer), model.tokenizer)
+    prompt = expand_embeddings(prompt, model)
+    chunks = tokenize_chunks(prompt, model.tokenizer)
     chunks_2 = None
     count = max(len(chunks), min_chunks)
     if model.family == "sdxl":
-        chunks_2 = tokenize_chunks(expand_multi_vector_tokens(prompt, model.tokenizer_2), model.tokenizer_2)
+        chunks_2 = tokenize_chunks(prompt, model.tokenizer_2)
         count = max(count, len(chunks_2))
         chunks_2 = chunks_2 + [empty_chunk(model.tokenizer_2)] * (count - len(chunks_2))
     chunks = chunks + [empty_chunk(model.tokenizer)] * (count - len(chunks))

@@ -8,7 +8,6 @@ from inference.sd.prompt import (
     CHUNK_TOKENS,
     encode_prompt,
     encode_prompt_pair,
-    expand_multi_vector_tokens,
     final_layer_norm_of,
     find_embedding_names,
     parse_lora_tags,
@@ -120,9 +119,3 @@ def test_embedding_names_match_whole_words_only():
     found = find_embedding_names(texts, ["EasyNegative", "badhand", "inkpunk-v2", "ink"])
     assert found == ["EasyNegative", "inkpunk-v2"]
 
-
-def test_multi_vector_embedding_tokens_are_spelled_out():
-    tokenizer = build_tiny("sd15").tokenizer
-    tokenizer.add_tokens(["<myemb>", "<myemb>_1", "<myemb>_2", "<single>"])
-    assert expand_multi_vector_tokens("a <myemb> cat, <single>", tokenizer) == "a <myemb> <myemb>_1 <myemb>_2 cat, <single>"
-    assert expand_multi_vector_tokens("plain words", tokenizer) == "plain words"
