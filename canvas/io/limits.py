@@ -28,7 +28,7 @@ class ReadLimits:
     max_ratio: int = 200
     ratio_floor: int = 1 * MiB
     max_xml_bytes: int = 16 * MiB
-    max_json_bytes: int = 256 * MiB
+    max_json_bytes: int = 64 * MiB  # parsed JSON takes ~10x its size in memory
     max_xml_depth: int = 64  # nested <stack> elements
     max_text_chunk: int = 1 * MiB  # a PNG text chunk, after decompression
     max_text_total: int = 16 * MiB  # all PNG text chunks of one file together

@@ -100,29 +100,31 @@ def stroke_coverage(points: Sequence[tuple[float, float]], width: float,
     radius = max(float(width), 0.0) / 2
     starts = pts if len(pts) == 1 else pts[:-1]
     ends = pts if len(pts) == 1 else pts[1:]
-    i = 0
-    while i < len(starts):
-        # Batch consecutive segments (neighbours on screen) while their joint box stays small.
+    reach = radius + 1.0
+    x0s = np.floor(np.minimum(starts[:, 0], ends[:, 0]) - reach).tolist()
+    y0s = np.floor(np.minimum(starts[:, 1], ends[:, 1]) - reach).tolist()
+    x1s = np.ceil(np.maximum(starts[:, 0], ends[:, 0]) + reach).tolist()
+    y1s = np.ceil(np.maximum(starts[:, 1], ends[:, 1]) + reach).tolist()
+    n, i = len(starts), 0
+    while i < n:
+        # Batch consecutive segments into one numpy pass while the batch's joint box costs at
+        # most a few times what the segments' own boxes would: few calls, little wasted work.
+        bx0, by0, bx1, by1 = x0s[i], y0s[i], x1s[i], y1s[i]
+        own = (bx1 - bx0) * (by1 - by0)
         j = i + 1
-        box = _segments_box(starts[i:j], ends[i:j], radius, rect)
-        while j < len(starts):
-            grown = _segments_box(starts[i:j + 1], ends[i:j + 1], radius, rect)
-            if grown.w * grown.h * (j + 1 - i) > _CHUNK_CELLS:
+        while j < n:
+            nx0, ny0 = min(bx0, x0s[j]), min(by0, y0s[j])
+            nx1, ny1 = max(bx1, x1s[j]), max(by1, y1s[j])
+            cost = (nx1 - nx0) * (ny1 - ny0) * (j + 1 - i)
+            seg_own = (x1s[j] - x0s[j]) * (y1s[j] - y0s[j])
+            if cost > _CHUNK_CELLS or cost > max(4 * (own + seg_own), 4096):
                 break
-            box, j = grown, j + 1
+            bx0, by0, bx1, by1, own, j = nx0, ny0, nx1, ny1, own + seg_own, j + 1
+        box = Rect(int(bx0), int(by0), int(bx1 - bx0), int(by1 - by0)).intersect(rect)
         if not box.empty:
             _stamp_segments(coverage, rect, box, starts[i:j], ends[i:j], radius)
         i = j
     return rect, coverage
-
-
-def _segments_box(a: np.ndarray, b: np.ndarray, radius: float, clip: Rect) -> Rect:
-    reach = radius + 1.0
-    x0 = math.floor(min(a[:, 0].min(), b[:, 0].min()) - reach)
-    y0 = math.floor(min(a[:, 1].min(), b[:, 1].min()) - reach)
-    x1 = math.ceil(max(a[:, 0].max(), b[:, 0].max()) + reach)
-    y1 = math.ceil(max(a[:, 1].max(), b[:, 1].max()) + reach)
-    return Rect(x0, y0, x1 - x0, y1 - y0).intersect(clip)
 
 
 def _stamp_segments(coverage: np.ndarray, rect: Rect, box: Rect, a: np.ndarray, b: np.ndarray,

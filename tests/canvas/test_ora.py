@@ -27,7 +27,7 @@ from canvas.io.limits import ReadLimits
 from canvas.io.ora import PROJECT_MEMBER, load_ora, save_ora
 from canvas.model.compose import compose
 from canvas.model.document import Document
-from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer
+from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer, Stroke
 from tests.canvas.documents import every_kind_document, rgba
 
 REPO = Path(__file__).resolve().parents[2]
@@ -427,3 +427,23 @@ def test_unusable_settings_values_fall_back_to_defaults(tmp_path):
     path = saved_project(tmp_path, edit_json(lambda j: j["settings"].update(steps=float("inf"), prompt=None)))
     doc = load_ora(path)
     assert doc.settings.steps == 20 and doc.settings.prompt == "" and len(doc) == 2
+
+
+def test_project_data_that_packs_extremely_well_is_not_a_zip_bomb(tmp_path):
+    doc = Document(64, 64)
+    doc.add_layer_untracked(RegionLayer(prompt="a" * (3 << 20)))
+    path = tmp_path / "long prompt.ora"
+    save_ora(doc, path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(PROJECT_MEMBER)
+        assert info.file_size > 200 * info.compress_size  # a ratio refused for layer PNGs
+    assert load_ora(path).same_as(doc)
+
+
+def test_long_strokes_round_trip(tmp_path):
+    doc = Document(64, 64)
+    stroke = Stroke(tuple((float(i % 64), float(i // 64)) for i in range(1000)), "#ff0000", 2.0)
+    doc.add_layer_untracked(ScribbleLayer(strokes=(stroke,) * 5, mode="annotation"))
+    path = tmp_path / "strokes.ora"
+    save_ora(doc, path)
+    assert load_ora(path).same_as(doc)
