@@ -161,7 +161,7 @@ def test_a1111_parser_is_linear_on_hostile_lines():
     for line in ("a" * 1_000_000, "a:" * 500_000, '"' * 1_000_000, "Steps: 1, " * 100_000 + 'x: "' + "b" * 100_000,
                  'k: "a, ' * 150_000, 'k: "\\\\\\", ' * 100_000):
         parse_a1111("prompt\n" + line)
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 30  # quadratic parsing would take hours on these
 
 
 COMFY_PROMPT = {
