@@ -1,0 +1,434 @@
+"""The benchmark cases of issue 8, each a ratio of a subject against its baseline (see bench/harness.py).
+
+1. our `generate` loop (Engine.run) vs the stock diffusers pipeline on the same components, sampler,
+   steps, seed and size; the first pair's images are compared to show both sides did the same work.
+2. a linear preview after every step vs none; a TAESD-shaped preview (random AutoencoderTiny) vs none.
+3. attention regions (1, 4, 8) vs a plain generation; latent couple with 4 regions vs plain.
+4. inpaint `only_masked` with a mask over 25% of the canvas vs `whole`: the crop generated at its own
+   size (the request sized to the crop, which the API allows for only_masked) and, A1111's way, the crop
+   scaled up to the full request size.
+5. peak memory (inference in fresh subprocesses: bench/memory.py).
+6. model load: single-file checkpoint vs diffusers folder of the same weights.
+7. GUI responsiveness (bench/gui.py, in a subprocess with its own QApplication).
+
+Every generation runs through the real engine (`inference.engine.Engine`) with the middle-size models
+of bench/models.py, so what is measured is what the editor runs.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import functools
+import io
+import math
+import pstats
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.harness import BenchError, CaseResult, run_pairs, spread, timed
+from bench.models import FAMILIES, MID_NAMES, BenchModels, build_mid_model, run_stock, stock_pipeline
+
+PROMPT = "a watercolour fox in a snowy forest, soft morning light"
+NEGATIVE = "blurry, low quality"
+REGION_PROMPTS = (
+    "a red barn", "a blue lake", "snowy mountains", "a pine forest", "a hot air balloon", "a stone bridge",
+    "a field of sunflowers", "an old lighthouse",
+)
+REGION_TARGETS = {1: 1.05, 4: 1.10, 8: 1.15}
+
+
+@dataclass
+class BenchConfig:
+    quick: bool = False
+    size: int = 256  # px, square generations
+    steps: int = 8
+    pairs: int = 7
+    warmup: int = 1
+    families: tuple[str, ...] = FAMILIES  # case 1 and the memory/load cases
+    detail_families: tuple[str, ...] = FAMILIES  # cases 2-4
+    clock: str = "cpu"
+    sampler: str = "Euler"
+    cfg: float = 7.0
+    seed: int = 1234
+    inpaint_canvas: int = 512  # px: the 25% mask is a centred square of half the side
+    inpaint_padding: int = 8
+    inpaint_blur: int = 4
+    memory_pairs: int = 5
+    threads: int = 1
+    workdir: Path = Path("bench/out/work")
+    profile_dir: Path | None = None  # write a profile here for every ratio that misses its target
+
+    @classmethod
+    def for_mode(cls, quick: bool, **overrides) -> BenchConfig:
+        if quick:
+            values = dict(quick=True, steps=4, pairs=5, detail_families=("sd15",), memory_pairs=5)
+        else:
+            values = dict(quick=False)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class BenchContext:
+    """What the cases share: the built models, one engine over them, the TAESD file, the profiles."""
+
+    config: BenchConfig
+    models: BenchModels = field(default_factory=BenchModels)
+    engine: Any = None
+    profiled: list[str] = field(default_factory=list)
+
+    def model(self, family: str):
+        name = MID_NAMES[family]
+        if name not in self.models.models:
+            self.models.add(build_mid_model(family))
+        return self.models.models[name]
+
+    def get_engine(self):
+        if self.engine is None:
+            from inference.engine import Engine
+
+            self.engine = Engine(self.models)
+        return self.engine
+
+    def request(self, family: str, **overrides):
+        from inference.api import GenerationRequest
+
+        self.model(family)
+        c = self.config
+        values = dict(model=MID_NAMES[family], prompt=PROMPT, negative=NEGATIVE, width=c.size, height=c.size,
+                      steps=c.steps, sampler=c.sampler, cfg=c.cfg, seed=c.seed, preview="none")
+        values.update(overrides)
+        return GenerationRequest(**values)
+
+    def generate(self, request) -> np.ndarray:
+        return run_engine(self.get_engine(), request)
+
+    def measure(self, subject: Callable[[], Any], baseline: Callable[[], Any]):
+        return run_pairs(subject, baseline, pairs=self.config.pairs, warmup=self.config.warmup)
+
+    def maybe_profile(self, result: CaseResult, subject: Callable[[], Any], baseline: Callable[[], Any]) -> None:
+        if result.status != "MISS" or self.config.profile_dir is None:
+            return
+        label = f"{result.name}_{result.family}" if result.family else result.name
+        path = Path(self.config.profile_dir) / f"{label}.txt"
+        write_profile(path, result, {"subject: " + result.subject: subject, "baseline: " + str(result.baseline): baseline})
+        result.details["profile"] = str(path)
+        self.profiled.append(str(path))
+
+
+def run_engine(engine, request) -> np.ndarray:
+    """One request through Engine.run; the image, or BenchError with the engine's own sentence."""
+    from inference.api import Finished
+
+    events: list = []
+    engine.run(request, events.append, threading.Event())
+    last = events[-1] if events else None
+    if not isinstance(last, Finished):
+        raise BenchError(f"The engine did not finish a {request.mode} request: {last!r}.")
+    return last.images[0]
+
+
+def ratio_of(runs, ctx: BenchContext, **kwargs) -> CaseResult:
+    from bench.harness import ratio_result
+
+    return ratio_result(runs, clock=ctx.config.clock, **kwargs)
+
+
+# ---- 1. the loop vs the stock pipeline ------------------------------------------------------------------
+
+
+def case_loop_vs_stock(ctx: BenchContext) -> list[CaseResult]:
+    results = []
+    c = ctx.config
+    for family in c.families:
+        model = ctx.model(family)
+        request = ctx.request(family)
+        pipeline = stock_pipeline(model, c.sampler)
+
+        def ours(request=request):
+            return ctx.generate(request)
+
+        def stock(pipeline=pipeline):
+            return run_stock(pipeline, prompt=PROMPT, negative=NEGATIVE, width=c.size, height=c.size,
+                             steps=c.steps, cfg=c.cfg, seed=c.seed)
+
+        runs = ctx.measure(ours, stock)
+        ours_image, stock_image = runs.first_outputs
+        difference = int(np.abs(ours_image.astype(np.int16) - stock_image.astype(np.int16)).max())
+        result = ratio_of(
+            runs, ctx, case="1", name="loop_vs_stock", family=family, subject="Engine.run generate",
+            baseline=type(pipeline).__name__, target=1.03,
+            details={"max_pixel_difference": difference},
+            note=f"same image (max pixel difference {difference})" if difference <= 1 else
+            f"images differ by up to {difference} levels",
+        )
+        ctx.maybe_profile(result, ours, stock)
+        results.append(result)
+    return results
+
+
+# ---- 2. previews ------------------------------------------------------------------------------------------
+
+
+def write_random_taesd(path: Path, seed: int = 0) -> Path:
+    """A random-weight AutoencoderTiny (the published TAESD decoder's shape) as a .safetensors file."""
+    import torch
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        autoencoder = AutoencoderTiny()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in autoencoder.state_dict().items()}, str(path))
+    return path
+
+
+def case_previews(ctx: BenchContext) -> list[CaseResult]:
+    c = ctx.config
+    results = []
+    if ctx.models.taesd is None:
+        ctx.models.taesd = write_random_taesd(Path(c.workdir) / "taesd_decoder.safetensors")
+    for family in c.detail_families:
+        plain = ctx.request(family, preview="none")
+        for method, target in (("linear", 1.01), ("taesd", None)):
+            with_preview = replace(plain, preview=method)
+
+            def subject(request=with_preview):
+                return ctx.generate(request)
+
+            def baseline(request=plain):
+                return ctx.generate(request)
+
+            runs = ctx.measure(subject, baseline)
+            medians = runs.medians()
+            key = "subject_cpu_s" if c.clock == "cpu" else "subject_wall_s"
+            base_key = key.replace("subject", "baseline")
+            per_step_ms = (medians[key] - medians[base_key]) / c.steps * 1e3
+            result = ratio_of(
+                runs, ctx, case="2", name=f"preview_{method}", family=family,
+                subject=f"{method} preview every step", baseline="no preview", target=target,
+                details={"added_ms_per_step": per_step_ms},
+                note=f"{per_step_ms:+.1f} ms per step",
+            )
+            ctx.maybe_profile(result, subject, baseline)
+            results.append(result)
+    return results
+
+
+# ---- 3. regions ----------------------------------------------------------------------------------------------
+
+
+def strip_regions(count: int, size: int) -> tuple:
+    """`count` vertical strips over the canvas, each with its own prompt."""
+    from inference.api import RegionSpec
+
+    regions = []
+    edges = np.linspace(0, size, count + 1).round().astype(int)
+    for index in range(count):
+        mask = np.zeros((size, size), np.float32)
+        mask[:, edges[index] : edges[index + 1]] = 1.0
+        regions.append(RegionSpec(mask=mask, prompt=REGION_PROMPTS[index % len(REGION_PROMPTS)]))
+    return tuple(regions)
+
+
+def case_regions(ctx: BenchContext) -> list[CaseResult]:
+    c = ctx.config
+    results = []
+    for family in c.detail_families:
+        plain = ctx.request(family)
+
+        def baseline(request=plain):
+            return ctx.generate(request)
+
+        variants = [("attention", count, REGION_TARGETS[count]) for count in (1, 4, 8)] + [("latent", 4, None)]
+        for method, count, target in variants:
+            regional = replace(plain, mode="regions", region_method=method, regions=strip_regions(count, c.size))
+
+            def subject(request=regional):
+                return ctx.generate(request)
+
+            runs = ctx.measure(subject, baseline)
+            name = "regions_attention" if method == "attention" else "latent_couple"
+            result = ratio_of(
+                runs, ctx, case="3", name=f"{name}_{count}", family=family,
+                subject=f"{method} regions x{count}", baseline="plain generate", target=target,
+                note="expected ~(N+1)/2 = 2.5" if method == "latent" else "",
+            )
+            ctx.maybe_profile(result, subject, baseline)
+            results.append(result)
+    return results
+
+
+# ---- 4. inpaint only_masked ------------------------------------------------------------------------------
+
+
+def inpaint_inputs(canvas: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random picture and a centred square mask covering a quarter of it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(max(canvas // 32, 2), max(canvas // 32, 2), 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(coarse).resize((canvas, canvas), Image.Resampling.BICUBIC))
+    mask = np.zeros((canvas, canvas), np.float32)
+    quarter = canvas // 4
+    mask[quarter : canvas - quarter, quarter : canvas - quarter] = 1.0
+    return np.ascontiguousarray(image), mask
+
+
+def crop_box_for(request, model) -> tuple[int, int, int, int]:
+    """The box the inpaint extension will cut for this request (its own rule, not a copy of it)."""
+    from inference.sd.context import DenoiseContext
+    from inference.sd.inpaint import InpaintExtension
+
+    extension = InpaintExtension.from_request(request)
+    probe = DenoiseContext(model=model, request=request, seed=0, width=request.width, height=request.height,
+                           generator=None, emit=lambda event: None)
+    return extension.choose_crop_box(probe)
+
+
+def own_size_request(request, model):
+    """only_masked with the generation at the crop's own size (rounded up to the latent grid)."""
+    cell = model.vae_scale_factor
+    x0, y0, x1, y1 = crop_box_for(request, model)
+    width = math.ceil((x1 - x0) / cell) * cell
+    height = math.ceil((y1 - y0) / cell) * cell
+    return replace(request, width=width, height=height), (x0, y0, x1, y1)
+
+
+def case_inpaint(ctx: BenchContext) -> list[CaseResult]:
+    c = ctx.config
+    results = []
+    image, mask = inpaint_inputs(c.inpaint_canvas)
+    for family in c.detail_families:
+        model = ctx.model(family)
+        whole = ctx.request(family, mode="inpaint", init_image=image, mask=mask, width=c.inpaint_canvas,
+                            height=c.inpaint_canvas, inpaint_area="whole", padding=c.inpaint_padding,
+                            mask_blur=c.inpaint_blur)
+        upscaled = replace(whole, inpaint_area="only_masked")
+        own, box = own_size_request(upscaled, model)
+        crop_fraction = (box[2] - box[0]) * (box[3] - box[1]) / float(c.inpaint_canvas**2)
+
+        def baseline(request=whole):
+            return ctx.generate(request)
+
+        variants = (
+            ("own_size", own, 0.35, f"crop {own.width}x{own.height} generated at its own size"),
+            ("upscaled", upscaled, None, f"crop scaled up to {upscaled.width}x{upscaled.height} (A1111)"),
+        )
+        for label, request, target, description in variants:
+            def subject(request=request):
+                return ctx.generate(request)
+
+            runs = ctx.measure(subject, baseline)
+            result = ratio_of(
+                runs, ctx, case="4", name=f"inpaint_only_masked_{label}", family=family,
+                subject=description, baseline=f"whole {c.inpaint_canvas}x{c.inpaint_canvas}", target=target,
+                details={"mask_fraction": float(mask.mean()), "crop_box": list(box), "crop_fraction": crop_fraction,
+                         "padding": c.inpaint_padding, "mask_blur": c.inpaint_blur},
+                note=f"mask 25%, crop {crop_fraction:.0%} of the canvas",
+            )
+            ctx.maybe_profile(result, subject, baseline)
+            results.append(result)
+    return results
+
+
+# ---- 6. model load ------------------------------------------------------------------------------------------
+
+
+def case_model_load(ctx: BenchContext) -> list[CaseResult]:
+    import torch
+
+    from bench.models import write_config_root, write_diffusers_folder, write_single_file
+    c = ctx.config
+    results = []
+    for family in c.families:
+        model = ctx.model(family)
+        root = Path(c.workdir) / f"load_{family}"
+        checkpoint = root / f"mid-{family}.safetensors"
+        folder = root / f"mid-{family}-diffusers"
+        config_root = root / "configs"
+        if not checkpoint.is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            write_single_file(model, checkpoint)
+            write_diffusers_folder(model, folder)
+            write_config_root(model, config_root)
+        hash_cache = root / "hashes.json"
+
+        single_file = functools.partial(load_fresh, checkpoint, config_root, hash_cache)
+        diffusers_folder = functools.partial(load_fresh, folder, config_root, hash_cache)
+        runs = ctx.measure(single_file, diffusers_folder)
+        loaded_single, loaded_folder = runs.first_outputs
+        same = all(
+            torch.equal(a, b)
+            for a, b in zip(loaded_single.unet.state_dict().values(), loaded_folder.unet.state_dict().values())
+        )
+        size_mib = checkpoint.stat().st_size / 2**20
+        result = ratio_of(
+            runs, ctx, case="6", name="load_single_file_vs_folder", family=family,
+            subject="single-file .safetensors", baseline="diffusers folder", target=None,
+            details={"checkpoint_mib": size_mib, "same_unet_weights": same},
+            note=f"{size_mib:.0f} MiB checkpoint, same weights: {same}",
+        )
+        results.append(result)
+    return results
+
+
+def load_fresh(path: Path, config_root: Path, hash_cache: Path):
+    """Load through a new ModelManager: a kept one would hand back the model it already holds."""
+    import torch
+
+    from inference.models import ModelManager
+
+    manager = ModelManager([], config_root=config_root, device="cpu", dtype=torch.float32, hash_cache_file=hash_cache)
+    return manager.load(str(path))
+
+
+# ---- profiles of the cases that miss -------------------------------------------------------------------
+
+
+def write_profile(path: Path, result: CaseResult, sides: dict[str, Callable[[], Any]]) -> None:
+    """torch.profiler's operator table and cProfile's Python view of one run of each side, as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"Profile of case {result.case} {result.name} ({result.family}): ratio {result.median:.3f}"
+             f" (target {result.target}), {result.clock} clock", ""]
+    for label, run in sides.items():
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+            timing, _ = timed(run)
+        lines += [f"==== {label}: {timing.wall:.3f} s wall, {timing.cpu:.3f} s CPU", "",
+                  "-- torch.profiler, top operators by self CPU time --",
+                  prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), ""]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run()
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+        lines += ["-- cProfile, top 30 by cumulative time --", text.getvalue(), ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+# ---- measurements that are not ratios ---------------------------------------------------------------
+
+
+def value_result(values: list[float], *, case: str, name: str, family: str | None, subject: str, unit: str,
+                 details: dict | None = None, note: str = "") -> CaseResult:
+    median, low, high = spread(values)
+    return CaseResult(case=case, name=name, family=family, subject=subject, baseline=None, unit=unit,
+                      median=median, low=low, high=high, samples=list(values), details=dict(details or {}),
+                      note=note)
+
+
+CASES: dict[str, Callable[[BenchContext], list[CaseResult]]] = {
+    "loop": case_loop_vs_stock,
+    "preview": case_previews,
+    "regions": case_regions,
+    "inpaint": case_inpaint,
+    "load": case_model_load,
+}

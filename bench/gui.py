@@ -1,0 +1,254 @@
+"""Case 7: how the editor feels while it works, offscreen, through the real widgets and threads.
+
+- Event-loop gap: a 10 ms QTimer ticks on the GUI thread while the real GenerationController sends
+  a generation through the real InferenceWorker thread and Engine (middle-size SD1.5, linear previews
+  drawn on a CanvasView's staging overlay). The longest time between two ticks while the job runs is
+  how long the window could not react; 10 ms means it never missed a beat. The same timer on an
+  idle loop gives the floor the machine itself sets (other processes, the OS scheduler).
+- Stroke cost: a brush stroke of 99 mouse moves on a mask over a 4096x4096 document shown in a
+  640x480 view; per mouse event, the handling alone and with the repaint of the dirty rectangle.
+
+Runs in its own process (it needs a QApplication): python -m bench.gui [--size 256 --steps 4 --runs 3]
+prints its results as JSON lines; bench/__main__.py starts it and folds them into the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from bench.harness import BenchError, CaseResult, spread
+
+TICK_MS = 10
+STROKE_DOCUMENT = 4096
+STROKE_MOVES = 99
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+class TickRecorder:
+    """Timestamps of a precise repeating QTimer: the gaps between them are the event loop's latency."""
+
+    def __init__(self, interval_ms: int = TICK_MS):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self.ticks.append(time.perf_counter())
+
+    def start(self) -> None:
+        self.ticks.clear()
+        self.timer.start()
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return [(b - a) * 1e3 for a, b in zip(self.ticks, self.ticks[1:])]
+
+
+async def measure_generation_gaps(size: int, steps: int, runs: int) -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    from bench.cases import NEGATIVE, PROMPT
+    from bench.models import BenchModels, build_mid_model
+    from canvas.model.commands import SetSetting
+    from canvas.model.document import Document
+    from canvas.view.canvas_view import CanvasView
+    from desktop.generation import GenerationController, JobState
+    from desktop.worker import InferenceWorker
+
+    model = build_mid_model("sd15")
+    models = BenchModels({model.name: model})
+
+    def engine_factory():
+        from inference.engine import Engine
+
+        return Engine(models)
+
+    document = Document(size, size)
+    settings = dict(model=model.name, prompt=PROMPT, negative=NEGATIVE, steps=steps, sampler="Euler", seed=1234)
+    for name, value in settings.items():
+        document.execute(SetSetting(name, value))
+    document.history.clear()
+    view = CanvasView(document)
+    view.resize(640, 480)
+    view.show()
+    QApplication.processEvents()
+    worker = InferenceWorker(engine_factory)
+    controller = GenerationController(worker, document, preview_method="linear")
+    previews = []
+
+    def on_preview(rect, rgb) -> None:
+        previews.append(rgb.shape)
+        view.staging.show_preview(rect, rgb)
+
+    controller.preview_ready.connect(on_preview)
+    controller.staging_changed.connect(
+        lambda: view.staging.set_candidates(controller.staging.job.images, controller.staging.job.area)
+        if controller.staging else view.staging.clear()
+    )
+    recorder = TickRecorder()
+    try:
+        # The first job loads nothing (the model is built) but warms torch's kernels: not measured.
+        await run_job(controller, JobState)
+        recorder.start()
+        await asyncio.sleep(1.0)
+        idle_gaps = recorder.stop()
+        busy_max, busy_p99, busy_median, seconds = [], [], [], []
+        for _ in range(runs):
+            previews.clear()
+            recorder.start()
+            started = time.perf_counter()
+            await run_job(controller, JobState)
+            seconds.append(time.perf_counter() - started)
+            gaps = recorder.stop()
+            if not previews:
+                raise BenchError("The GUI generation showed no previews.")
+            busy_max.append(max(gaps))
+            busy_p99.append(percentile(gaps, 0.99))
+            busy_median.append(statistics.median(gaps))
+    finally:
+        controller.shutdown()
+        worker.shutdown(timeout=10)
+        view.close()
+    return {"busy_max_ms": busy_max, "busy_p99_ms": busy_p99, "busy_median_ms": busy_median,
+            "idle_max_ms": max(idle_gaps), "idle_p99_ms": percentile(idle_gaps, 0.99),
+            "job_seconds": seconds, "previews_last_job": len(previews)}
+
+
+async def run_job(controller, job_states) -> None:
+    job = controller.generate()
+    if job is None:
+        raise BenchError("The controller refused the benchmark's generation.")
+    while not job.state.done:
+        await asyncio.sleep(0.005)
+    if job.state is not job_states.FINISHED:
+        raise BenchError(f"The GUI generation ended {job.state.value}: {job.message}")
+
+
+def measure_stroke() -> dict:
+    import numpy as np
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from canvas.model.document import Document
+    from canvas.model.layers import ImageLayer, MaskLayer
+    from canvas.view.canvas_view import CanvasView
+
+    side = STROKE_DOCUMENT
+    document = Document(side, side)
+    mask = MaskLayer(pixels=np.zeros((side, side), np.uint8))
+    document.add_layer_untracked(ImageLayer(pixels=np.full((side, side, 4), 180, np.uint8)))
+    document.add_layer_untracked(mask)
+    document.active_layer = mask
+    view = CanvasView(document)
+    view.resize(640, 480)
+    view.show()
+    QApplication.processEvents()
+    view.fit()
+    view.set_tool("brush")
+    view.tools["brush"].set_size(64)
+    QApplication.processEvents()
+
+    def send(kind, x: float, y: float, button, buttons) -> None:
+        position = view.map_from_document(QPointF(x, y))
+        global_position = QPointF(view.viewport().mapToGlobal(position.toPoint()))
+        event = QMouseEvent(kind, position, global_position, button, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view.viewport(), event)
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    points = [(400.0 + 30.0 * i, 2000.0 + 400.0 * np.sin(i / 8.0)) for i in range(STROKE_MOVES + 1)]
+    handling, with_repaint = [], []
+    send(QEvent.Type.MouseButtonPress, *points[0], left, left)
+    QApplication.processEvents()
+    for x, y in points[1:]:
+        t0 = time.perf_counter()
+        send(QEvent.Type.MouseMove, x, y, none, left)
+        t1 = time.perf_counter()
+        QApplication.processEvents()
+        t2 = time.perf_counter()
+        handling.append((t1 - t0) * 1e3)
+        with_repaint.append((t2 - t0) * 1e3)
+    send(QEvent.Type.MouseButtonRelease, *points[-1], left, none)
+    QApplication.processEvents()
+    if len(document.history) != 1 or mask.pixels[2000, 400] != 255:
+        raise BenchError("The benchmark stroke did not paint the mask as one undo step.")
+    view.close()
+    return {"handling_ms": handling, "with_repaint_ms": with_repaint, "zoom": view.zoom}
+
+
+def child_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gui")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from bench.__main__ import prepare_process
+
+    prepare_process(args.threads)
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    stroke = measure_stroke()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        gaps = loop.run_until_complete(measure_generation_gaps(args.size, args.steps, args.runs))
+    print(json.dumps({"stroke": stroke, "gaps": gaps}))
+    return 0
+
+
+def case_gui(config) -> list[CaseResult]:
+    from bench.memory import REPO_ROOT, child_environment
+
+    runs = 3 if config.quick else 5
+    command = [sys.executable, "-m", "bench.gui", "--size", str(config.size), "--steps", str(config.steps),
+               "--runs", str(runs), "--threads", str(config.threads)]
+    env = child_environment()
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"The GUI benchmark failed: {last}")
+    data = json.loads(completed.stdout.strip().splitlines()[-1])
+    gaps, stroke = data["gaps"], data["stroke"]
+    results = []
+    median, low, high = spread(gaps["busy_max_ms"])
+    results.append(CaseResult(
+        case="7", name="event_loop_gap", family="sd15", subject=f"longest gap of a {TICK_MS} ms QTimer during a "
+        "generation with previews", baseline=None, unit="ms", median=median, low=low, high=high,
+        samples=gaps["busy_max_ms"], details=gaps,
+        note=f"p99 {spread(gaps['busy_p99_ms'])[0]:.1f} ms; idle loop max {gaps['idle_max_ms']:.1f} ms",
+    ))
+    for key, label in (("with_repaint_ms", "with repaint"), ("handling_ms", "handling only")):
+        values = stroke[key]
+        median, low, high = spread(values)
+        results.append(CaseResult(
+            case="7", name=f"stroke_{key[:-3]}", family=None,
+            subject=f"brush stroke per mouse event on {STROKE_DOCUMENT}^2, {label}", baseline=None, unit="ms",
+            median=median, low=low, high=high, samples=values, details={"zoom": stroke["zoom"]},
+            note=f"p95 {percentile(values, 0.95):.1f} ms over {len(values)} events",
+        ))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

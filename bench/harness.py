@@ -1,0 +1,130 @@
+"""Measuring one side against another: A/B pairs, alternating order, median ratio with its spread.
+
+Each pair runs both sides back to back; the order flips every pair (baseline first, then subject
+first, ...), so slow drift on a shared machine and "the second run finds warm caches" cancel
+instead of favouring one side. A warm-up pair runs before the measured ones and is thrown away.
+
+Two clocks are read for every run: wall time and the process's CPU time. With torch limited to one
+thread, the CPU time is the compute the run did, and it barely moves when other processes compete
+for the cores (the wall time does); the ratio is taken on the clock the config names.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+CLOCKS = ("cpu", "wall")
+
+
+class BenchError(Exception):
+    """A benchmark could not run (a side failed, a bad option): one sentence, no traceback."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # seconds of process CPU time (all threads)
+
+    def on(self, clock: str) -> float:
+        return self.cpu if clock == "cpu" else self.wall
+
+
+def timed(run: Callable[[], Any]) -> tuple[Timing, Any]:
+    """Run once after a garbage collection (so no side pays for the other's garbage)."""
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = run()
+    return Timing(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu), value
+
+
+@dataclass
+class CaseResult:
+    """One line of the table: a ratio subject/baseline (unit "x") or a plain measurement (ms, s, MiB)."""
+
+    case: str  # "1", "2", ... as in the issue
+    name: str  # short identifier, e.g. "loop_vs_stock"
+    family: str | None
+    subject: str
+    baseline: str | None
+    unit: str  # "x" for ratios
+    median: float
+    low: float
+    high: float
+    samples: list[float]
+    target: float | None = None  # ratios: at most this; None = reported only
+    clock: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.target is None:
+            return "reported"
+        return "ok" if self.median <= self.target else "MISS"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status
+        return data
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+@dataclass
+class PairRuns:
+    """The raw timings of an A/B measurement."""
+
+    subject: list[Timing]
+    baseline: list[Timing]
+    first_outputs: tuple[Any, Any] = (None, None)  # (subject, baseline) of the first measured pair
+
+    def ratios(self, clock: str) -> list[float]:
+        return [s.on(clock) / b.on(clock) for s, b in zip(self.subject, self.baseline)]
+
+    def medians(self) -> dict[str, float]:
+        return {
+            "subject_wall_s": statistics.median(t.wall for t in self.subject),
+            "subject_cpu_s": statistics.median(t.cpu for t in self.subject),
+            "baseline_wall_s": statistics.median(t.wall for t in self.baseline),
+            "baseline_cpu_s": statistics.median(t.cpu for t in self.baseline),
+        }
+
+
+def run_pairs(subject: Callable[[], Any], baseline: Callable[[], Any], *, pairs: int, warmup: int = 1) -> PairRuns:
+    """`warmup` discarded pairs, then `pairs` measured ones in alternating order."""
+    if pairs < 1:
+        raise BenchError("A measurement needs at least one pair.")
+    for _ in range(warmup):
+        baseline()
+        subject()
+    runs = PairRuns(subject=[], baseline=[])
+    for index in range(pairs):
+        if index % 2 == 0:
+            base_timing, base_out = timed(baseline)
+            subject_timing, subject_out = timed(subject)
+        else:
+            subject_timing, subject_out = timed(subject)
+            base_timing, base_out = timed(baseline)
+        runs.subject.append(subject_timing)
+        runs.baseline.append(base_timing)
+        if index == 0:
+            runs.first_outputs = (subject_out, base_out)
+    return runs
+
+
+def ratio_result(runs: PairRuns, *, case: str, name: str, family: str | None, subject: str, baseline: str,
+                 clock: str, target: float | None, details: dict | None = None, note: str = "") -> CaseResult:
+    ratios = runs.ratios(clock)
+    median, low, high = spread(ratios)
+    other = "wall" if clock == "cpu" else "cpu"
+    other_median = statistics.median(runs.ratios(other))
+    all_details = {**runs.medians(), f"ratio_{other}_median": other_median, **(details or {})}
+    return CaseResult(case=case, name=name, family=family, subject=subject, baseline=baseline, unit="x",
+                      median=median, low=low, high=high, samples=ratios, target=target, clock=clock,
+                      details=all_details, note=note)

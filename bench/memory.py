@@ -1,0 +1,131 @@
+"""Case 5: peak memory of our loop vs the stock pipeline, each side in a fresh subprocess.
+
+tracemalloc does not see torch's allocations, so on a CPU the measure is the process's resident-set
+high-water mark (VmHWM). Each child imports and builds everything both sides need (the same model,
+the engine and the stock pipeline object), then resets the high-water mark to the current RSS
+(`/proc/self/clear_refs` = 5) and runs ONE generation of its side: the peak covers the weights plus
+what the generation itself allocated, with identical code and weights resident on both sides. Pairs of
+children run in alternating order, like the timed cases. On a GPU, bench/gpu.py reads
+torch.cuda.max_memory_allocated instead.
+
+Run as a child: python -m bench.memory --side ours|stock --family sd15 --size 256 --steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.harness import BenchError, CaseResult, spread
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIDES = ("ours", "stock")
+
+
+def read_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise BenchError(f"/proc/self/status has no {field} line; the memory case needs Linux.")
+
+
+def reset_high_water_mark() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def child_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory")
+    parser.add_argument("--side", choices=SIDES, required=True)
+    parser.add_argument("--family", choices=("sd15", "sdxl"), required=True)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from bench.__main__ import prepare_process
+
+    prepare_process(args.threads)
+    from bench.cases import NEGATIVE, PROMPT, run_engine
+    from bench.models import BenchModels, build_mid_model, run_stock, stock_pipeline
+    from inference.api import GenerationRequest
+    from inference.engine import Engine
+
+    model = build_mid_model(args.family)
+    engine = Engine(BenchModels({model.name: model}))
+    pipeline = stock_pipeline(model)
+    request = GenerationRequest(model=model.name, prompt=PROMPT, negative=NEGATIVE, width=args.size,
+                                height=args.size, steps=args.steps, sampler="Euler", cfg=7.0, seed=args.seed,
+                                preview="none")
+    gc.collect()
+    before_kib = read_status_kib("VmRSS")
+    was_reset = reset_high_water_mark()
+    if args.side == "ours":
+        run_engine(engine, request)
+    else:
+        run_stock(pipeline, prompt=PROMPT, negative=NEGATIVE, width=args.size, height=args.size, steps=args.steps,
+                  cfg=7.0, seed=args.seed)
+    peak_kib = read_status_kib("VmHWM")
+    print(json.dumps({"side": args.side, "family": args.family, "rss_before_mib": before_kib / 1024,
+                      "peak_mib": peak_kib / 1024, "high_water_reset": was_reset}))
+    return 0
+
+
+def run_child(side: str, family: str, size: int, steps: int, threads: int) -> dict:
+    command = [sys.executable, "-m", "bench.memory", "--side", side, "--family", family, "--size", str(size),
+               "--steps", str(steps), "--threads", str(threads)]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=child_environment())
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"The memory child for {side}/{family} failed: {last}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return env
+
+
+def case_memory(config) -> list[CaseResult]:
+    results = []
+    for family in config.families:
+        ours, stock = [], []
+        for index in range(config.memory_pairs):
+            order = SIDES if index % 2 == 0 else tuple(reversed(SIDES))
+            for side in order:
+                record = run_child(side, family, config.size, config.steps, config.threads)
+                (ours if side == "ours" else stock).append(record)
+        ratios = [a["peak_mib"] / b["peak_mib"] for a, b in zip(ours, stock)]
+        growth = [(a["peak_mib"] - a["rss_before_mib"]) / max(b["peak_mib"] - b["rss_before_mib"], 1e-6)
+                  for a, b in zip(ours, stock)]
+        median, low, high = spread(ratios)
+        ours_peak = spread([r["peak_mib"] for r in ours])[0]
+        stock_peak = spread([r["peak_mib"] for r in stock])[0]
+        ours_growth = spread([r["peak_mib"] - r["rss_before_mib"] for r in ours])[0]
+        stock_growth = spread([r["peak_mib"] - r["rss_before_mib"] for r in stock])[0]
+        results.append(CaseResult(
+            case="5", name="peak_memory", family=family, subject="Engine.run peak RSS", baseline="stock pipeline",
+            unit="x", median=median, low=low, high=high, samples=ratios, target=1.10, clock="rss",
+            details={"ours_peak_mib": ours_peak, "stock_peak_mib": stock_peak, "ours_growth_mib": ours_growth,
+                     "stock_growth_mib": stock_growth, "growth_ratio_median": spread(growth)[0],
+                     "high_water_reset": all(r["high_water_reset"] for r in ours + stock)},
+            note=f"peak {ours_peak:.0f} vs {stock_peak:.0f} MiB; during the run +{ours_growth:.0f} vs "
+                 f"+{stock_growth:.0f} MiB",
+        ))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
