@@ -310,7 +310,10 @@ def validate_choice(name: str, value, choices: tuple[str, ...]) -> None:
 def validate_images(request: GenerationRequest) -> None:
     image = request.init_image
     canvas_shape = (request.height, request.width)
-    crops_to_generation = request.inpaint_area == "only_masked" and request.mask is not None
+    # Only inpaint (alone or under regions) cuts its own crop out of a canvas of another size.
+    crops_to_generation = (
+        request.inpaint_area == "only_masked" and request.mask is not None and request.mode in ("inpaint", "regions")
+    )
     if image is not None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise RequestError("The input image must be an HxWx3 array of 8-bit RGB.")
@@ -357,8 +360,6 @@ def check_model_fits_request(model, request: GenerationRequest) -> None:
     scale = model.vae_scale_factor
     if request.width % scale or request.height % scale:
         raise RequestError(f"The size must be a multiple of {scale} pixels for {model.name}.")
-    if model.inpaint and request.mode not in ("generate", "inpaint", "regions"):
-        raise RequestError(f"{model.name} is an inpainting model; use it for generate or inpaint.")
 
 
 # ---- results ----------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ A mode is a list of `LoopExtension`s around ONE loop (inference/sd/loop.py). The
 this order (extensions in list order; `finish` and `cleanup` in reverse order, like nested
 context managers):
 
-1. `prepare_image(ctx)`   pixel space, before the VAE encodes `ctx.init_image`: inpaint crops the
-                          masked area (only_masked) and pre-fills it (masked_content="fill").
+1. `prepare_image(ctx)`   pixel space, before the VAE encodes anything: `ctx.canvas_image` is the
+                          request's image; an extension may set `ctx.source_image`/`ctx.init_image`
+                          itself (inpaint crops the masked area and pre-fills it), else the loop
+                          sets both to the canvas image in generation space right after.
 2. `prepare(ctx)`         latent space, before the first step: change `ctx.image_latents`, set
                           `ctx.conditioning_channels` (9-channel inpaint), replace
                           `ctx.encoder_hidden_states`, install attention processors (restore them

@@ -100,13 +100,13 @@ class InpaintExtension(LoopExtension):
         canvas_h, canvas_w = self.mask.shape
         if self.inpaint_area == "only_masked":
             ctx.crop_box = self.choose_crop_box(ctx)
-            ctx.source_image = ctx.to_generation_space(canvas, is_mask=False)
-            ctx.init_image = ctx.source_image.copy()
         elif (canvas_h, canvas_w) != (ctx.height, ctx.width):
             raise RequestError(
                 f"The image is {canvas_w}x{canvas_h} but the request is {ctx.width}x{ctx.height}; "
                 "inpaint the whole image at its own size or use inpaint_area 'only_masked'."
             )
+        ctx.source_image = ctx.to_generation_space(canvas, is_mask=False)
+        ctx.init_image = ctx.source_image.copy()
         self.prepare_masks(ctx)
         if self.masked_content == "fill":
             ctx.init_image = fill_masked(ctx.init_image, self.generation_grid_mask)

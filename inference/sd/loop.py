@@ -18,7 +18,6 @@ modes is the list of extensions (see inference/sd/context.py for the hooks). Rea
 from __future__ import annotations
 
 import inspect
-import logging
 from typing import Callable
 
 import numpy as np
@@ -27,8 +26,6 @@ from inference.api import Event, GenerationRequest
 from inference.components import SDModel
 from inference.schedulers import build_scheduler
 from inference.sd.context import DenoiseContext, LoopExtension
-
-log = logging.getLogger(__name__)
 
 # on_step(step_index, total_steps, preview_latents); may raise GenerationCancelled.
 StepCallback = Callable[[int, int, object], None]
@@ -77,9 +74,10 @@ def generate_image(
 
 def run_denoise(ctx: DenoiseContext, extensions: list[LoopExtension], on_step: StepCallback, sampler: str) -> np.ndarray:
     # 1. source image, in generation space; extensions may crop (inpaint only_masked) or pre-fill it
-    prepare_source_image(ctx)
+    ctx.canvas_image = ctx.request.init_image
     for extension in extensions:
         extension.prepare_image(ctx)
+    prepare_source_image(ctx)
 
     # 2. timesteps: the full schedule for `steps`, cut to the last `strength` part when there is an image
     prepare_timesteps(ctx, sampler)
@@ -127,11 +125,10 @@ def run_denoise(ctx: DenoiseContext, extensions: list[LoopExtension], on_step: S
 
 
 def prepare_source_image(ctx: DenoiseContext) -> None:
-    image = ctx.request.init_image
-    ctx.canvas_image = image
-    if image is None:
+    """The canvas image as the generation sees it, unless an extension already placed it."""
+    if ctx.canvas_image is None or ctx.source_image is not None:
         return
-    ctx.source_image = ctx.to_generation_space(image, is_mask=False)
+    ctx.source_image = ctx.to_generation_space(ctx.canvas_image, is_mask=False)
     ctx.init_image = ctx.source_image.copy()
 
 

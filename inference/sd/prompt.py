@@ -10,6 +10,8 @@ truncates at 77 tokens. Here:
   moves to `hidden_states[-(n + 1)]`; the pooled vector always comes from encoder 2's projection.
 - Prompts longer than 75 tokens are split A1111-style into chunks of 75, each encoded as its own
   77-token sequence (start + 75 + end/padding) and concatenated along the sequence axis.
+- An empty negative prompt is encoded as the empty text (as A1111 does), not as zeros (diffusers'
+  SDXL default), so SD1.5 and SDXL treat it alike.
 - `<lora:name:weight>` tags are taken out of the text and returned for the engine to apply.
 - Textual-inversion names with several vectors (`name`, `name_1`, ...) are spelled out in the text
   (inference.adapters loads them and keeps the record in `model.extra`).

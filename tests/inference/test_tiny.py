@@ -64,13 +64,13 @@ def test_building_leaves_the_global_random_state_alone():
 
 def test_models_are_tiny_and_quick():
     build_tiny("sdxl")  # warm: library imports are not the model's cost
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes on a shared machine do not count
     model = build_tiny("sdxl", inpaint=True)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     unet_parameters = sum(p.numel() for p in model.unet.parameters())
     vae_parameters = sum(p.numel() for p in model.vae.parameters())
     assert unet_parameters < 2_000_000 and vae_parameters < 200_000
-    assert elapsed < 5.0  # well under a second on an idle core; generous for a loaded CI machine
+    assert elapsed < 5.0  # well under a second of CPU; generous for slow CI machines
 
 
 def test_unknown_family_is_a_model_error():
