@@ -79,7 +79,9 @@ def _read_header_length(path: Path, prefix: bytes, file_size: int) -> int:
 def _parse_header(path: Path, raw: bytes, data_size: int) -> SafetensorsHeader:
     try:
         document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:  # nesting deeper than the parser's stack: no real header does that
+        raise ModelError(f"{path}: not a safetensors file (its header is nested too deeply).") from None
+    except ValueError as error:  # UnicodeDecodeError, JSONDecodeError, and integers over 4300 digits
         raise ModelError(f"{path}: not a safetensors file (its header is not JSON).") from error
     if not isinstance(document, dict):
         raise ModelError(f"{path}: not a safetensors file (its header is not a JSON object).")
@@ -107,9 +109,19 @@ def _parse_tensor_entry(path: Path, name: str, entry: object, data_size: int) ->
         )
     element_size = _DTYPE_SIZES.get(dtype)
     if element_size is not None and dtype not in ("F4", "F6_E2M3", "F6_E3M2"):
-        count = 1
-        for n in shape:
-            count *= n
-        if count * element_size != end - start:
+        if _element_count(shape, (end - start) // element_size + 1) * element_size != end - start:
             raise ModelError(f"{path}: tensor {name!r} has a size that does not match its shape (corrupt file).")
     return TensorInfo(dtype=dtype, shape=tuple(shape), start=start, end=end)
+
+
+def _element_count(shape: list[int], cap: int) -> int:
+    """The product of `shape`, or `cap` once it is exceeded: a hostile header with a million huge
+    dimensions would otherwise cost quadratic time in ever-growing big integers."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for n in shape:
+        count *= n
+        if count > cap:
+            return cap
+    return count
