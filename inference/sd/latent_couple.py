@@ -181,23 +181,32 @@ class LatentCoupleExtension(LoopExtension):
         return mixed
 
     def evaluate(self, ctx: DenoiseContext, batch: list[Evaluation], latent_input, t) -> None:
-        import torch
-
-        states = torch.cat([evaluation.embedding.hidden_states for evaluation in batch])
-        added_cond_kwargs = None
-        if ctx.added_cond_kwargs is not None:
-            pooled = torch.cat([evaluation.embedding.pooled for evaluation in batch]).to(ctx.device, ctx.dtype)
-            time_ids = ctx.added_cond_kwargs["time_ids"][:1].repeat(len(batch), 1)
-            added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
-        inputs = latent_input.expand(len(batch), *latent_input.shape[1:])
-        noise = ctx.unet_forward(inputs, t, states, added_cond_kwargs, ctx.cross_attention_kwargs)
-        for evaluation, prediction in zip(batch, noise.split(1)):
+        embeddings = [evaluation.embedding for evaluation in batch]
+        noise = unet_batch(ctx, [latent_input] * len(batch), embeddings, t)
+        for evaluation, prediction in zip(batch, noise):
             evaluation.noise = prediction
 
     def cleanup(self, ctx: DenoiseContext) -> None:
         if self.loras_changed and ctx.apply_loras is not None:
             ctx.apply_loras(list(self.run_loras))
             self.current_loras = self.run_loras
+
+
+def unet_batch(ctx: DenoiseContext, latent_inputs: list, embeddings: list[PromptEmbedding], t) -> list:
+    """One UNet call on several (latents, prompt) pairs of equal token length; one prediction per pair.
+
+    SDXL gets each prompt's own pooled embedding and the run's time ids.
+    """
+    import torch
+
+    states = torch.cat([embedding.hidden_states for embedding in embeddings])
+    added_cond_kwargs = None
+    if ctx.added_cond_kwargs is not None:
+        pooled = torch.cat([embedding.pooled for embedding in embeddings]).to(ctx.device, ctx.dtype)
+        time_ids = ctx.added_cond_kwargs["time_ids"][:1].repeat(len(embeddings), 1)
+        added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
+    noise = ctx.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, ctx.cross_attention_kwargs)
+    return list(noise.split(1))
 
 
 def batches_by_length(evaluations: list[Evaluation], max_batch: int) -> list[list[Evaluation]]:
