@@ -24,13 +24,21 @@ MODE_PROVIDERS = {
 
 def build_extensions(request: GenerationRequest, model: SDModel) -> list[LoopExtension]:
     extensions: list[LoopExtension] = []
+    # Inpaint sketch: in generate/inpaint the sketched strokes' area is (part of) the inpaint mask.
+    if request.sketch_mask is not None and request.mode in ("generate", "inpaint"):
+        from inference.sd.sketch import sketch_extension
+
+        extensions.append(sketch_extension(request))
     # Regions combine with inpaint: with a mask they regenerate only under it.
-    if request.mode == "inpaint" or (request.mode == "regions" and request.mask is not None):
+    elif request.mode == "inpaint" or (request.mode == "regions" and request.mask is not None):
         extensions.append(InpaintExtension.from_request(request))
     elif model.inpaint:
         extensions.append(WholeImageConditioning())
     if request.mode in MODE_PROVIDERS:
         extensions.extend(provider_for(request.mode)(request, model))
+    elif request.regions:
+        # Regions ride along in generate and inpaint too (refine and composite add them themselves).
+        extensions.extend(provider_for("regions")(request, model))
     return extensions
 
 
