@@ -1,14 +1,15 @@
-"""Case 5: peak memory of our loop vs the stock pipeline, each side in a fresh subprocess.
+"""Case 5: peak memory of our loop vs the stock pipeline, each run in a fresh process.
 
 tracemalloc does not see torch's allocations, so on a CPU the measure is the process's resident-set
-high-water mark (VmHWM). Each child imports and builds everything both sides need (the same model,
-the engine and the stock pipeline object), then resets the high-water mark to the current RSS
-(`/proc/self/clear_refs` = 5) and runs ONE generation of its side: the peak covers the weights plus
-what the generation itself allocated, with identical code and weights resident on both sides. Pairs of
-children run in alternating order, like the timed cases. On a GPU, bench/gpu.py reads
-torch.cuda.max_memory_allocated instead.
+high-water mark (VmHWM). One helper process per family imports everything and builds what both
+sides need (the same model, the engine and the stock pipeline object); then, for every run, it forks
+a fresh child that resets the high-water mark to its current RSS (`/proc/self/clear_refs` = 5), runs
+ONE generation of its side and reports VmHWM. Forking keeps the 30 s of imports out of every run
+while each run still starts from the same untouched process image; the peak covers the weights plus
+what the generation itself allocated. The order alternates per pair, like the timed cases. On a GPU,
+bench/gpu.py reads torch.cuda.max_memory_allocated instead.
 
-Run as a child: python -m bench.memory --side ours|stock --family sd15 --size 256 --steps 4
+Helper process: python -m bench.memory --family sd15 --size 256 --steps 4 --pairs 5
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def reset_high_water_mark() -> bool:
 
 def child_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
-    parser.add_argument("--side", choices=SIDES, required=True)
     parser.add_argument("--family", choices=("sd15", "sdxl"), required=True)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -66,28 +67,59 @@ def child_main(argv: list[str] | None = None) -> int:
     request = GenerationRequest(model=model.name, prompt=PROMPT, negative=NEGATIVE, width=args.size,
                                 height=args.size, steps=args.steps, sampler="Euler", cfg=7.0, seed=args.seed,
                                 preview="none")
+    sides = {
+        "ours": lambda: run_engine(engine, request),
+        "stock": lambda: run_stock(pipeline, prompt=PROMPT, negative=NEGATIVE, width=args.size, height=args.size,
+                                   steps=args.steps, cfg=7.0, seed=args.seed),
+    }
     gc.collect()
-    before_kib = read_status_kib("VmRSS")
-    was_reset = reset_high_water_mark()
-    if args.side == "ours":
-        run_engine(engine, request)
-    else:
-        run_stock(pipeline, prompt=PROMPT, negative=NEGATIVE, width=args.size, height=args.size, steps=args.steps,
-                  cfg=7.0, seed=args.seed)
-    peak_kib = read_status_kib("VmHWM")
-    print(json.dumps({"side": args.side, "family": args.family, "rss_before_mib": before_kib / 1024,
-                      "peak_mib": peak_kib / 1024, "high_water_reset": was_reset}))
+    records = []
+    for index in range(args.pairs):
+        for side in SIDES if index % 2 == 0 else tuple(reversed(SIDES)):
+            records.append(run_forked(side, sides[side]))
+    print(json.dumps({"family": args.family, "runs": records}))
     return 0
 
 
-def run_child(side: str, family: str, size: int, steps: int, threads: int) -> dict:
-    command = [sys.executable, "-m", "bench.memory", "--side", side, "--family", family, "--size", str(size),
-               "--steps", str(steps), "--threads", str(threads)]
+def run_forked(side: str, run) -> dict:
+    """Run `run` in a forked child; its RSS before, its peak during the run (MiB), via a pipe."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, report, leave without running the parent's cleanup
+        status = 1
+        try:
+            os.close(reader)
+            before_kib = read_status_kib("VmRSS")
+            was_reset = reset_high_water_mark()
+            run()
+            record = {"side": side, "rss_before_mib": before_kib / 1024, "peak_mib": read_status_kib("VmHWM") / 1024,
+                      "high_water_reset": was_reset}
+            os.write(writer, json.dumps(record).encode())
+            status = 0
+        except BaseException as error:  # noqa: BLE001 - reported to the parent as one line
+            os.write(writer, json.dumps({"side": side, "error": f"{type(error).__name__}: {error}"}).encode())
+        finally:
+            os._exit(status)
+    os.close(writer)
+    chunks = []
+    while chunk := os.read(reader, 65536):
+        chunks.append(chunk)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    record = json.loads(b"".join(chunks) or b"{}")
+    if "peak_mib" not in record:
+        raise BenchError(f"The {side} memory run failed: {record.get('error', 'no report')}.")
+    return record
+
+
+def run_helper(family: str, size: int, steps: int, pairs: int, threads: int) -> list[dict]:
+    command = [sys.executable, "-m", "bench.memory", "--family", family, "--size", str(size), "--steps", str(steps),
+               "--pairs", str(pairs), "--threads", str(threads)]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=child_environment())
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"The memory child for {side}/{family} failed: {last}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+        raise BenchError(f"The memory helper for {family} failed: {last}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])["runs"]
 
 
 def child_environment() -> dict[str, str]:
@@ -101,12 +133,9 @@ def child_environment() -> dict[str, str]:
 def case_memory(config) -> list[CaseResult]:
     results = []
     for family in config.families:
-        ours, stock = [], []
-        for index in range(config.memory_pairs):
-            order = SIDES if index % 2 == 0 else tuple(reversed(SIDES))
-            for side in order:
-                record = run_child(side, family, config.size, config.steps, config.threads)
-                (ours if side == "ours" else stock).append(record)
+        records = run_helper(family, config.size, config.steps, config.memory_pairs, config.threads)
+        ours = [r for r in records if r["side"] == "ours"]
+        stock = [r for r in records if r["side"] == "stock"]
         ratios = [a["peak_mib"] / b["peak_mib"] for a, b in zip(ours, stock)]
         growth = [(a["peak_mib"] - a["rss_before_mib"]) / max(b["peak_mib"] - b["rss_before_mib"], 1e-6)
                   for a, b in zip(ours, stock)]

@@ -200,19 +200,9 @@ def read_embedding_file(path: Path) -> dict[str, Any]:
 
 
 def _read_pickled_embedding(path: Path) -> Mapping[str, Any]:
-    import pickle
+    from inference.models import load_weights_only
 
-    import torch
-
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ModelError(
-            f"{path}: refused to load: this pickle holds Python objects besides weights, and Collagen never "
-            "fully unpickles files (convert it to .safetensors)."
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelError(f"{path}: cannot be read as an embedding ({_first_line(error)}).") from error
+    raw = load_weights_only(path, "an embedding")
     if not isinstance(raw, Mapping):
         raise ModelError(f"{path}: is not a textual-inversion embedding (no dictionary inside).")
     return raw

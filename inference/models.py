@@ -355,25 +355,44 @@ def read_weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 def load_pickled_weights(path: Path) -> dict[str, Any]:
     """A .ckpt/.pt/.pth/.bin read with weights_only=True (never a full unpickle); tensors only."""
-    import pickle
-
     import torch
 
     mmap = zipfile.is_zipfile(path)  # mmap needs the zip container; old pickles are read whole
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        raise ModelError(
-            f"{path}: refused to load: this pickle holds Python objects besides weights, and Collagen never "
-            "fully unpickles files (convert it to .safetensors)."
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelError(f"{path}: cannot be read as a PyTorch weights file ({_first_line(error)}).") from error
+    loaded = load_weights_only(path, "a PyTorch weights file", mmap=mmap)
     while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise ModelError(f"{path}: does not contain a dictionary of weights.")
     return {str(key): value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+
+
+def load_weights_only(path: Path, what: str, *, mmap: bool = False) -> Any:
+    """`torch.load(weights_only=True)`: a pickle that names any Python callable is refused, never run.
+
+    Every failure is a ModelError naming the file: a refused object, or a damaged file (torch's
+    restricted unpickler fails on damaged bytes with many exception types, none of them ours).
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:  # a forbidden object, or damaged pickle bytes
+        raise ModelError(
+            f"{path}: refused to load: it is not a plain weights pickle ({_last_line(error)}); Collagen never "
+            "fully unpickles files (convert it to .safetensors)."
+        ) from error
+    except MemoryError as error:
+        raise ModelError(f"{path}: not enough memory to read {what}.") from error
+    except Exception as error:  # noqa: BLE001 - damaged bytes: IndexError, KeyError, struct.error, ...
+        raise ModelError(f"{path}: cannot be read as {what} ({_first_line(error)}).") from error
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip() and not line.startswith("Check the")]
+    line = lines[-1].strip() if lines else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _first_line(error: BaseException) -> str:
