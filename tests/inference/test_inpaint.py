@@ -257,3 +257,19 @@ def test_color_match_and_composite_helpers():
 def test_prepare_inpaint_mask_inverts_for_not_masked():
     request = GenerationRequest(mask=np.array([[0.0, 0.25, 1.0]], np.float32), mask_mode="not_masked")
     assert prepare_inpaint_mask(request).tolist() == [[1.0, 0.75, 0.0]]
+
+
+def test_wide_feathers_use_box_blurs_that_still_end_in_exact_zeros():
+    from inference.sd.masks import blur_reach
+
+    mask = np.zeros((300, 300), np.float32)
+    mask[140:160, 140:160] = 1
+    blurred = gaussian_blur(mask, 12.0)
+    reach = blur_reach(12.0)
+    assert 30 <= reach <= 45  # about 3 sigma
+    assert (blurred[: 140 - reach] == 0).all() and (blurred[:, 160 + reach :] == 0).all()
+    assert blurred[150, 150] > 0.3 and blurred[150, 140 - reach + 6] > 0
+    rows = blurred[150]
+    assert np.all(np.diff(rows[100:150]) >= -1e-6)  # rises monotonically towards the square
+    assert np.allclose(gaussian_blur(np.ones((64, 64), np.float32), 20.0), 1.0)
+    assert abs(blurred.sum() - mask.sum()) / mask.sum() < 0.01  # mass is preserved

@@ -249,3 +249,18 @@ def test_step_callback_sees_every_step(models):
     run_loop(model, tiny_request(steps=3), [], on_step=lambda i, total, latents: seen.append((i, total, tuple(latents.shape))))
     assert seen == [(0, 3, (1, 4, 8, 8)), (1, 3, (1, 4, 8, 8)), (2, 3, (1, 4, 8, 8))]
 
+
+
+def test_half_precision_vae_that_asks_for_upcast_is_kept_in_float32():
+    from inference.sd.loop import decode_latents, encode_image
+    from inference.tiny import build_tiny
+
+    model = build_tiny("sdxl")  # its VAE config says force_upcast, like SDXL's original VAE
+    model.vae.to(torch.float16)
+    latents = encode_image(model, random_image(), torch.device("cpu"))
+    assert model.vae.dtype == torch.float32 and latents.dtype == torch.float32
+    assert decode_latents(model, latents).shape == (64, 64, 3)
+    plain = build_tiny("sd15")  # no force_upcast: its dtype is left alone
+    plain.vae.to(torch.bfloat16)
+    decode_latents(plain, latents)
+    assert plain.vae.dtype == torch.bfloat16
