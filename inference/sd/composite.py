@@ -218,7 +218,7 @@ class CompositeExtension(LoopExtension):
     def hold_image(self, ctx: DenoiseContext, trajectory: Trajectory, step_index: int, latents):
         """An image piece stays on its re-noised picture until its own start step."""
         next_index = step_index + 1
-        if trajectory.image_latents is None or trajectory.start <= next_index:
+        if trajectory.image_latents is None or trajectory.start < next_index:
             return latents
         t_next = ctx.timesteps[next_index : next_index + 1]
         return ctx.scheduler.add_noise(trajectory.image_latents, ctx.noise, t_next)
