@@ -490,7 +490,7 @@ class _Scanner:
                 self._add_file(None, path, path.stem)
 
     def scan_kind_folder(self, kind: str, folder: Path) -> None:
-        for path, name in _walk_weight_files(folder):
+        for path, name in _walk_weight_files(folder, kind):
             if path.is_dir():
                 if kind == "vae":
                     self._add_vae_folder(path, name)
@@ -598,8 +598,12 @@ def _taesd_family(path: Path) -> str:
     return {"taesd_decoder": "sd15", "taesdxl_decoder": "sdxl"}.get(stem, "")
 
 
-def _walk_weight_files(folder: Path) -> list[tuple[Path, str]]:
-    """(path, name) of weight files and diffusers folders under `folder`; names keep sub-folders."""
+def _walk_weight_files(folder: Path, kind: str) -> list[tuple[Path, str]]:
+    """(path, name) of weight files and diffusers folders under `folder`; names keep sub-folders.
+
+    A diffusers model is a folder with model_index.json; in a VAE folder, one with config.json.
+    """
+    marker = "config.json" if kind == "vae" else "model_index.json"
     found: list[tuple[Path, str]] = []
 
     def walk(current: Path, depth: int) -> None:
@@ -612,9 +616,9 @@ def _walk_weight_files(folder: Path) -> list[tuple[Path, str]]:
                 continue
             relative = path.relative_to(folder).as_posix()
             if path.is_dir():
-                if (path / "model_index.json").is_file() or (path / "config.json").is_file():
-                    found.append((path, relative))  # a diffusers model or component folder
-                elif depth < MAX_SCAN_DEPTH:
+                if (path / marker).is_file():
+                    found.append((path, relative))
+                elif not (path / "config.json").is_file() and depth < MAX_SCAN_DEPTH:
                     walk(path, depth + 1)
             elif path.suffix.lower() in WEIGHT_SUFFIXES:
                 found.append((path, relative[: -len(path.suffix)]))
@@ -1035,6 +1039,10 @@ class ModelManager:
             return ModelInfo(path.stem, str(path.resolve()), "", kind)
         raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")
 
+    def embedding_files(self, family: str) -> dict[str, Path]:
+        """Name -> file of the discovered embeddings that may fit `family` (unknown family: let loading tell)."""
+        return {info.name: Path(info.path) for info in self.catalog.embeddings if info.family in ("", family)}
+
     # -- device
 
     @property
@@ -1060,9 +1068,32 @@ class ModelManager:
         key = ("sd", info.path, vae_info.path if vae_info else None)
         if self._loaded_key == key:
             return self._loaded
+        if self._loaded_key is not None and self._loaded_key[:2] == key[:2] and info.kind != "builtin":
+            return self._swap_vae(info, vae_info, key)
         self.unload()
         model = _wrap_load_errors(Path(info.path), f"an {info.family} model", lambda: self._load_sd(info, vae_info))
         self._loaded_key, self._loaded = key, model
+        return model
+
+    def _swap_vae(self, info: ModelInfo, vae_info: ModelInfo | None, key: tuple) -> SDModel:
+        """Only the VAE changed: load that one (a few hundred MB) instead of the whole model again.
+
+        The new VAE loads before the old one is dropped, so a bad VAE file leaves the model as it was.
+        """
+        model: SDModel = self._loaded
+        if vae_info is None:
+            path = Path(info.path)
+            vae = _wrap_load_errors(path, "the model's own VAE", lambda: self._load_own_vae(info))
+        else:
+            path = Path(vae_info.path)
+            vae = _wrap_load_errors(path, "a VAE", lambda: self._load_vae_file(info, vae_info))
+        model.vae = vae.eval().requires_grad_(False)
+        if vae_info is None:
+            model.extra.pop("vae", None)
+        else:
+            model.extra["vae"] = vae_info.name
+        self._loaded_key = key
+        gc.collect()
         return model
 
     def load_edit_pipeline(self, name_or_path: str):
@@ -1125,14 +1156,25 @@ class ModelManager:
                 **{k: v for k, v in parts.items() if k != "vae"},
             )
         if vae_info is not None:
-            vae_path = Path(vae_info.path)
-            model.vae = _wrap_load_errors(
-                vae_path, "a VAE",
-                lambda: load_vae_file(vae_path, info.family, device=self.device, dtype=self.dtype,
-                                      config_root=self.config_root),
-            ).eval().requires_grad_(False)
+            vae = _wrap_load_errors(Path(vae_info.path), "a VAE", lambda: self._load_vae_file(info, vae_info))
+            model.vae = vae.eval().requires_grad_(False)
             model.extra["vae"] = vae_info.name
         return model
+
+    def _load_vae_file(self, info: ModelInfo, vae_info: ModelInfo):
+        return load_vae_file(
+            Path(vae_info.path), info.family, device=self.device, dtype=self.dtype, config_root=self.config_root
+        )
+
+    def _load_own_vae(self, info: ModelInfo):
+        path = Path(info.path)
+        if path.is_dir():
+            return load_vae_file(path, info.family, device=self.device, dtype=self.dtype)
+        part = _CheckpointWeights(path).part(VAE_PREFIX)
+        if not part:
+            raise ModelError(f"{path}: the checkpoint has no VAE inside; choose a separate VAE file for it.")
+        config_folder = config_folder_for(info.family, bool(info.extra.get("inpaint")), self.config_root)
+        return _load_vae_from_part(part, path, config_folder, self.device, self.dtype)
 
     def _load_builtin(self, info: ModelInfo) -> SDModel:
         from inference.tiny import build_tiny

@@ -132,7 +132,9 @@ def test_safetensors_and_diffusers_embedding_formats(tmp_path):
     a1111 = write_safetensors(tmp_path / "a.safetensors", {"emb_params": torch.full((1, 32), 0.5)})
     learned = tmp_path / "learned_embeds.bin"
     torch.save({"<cat-toy>": torch.full((32,), -0.25)}, learned)
-    load_embeddings(model, {"aa-style": a1111, "cat-toy": learned})
+    spaced = write_safetensors(tmp_path / "bad hands.safetensors", {"emb_params": torch.full((1, 32), 2.0)})
+    load_embeddings(model, {"aa-style": a1111, "cat-toy": learned, "bad hands": spaced})
+    assert model.tokenizer("bad hands, blurry").input_ids[1] == model.tokenizer.convert_tokens_to_ids("bad hands")
     table = model.text_encoder.get_input_embeddings().weight
     assert torch.equal(table[model.tokenizer.convert_tokens_to_ids("aa-style")], torch.full((32,), 0.5))
     assert torch.equal(table[model.tokenizer.convert_tokens_to_ids("cat-toy")], torch.full((32,), -0.25))

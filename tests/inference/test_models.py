@@ -244,6 +244,8 @@ def test_comfyui_layout_with_diffusers_and_edit_folders(tmp_path):
     write_diffusers_folder(diffusers / "sd15-inpaint-diffusers", "StableDiffusionInpaintPipeline", {"in_channels": 9})
     write_diffusers_folder(diffusers / "flux-dev", "FluxPipeline")
     write_diffusers_folder(diffusers / "sd21", "StableDiffusionPipeline", {"cross_attention_dim": 1024})
+    (diffusers / "flux-transformer-only").mkdir()  # a bare component folder: not a model, not a problem
+    (diffusers / "flux-transformer-only" / "config.json").write_text("{}")
 
     manager = ModelManager([comfy], device="cpu")
     found = {info.name: (info.family, info.kind) for info in manager.discover() if info.kind != "builtin"}
@@ -261,6 +263,8 @@ def test_comfyui_layout_with_diffusers_and_edit_folders(tmp_path):
     assert [(i.name, i.family) for i in catalog.embeddings] == [("xl-emb", "sdxl")]
     assert [(i.name, i.family) for i in catalog.taesd] == [("taesdxl_decoder", "sdxl")]
     assert [i.name for i in catalog.vaes] == ["sdxl_vae"]
+    assert set(manager.embedding_files("sdxl")) == {"xl-emb"} and manager.embedding_files("sd15") == {}
+    assert len(catalog.problems) == 2
     problems = "\n".join(catalog.problems)
     assert "flux-dev: unsupported model family (looks like FLUX.1)" in problems
     assert "sd21: unsupported model family (looks like Stable Diffusion 2.x)" in problems

@@ -86,7 +86,7 @@ def test_nine_channel_checkpoint_is_detected_and_loaded_as_inpaint(tmp_path, sma
 def test_separate_vae_file_replaces_the_checkpoint_vae(tmp_path, small_configs):
     models = tmp_path / "models"
     (models / "VAE").mkdir(parents=True)
-    write_checkpoint_like(models / "base.safetensors", small_configs / "sd15", "sd15")
+    written = write_checkpoint_like(models / "base.safetensors", small_configs / "sd15", "sd15")
     # A1111-style VAE file: original key names without the first_stage_model. prefix.
     vae_modules = build_components(small_configs / "sd15")
     vae_tensors = {"vae": vae_modules["vae"].state_dict()}
@@ -107,13 +107,27 @@ def test_separate_vae_file_replaces_the_checkpoint_vae(tmp_path, small_configs):
     # A diffusers-format VAE file (the layout of HF's sdxl-vae / ft-mse downloads) works as well.
     write_safetensors(models / "VAE" / "diffusers-vae.safetensors", vae_tensors["vae"])
 
+    # And a diffusers VAE folder (config.json + weights).
+    vae_modules["vae"].save_pretrained(models / "VAE" / "vae-folder")
+
     manager = ModelManager([models], config_root=small_configs, device="cpu")
-    assert {info.name for info in manager.catalog.vaes} == {"better-vae", "diffusers-vae"}
-    for vae_name in ("better-vae", "diffusers-vae"):
+    assert {info.name for info in manager.catalog.vaes} == {"better-vae", "diffusers-vae", "vae-folder"}
+    own = manager.load("base")
+    own_unet = own.unet
+    assert not torch.equal(own.vae.decoder.conv_out.weight, vae_tensors["vae"]["decoder.conv_out.weight"])
+    for vae_name in ("better-vae", "diffusers-vae", "vae-folder"):
         model = manager.load("base", vae=vae_name)
         assert model.extra["vae"] == vae_name
         assert_every_tensor_equal(model, vae_tensors)
-    assert manager.load("base", vae="diffusers-vae") is model  # cached by (model, vae)
+        assert model.unet is own_unet  # only the VAE was loaded again
+    assert manager.load("base", vae="vae-folder") is model  # cached by (model, vae)
+    not_a_vae = write_safetensors(tmp_path / "notes.safetensors", {"something.weight": torch.zeros(3)})
+    with pytest.raises(ModelError, match=r"notes\.safetensors: is not a VAE"):
+        manager.load("base", vae=str(not_a_vae))
+    assert model.extra["vae"] == "vae-folder"  # a bad VAE leaves the loaded one in place
+    back = manager.load("base")
+    assert "vae" not in back.extra
+    assert torch.equal(back.vae.decoder.conv_out.weight, written["vae"]["decoder.conv_out.weight"])
 
 
 def test_pickled_checkpoint_loads_weights_only(tmp_path, small_configs):
