@@ -363,7 +363,11 @@ def load_pickled_weights(path: Path) -> dict[str, Any]:
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise ModelError(f"{path}: does not contain a dictionary of weights.")
-    return {str(key): value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+    weights = {str(key): value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+    for key, value in loaded.items():  # one level of nesting, e.g. A1111 embeddings' string_to_param
+        if isinstance(value, dict):
+            weights.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, torch.Tensor)})
+    return weights
 
 
 def load_weights_only(path: Path, what: str, *, mmap: bool = False) -> Any:

@@ -275,13 +275,15 @@ def test_flat_folder_sorts_files_by_content(tmp_path):
     write_keys(tmp_path / "style-lora.safetensors", LORA_KEYS)
     write_keys(tmp_path / "my-vae.safetensors", VAE_KEYS)
     write_keys(tmp_path / "emb.safetensors", {"emb_params": (1, 768)})
+    torch.save({"string_to_param": {"*": torch.zeros(2, 768)}, "name": "old-emb", "step": 1}, tmp_path / "old-emb.pt")
     write_keys(tmp_path / "upscaler.safetensors", {"body.0.weight": (3, 3), "body.1.weight": (3, 3)})
     write_keys(tmp_path / "sd3.safetensors", {"joint_blocks.0.context_block.adaLN_modulation.1.bias": (4,)})
     (tmp_path / "truncated.safetensors").write_bytes(struct.pack("<Q", 10_000) + b"{")
 
     manager = ModelManager([tmp_path], device="cpu")
     assert names_by_kind(manager) == {
-        "models": {"base"}, "loras": {"style-lora"}, "vaes": {"my-vae"}, "embeddings": {"emb"}, "taesd": set(),
+        "models": {"base"}, "loras": {"style-lora"}, "vaes": {"my-vae"}, "embeddings": {"emb", "old-emb"},
+        "taesd": set(),
     }
     problems = "\n".join(manager.catalog.problems)
     assert "truncated.safetensors: the safetensors header runs past the end" in problems
