@@ -555,6 +555,9 @@ class _Scanner:
         except ModelError as error:
             self.catalog.problems.append(str(error))
             return
+        except OSError as error:  # vanished or unreadable while we looked
+            self.catalog.problems.append(f"{path}: cannot be read ({error.strerror or error}).")
+            return
         content_kind = classify_weights(shapes)
         if kind is None:
             kind = content_kind
