@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import struct
 import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
@@ -315,6 +316,7 @@ class _Archive:
         try:
             with open(self.path, "rb") as probe:
                 magic = probe.read(4)
+                directory = zip_directory_extent(probe) if magic else None
         except FileNotFoundError:
             raise self.fail("does not exist") from None
         except IsADirectoryError:
@@ -325,6 +327,13 @@ class _Archive:
             raise self.fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
         if not magic:
             raise self.fail("is empty")
+        if directory is not None:  # zipfile builds an object per entry: refuse a huge directory first
+            entries, size = directory
+            if entries > self.limits.max_members:
+                raise self.fail(f"has {entries} entries, more than the {self.limits.max_members} allowed")
+            if size > self.limits.max_directory_bytes:
+                raise self.fail(f"has a zip directory of {size} bytes, more than the "
+                                f"{self.limits.max_directory_bytes} allowed")
         try:
             return zipfile.ZipFile(self.path)
         except OSError as exc:
@@ -385,6 +394,34 @@ class _Archive:
             return decode_png(data, self.limits)
         except PngFormatError as exc:
             raise self.fail(f"cannot use {what} ({name}): {exc}") from None
+
+
+_END_OF_DIRECTORY = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_END_OF_DIRECTORY = b"PK\x06\x06"
+
+
+def zip_directory_extent(fileobj: BinaryIO) -> tuple[int, int] | None:
+    """(entries, bytes) of the central directory as the zip's end record declares them (zip64 too),
+    read from the file's tail only; None when there is no end record (zipfile then reports it)."""
+    size = fileobj.seek(0, os.SEEK_END)
+    tail_length = min(size, 22 + (1 << 16))  # the end record and its comment; found as zipfile finds it:
+    fileobj.seek(size - tail_length)
+    tail = fileobj.read(tail_length)
+    at = len(tail) - 22  # a record without comment at the very end first, then the last one anywhere
+    if not (at >= 0 and tail[at:at + 4] == _END_OF_DIRECTORY and tail[-2:] == b"\0\0"):
+        at = tail.rfind(_END_OF_DIRECTORY)
+    if at < 0 or at + 22 > len(tail):
+        return None
+    entries, directory_bytes = struct.unpack("<2xHL", tail[at + 8:at + 16])
+    if at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR:  # the real numbers are in the zip64 record
+        (record_offset,) = struct.unpack("<Q", tail[at - 12:at - 4])
+        if record_offset < size:
+            fileobj.seek(record_offset)
+            record = fileobj.read(56)
+            if len(record) == 56 and record[:4] == _ZIP64_END_OF_DIRECTORY:
+                entries, directory_bytes = struct.unpack("<QQ", record[32:48])
+    return entries, directory_bytes
 
 
 def _brief(exc: BaseException) -> str:
