@@ -37,3 +37,21 @@ def write_image(path: Path, size: tuple[int, int] = (24, 16), color=(30, 160, 90
     pixels[...] = color
     Image.fromarray(pixels, "RGBA").save(path)
     return path
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Process Qt events until `condition()` holds, sleeping in between with the GIL released.
+
+    pytest-qt's waitUntil spins QTest.qWait, which keeps the GIL while it waits; an inference
+    thread running many small torch operations then waits for the GIL at every one of them.
+    """
+    import time
+
+    from PySide6.QtCore import QEventLoop
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        time.sleep(0.003)
