@@ -39,7 +39,14 @@ import numpy as np
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
-from canvas.io.png_chunks import PngFormatError, check_dimensions, decode_png, peek_header
+from canvas.io.png_chunks import (
+    PNG_HEADER_BYTES,
+    PngFormatError,
+    check_dimensions,
+    decode_png,
+    peek_header,
+    plausible_file_bytes,
+)
 from canvas.model.compose import compose
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.layers import (
@@ -367,7 +374,8 @@ class _Archive:
                                 f"{info.file_size // max(info.compress_size, 1)} times larger than it is)")
         return members
 
-    def read(self, name: str, cap: int, what: str) -> bytes:
+    def read(self, name: str, cap: int, what: str, *, head: int | None = None) -> bytes:
+        """The member's bytes; with `head`, only its first `head` bytes (nothing more is unpacked)."""
         info = self.members.get(name)
         if info is None:
             raise self.fail(f"is missing {what} ({name})")
@@ -375,23 +383,28 @@ class _Archive:
             raise self.fail(f"has {what} ({name}) of {info.file_size} bytes, more than the {cap} allowed")
         try:
             with self._zip.open(info) as member:
-                data = member.read(info.file_size + 1)
+                data = member.read(info.file_size + 1 if head is None else head)
         except Exception as exc:  # zlib, bz2, lzma and zipfile each fail their own way on damaged data
             raise self.fail(f"is damaged: {what} ({name}) cannot be unpacked ({_brief(exc)})") from None
-        if len(data) != info.file_size:
+        if head is None and len(data) != info.file_size:
             raise self.fail(f"is damaged: {what} ({name}) is not the size its directory says")
         return data
 
     def read_png(self, name: str, what: str) -> np.ndarray:
-        data = self.read(name, self.limits.max_png_bytes, what)
+        # The header and the member's declared size are judged from its first bytes, before the
+        # member (up to max_png_bytes) is unpacked into memory.
+        start = self.read(name, self.limits.max_png_bytes, what, head=PNG_HEADER_BYTES)
         try:
-            header = peek_header(data)
+            header = peek_header(start)
             check_dimensions(header, self.limits)
+            if self.members[name].file_size > plausible_file_bytes(header):
+                raise PngFormatError(f"its {self.members[name].file_size} bytes are far more than a "
+                                     f"{header.width}x{header.height} px image needs (padded or forged)")
             self.decoded_bytes += header.width * header.height * 4
             if self.decoded_bytes > self.limits.max_decoded_bytes:
                 raise PngFormatError(f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB "
                                      "of pixels this program opens")
-            return decode_png(data, self.limits)
+            return decode_png(self.read(name, self.limits.max_png_bytes, what), self.limits)
         except PngFormatError as exc:
             raise self.fail(f"cannot use {what} ({name}): {exc}") from None
 

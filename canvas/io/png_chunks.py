@@ -232,11 +232,22 @@ def decode_png(data: bytes, limits: ReadLimits, *, mode: str = "RGBA") -> np.nda
     return array
 
 
+PNG_HEADER_BYTES = 33  # signature and IHDR chunk: all peek_header needs
+# Ancillary chunks (ICC profiles, text, EXIF) come on top of the pixel data; real files carry far less.
+ANCILLARY_ALLOWANCE = 64 * 1024 * 1024
+
+
+def plausible_file_bytes(header: PngHeader) -> int:
+    """The most bytes a genuine PNG with this header can need: its filtered pixel data stored
+    uncompressed, doubled for the most wasteful chunk and deflate-block framing, plus metadata."""
+    return 2 * (header.raw_bytes + header.height) + ANCILLARY_ALLOWANCE
+
+
 def peek_header(data: bytes) -> PngHeader:
     """The checked IHDR of PNG bytes, from their first 33 bytes only (before any budget is spent)."""
     if data[:8] != SIGNATURE:
         raise PngFormatError("it is not a PNG image (the PNG signature is missing)")
-    if len(data) < 33:
+    if len(data) < PNG_HEADER_BYTES:
         raise PngFormatError("it is truncated (the image ends before its last chunk)")
     length, ctype = struct.unpack(">I4s", data[8:16])
     if ctype != b"IHDR" or length != 13:
