@@ -793,14 +793,15 @@ def _materialise(module, converted: Mapping[str, Any], path: Path, what: str, de
     import torch
     from diffusers.models.model_loading_utils import load_model_dict_into_meta
 
-    expected = list(module.state_dict().keys())
+    empty_state = module.state_dict()
+    expected = list(empty_state.keys())
     missing = [key for key in expected if key not in converted]
     if missing:
         raise ModelError(
             f"{path}: the file has no weights for {len(missing)} tensors of the {what} "
             f"(for example {missing[0]}); it is incomplete or of another architecture."
         )
-    wrong = [key for key in expected if tuple(converted[key].shape) != tuple(module.state_dict()[key].shape)]
+    wrong = [key for key in expected if tuple(converted[key].shape) != tuple(empty_state[key].shape)]
     if wrong:
         raise ModelError(
             f"{path}: {len(wrong)} tensors of the {what} have other shapes than {what} of this family expects "
