@@ -15,7 +15,8 @@ APP_NAME = "collagen"
 # The console script in pyproject.toml; the launcher calls the same function.
 ENTRY_POINT = "desktop.cli:main"
 LAUNCHER_SCRIPT = REPO_ROOT / "packaging" / "collagen_launcher.py"
-HOOKS_DIR = REPO_ROOT / "packaging" / "hooks"
+# Runs inside the frozen app before any of its modules: the offline switches, whatever imports first.
+RUNTIME_HOOKS = (REPO_ROOT / "packaging" / "hooks" / "pyi_rth_collagen_offline.py",)
 
 # Our own packages: collected whole, because inference.sd.modes imports mode providers by name.
 FIRST_PARTY_PACKAGES = ("canvas", "desktop", "inference")
@@ -110,7 +111,7 @@ EXCLUDED_PACKAGES = (
     "tests",
     "tkinter",
     "_tkinter",
-    "torch.testing._internal",
+    # Not torch.testing._internal: torch.utils.checkpoint imports its logging_tensor at run time.
     "torch.utils.tensorboard",
     "torch._dynamo.test_case",
     "torch._inductor.test_case",

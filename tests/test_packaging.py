@@ -98,7 +98,8 @@ def test_spec_freezes_the_launcher_into_a_one_folder_collagen(spec_run, config):
     (scripts,), analysis = build.calls["Analysis"]
     assert scripts == [str(config.LAUNCHER_SCRIPT)]
     assert analysis["pathex"] == [str(ROOT)]
-    assert analysis["hookspath"] == [str(config.HOOKS_DIR)]
+    assert analysis["runtime_hooks"] == [str(path) for path in config.RUNTIME_HOOKS]
+    assert all(path.is_file() for path in config.RUNTIME_HOOKS)
     assert analysis["excludes"] == config.excluded_modules()
     _, exe = build.calls["EXE"]
     assert exe["name"] == "collagen" and exe["exclude_binaries"] is True  # one folder, not one file
