@@ -28,6 +28,7 @@ def sparse_file(path, head: bytes, size: int, tail: bytes = b""):
     """A file of `size` bytes that costs no disk: `head`, a hole, then `tail`."""
     with open(path, "wb") as handle:
         handle.write(head)
+        handle.truncate(size)
         handle.seek(size - len(tail))
         handle.write(tail)
     return path
