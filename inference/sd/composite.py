@@ -35,7 +35,7 @@ from inference.api import CompositePiece, GenerationRequest, RequestError
 from inference.sd.blend import start_steps
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
-from inference.sd.latent_couple import MAX_BATCH, batches_by_length, unet_batch
+from inference.sd.latent_couple import MAX_BATCH, batch_limit, batches_by_length, unet_batch
 from inference.sd.loop import encode_image, prepare_latents
 from inference.sd.masks import cell_mean
 from inference.sd.prompt import PromptEmbedding, encode_prompt_pair, parse_lora_tags
@@ -187,7 +187,7 @@ class CompositeExtension(LoopExtension):
         if self.attention_regions is not None and self.attention_regions.bias is not None:
             self.attention_regions.bias.enabled = False
         try:
-            for batch in batches_by_length(inputs, self.max_batch):
+            for batch in batches_by_length(inputs, batch_limit(ctx, self.max_batch)):
                 noise = unet_batch(ctx, [entry.trajectory.model_input for entry in batch],
                                    [entry.embedding for entry in batch], t)
                 for entry, prediction in zip(batch, noise):

@@ -18,9 +18,10 @@ LoRAs: each region may bring its own LoRAs (RegionSpec.loras and <lora:...> tags
 which apply on top of the run's LoRAs for that region's evaluations only — and its prompt is encoded
 with them, as text-encoder LoRAs change the embedding. LoRAs are weights, not inputs, so evaluations
 under different LoRA sets cannot share a UNet batch: the evaluations are grouped by LoRA set, each
-group runs in batches of at most `max_batch` UNet inputs (to cap memory), and the run's own LoRA
-set goes last, so the model is back in its run state after every step. Identical evaluations (the
-same prompt under the same LoRAs, typically the shared negative prompt) run once.
+group runs in batches of at most `max_batch` UNet inputs (fewer for large pictures, to cap memory:
+`batch_limit`), and the run's own LoRA set goes last, so the model is back in its run state after
+every step. Identical evaluations (the same prompt under the same LoRAs, typically the shared
+negative prompt) run once.
 Cost: with a shared negative, N regions take (N + 2) UNet inputs per step against 2 for a plain
 run: about (N + 1) / 2 times.
 """
@@ -41,6 +42,9 @@ from inference.sd.regions import base_negative_text, move_embedding, prepare_reg
 
 BASE_WEIGHT = 0.25  # weight of the base prompt's prediction where a region covers the pixel fully
 MAX_BATCH = 8  # UNet inputs per evaluation batch (each prompt is 2 inputs with CFG)
+# Latent pixels per batch: 8 inputs of SDXL at 1024 px (128x128 latents); larger pictures get fewer
+# inputs per batch (never fewer than one [uncond, cond] pair), so memory stays near a plain run's.
+BATCH_LATENT_PIXELS = 8 * 128 * 128
 
 
 @dataclass
@@ -166,7 +170,7 @@ class LatentCoupleExtension(LoopExtension):
         latent_input = ctx.scheduler.scale_model_input(latents, t)
         for group in self.groups:
             self.use_loras(ctx, group.loras)
-            for batch in batches_by_length(group.evaluations, self.max_batch):
+            for batch in batches_by_length(group.evaluations, batch_limit(ctx, self.max_batch)):
                 self.evaluate(ctx, batch, latent_input, t)
         mixed = None
         for term in self.terms:
@@ -207,6 +211,13 @@ def unet_batch(ctx: DenoiseContext, latent_inputs: list, embeddings: list[Prompt
         added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
     noise = ctx.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, ctx.cross_attention_kwargs)
     return list(noise.split(1))
+
+
+def batch_limit(ctx: DenoiseContext, max_batch: int) -> int:
+    """UNet inputs per batch: at most `max_batch`, fewer for large pictures (BATCH_LATENT_PIXELS)."""
+    height, width = ctx.latent_size
+    by_memory = BATCH_LATENT_PIXELS // max(height * width, 1)
+    return min(max_batch, max(by_memory, 2))
 
 
 def batches_by_length(evaluations: list[Evaluation], max_batch: int) -> list[list[Evaluation]]:

@@ -181,3 +181,15 @@ def test_sdxl_regions_use_their_own_pooled_embeddings():
     plain = run_latents(model, request, [])
     couple = run_latents(model, request, region_extensions(request, model))
     assert couple.shape == plain.shape and bool((plain - couple)[..., :4].abs().max() > 1e-2)
+
+
+def test_large_pictures_get_smaller_batches():
+    from types import SimpleNamespace
+
+    from inference.sd.latent_couple import batch_limit
+
+    assert batch_limit(SimpleNamespace(latent_size=(64, 64)), 8) == 8  # SD1.5 at 512 px
+    assert batch_limit(SimpleNamespace(latent_size=(128, 128)), 8) == 8  # SDXL at 1024 px
+    assert batch_limit(SimpleNamespace(latent_size=(256, 256)), 8) == 2  # 2048 px: one CFG pair at a time
+    assert batch_limit(SimpleNamespace(latent_size=(512, 512)), 8) == 2
+    assert batch_limit(SimpleNamespace(latent_size=(64, 64)), 1) == 1
