@@ -33,6 +33,7 @@ def qloop(_session_qloop, qtbot):
         task.cancel()
     if pending:
         qtbot.waitUntil(lambda: all(t.done() for t in pending), timeout=5000)
+    asyncio.events._set_running_loop(None)  # plain asyncio.run() works again in the next test
 
 
 @pytest.fixture
