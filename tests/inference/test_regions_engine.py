@@ -118,6 +118,15 @@ def test_region_notices_reach_the_event_stream(engine):
     assert any("Region 4 is only 4x4 px" in message for message in notices)
 
 
+def test_a_batch_tells_each_region_notice_once(engine):
+    small = np.zeros((SIZE, SIZE), np.float32)
+    small[2:6, 2:6] = 1.0
+    request = tiny_request(mode="regions", regions=(RegionSpec(small, "a bird"),), batch_count=2, steps=1)
+    events = run_events(engine, request)
+    assert len(finished(events).images) == 2
+    assert len([e for e in events if isinstance(e, Notice)]) == 1
+
+
 def test_per_region_loras_through_the_engine_leave_the_run_state_behind(tmp_path):
     from inference.adapters import active_loras
     from tests.inference.ckpt_helpers import kohya_lora_tensors, write_safetensors
