@@ -147,6 +147,7 @@ class Engine:
 
         first_seed = resolve_seed(request.seed)
         images, parameters = [], []
+        emit_notice_once = NoticeOnce(on_event)  # each image's extensions warn alike: tell it once
         for batch_index in range(request.batch_count):
             seed = first_seed + batch_index
 
@@ -168,7 +169,7 @@ class Engine:
                 uncond=uncond,
                 extensions=build_extensions(request, model),
                 on_step=on_step,
-                emit=on_event,
+                emit=emit_notice_once,
                 sampler=sampler,
                 loras=tuple(loras),
                 apply_loras=lambda specs: self.apply_loras(model, list(specs)),
@@ -234,6 +235,21 @@ def prompt_texts_of_parts(request: GenerationRequest) -> list[str]:
     """The prompts of regions and composite pieces: their embeddings must be loaded too."""
     parts = [*request.regions, *request.pieces]
     return [text for part in parts for text in (part.prompt, part.negative)]
+
+
+class NoticeOnce:
+    """Passes events on, dropping a Notice whose message was already sent in this run."""
+
+    def __init__(self, on_event: Callable[[Event], None]):
+        self.on_event = on_event
+        self.sent: set[str] = set()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            if event.message in self.sent:
+                return
+            self.sent.add(event.message)
+        self.on_event(event)
 
 
 class RunProgress:
