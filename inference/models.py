@@ -894,7 +894,7 @@ def load_diffusers_folder(folder: Path, family: str, *, device: str, dtype, load
     def pretrained(cls, subfolder: str):
         variant = _weights_variant(folder / subfolder)
         model = cls.from_pretrained(
-            str(folder), subfolder=subfolder, local_files_only=True, torch_dtype=dtype, variant=variant
+            str(folder), subfolder=subfolder, local_files_only=True, dtype=dtype, variant=variant
         )
         return model.to(device)
 
@@ -940,7 +940,7 @@ def load_vae_file(path: Path, family: str, *, device: str, dtype, config_root: P
         subfolder = "vae" if (path / "vae" / "config.json").is_file() else None
         variant = _weights_variant(path / subfolder if subfolder else path)
         vae = AutoencoderKL.from_pretrained(
-            str(path), subfolder=subfolder, local_files_only=True, torch_dtype=dtype, variant=variant
+            str(path), subfolder=subfolder, local_files_only=True, dtype=dtype, variant=variant
         )
         return vae.to(device)
     shapes = read_weight_shapes(path)
@@ -1117,7 +1117,7 @@ class ModelManager:
         def load():
             from diffusers import DiffusionPipeline
 
-            pipeline = DiffusionPipeline.from_pretrained(info.path, local_files_only=True, torch_dtype=self.dtype)
+            pipeline = DiffusionPipeline.from_pretrained(info.path, local_files_only=True, dtype=self.dtype)
             return pipeline.to(self.device)
 
         pipeline = _wrap_load_errors(Path(info.path), "an instruction-edit model", load)

@@ -187,7 +187,8 @@ def test_diffusers_folder_loads_from_local_files(tmp_path, small_configs):
     folder = tmp_path / "models" / "my-diffusers-model"
     modules = build_components(small_configs / "sdxl")
     for name, module in modules.items():
-        module.save_pretrained(folder / name)
+        # Many published folders hold only fp16 "variant" files for the big components.
+        module.save_pretrained(folder / name, variant="fp16" if name == "unet" else None)
     for name in ("scheduler", "tokenizer", "tokenizer_2"):
         (folder / name).mkdir(parents=True)
         for file in (small_configs / "sdxl" / name).iterdir():
@@ -199,8 +200,35 @@ def test_diffusers_folder_loads_from_local_files(tmp_path, small_configs):
     info = manager.find("my-diffusers-model")
     assert (info.family, info.kind) == ("sdxl", "diffusers")
     model = manager.load("my-diffusers-model")
+    assert (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
     assert_every_tensor_equal(model, {name: module.state_dict() for name, module in modules.items()})
     assert model.tokenizer_2.pad_token == "!"
+    half = ModelManager([tmp_path / "models"], device="cpu", dtype=torch.float16).load("my-diffusers-model")
+    assert {half.unet.dtype, half.vae.dtype, half.text_encoder.dtype, half.text_encoder_2.dtype} == {torch.float16}
+
+
+def test_instruction_edit_folder_loads_as_its_pipeline(tmp_path):
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    from inference.tiny import build_tiny, prepare_unet
+
+    tiny = build_tiny("sd15")
+    pipeline = StableDiffusionInstructPix2PixPipeline(
+        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer,
+        unet=prepare_unet("sd15", in_channels=8),  # latents + image latents
+        scheduler=EulerAncestralDiscreteScheduler.from_config(tiny.scheduler_config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(tmp_path / "models" / "tiny-ip2p")
+    manager = ModelManager([tmp_path / "models"], device="cpu")
+    info = manager.find("tiny-ip2p")
+    assert (info.family, info.kind) == ("ip2p", "edit")
+    loaded = manager.load_edit_pipeline("tiny-ip2p")
+    assert isinstance(loaded, StableDiffusionInstructPix2PixPipeline)
+    assert loaded.unet.config.in_channels == 8
+    assert torch.equal(loaded.unet.conv_in.weight, pipeline.unet.conv_in.weight)
+    assert manager.load_edit_pipeline("tiny-ip2p") is loaded
+    assert loaded.unet.dtype == torch.float32
 
 
 def _peak_rss_gb() -> float:
