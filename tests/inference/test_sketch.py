@@ -100,3 +100,16 @@ def test_other_modes_ignore_the_sketch_mask(model):
 def test_bad_sketch_input_is_a_request_error(model, fields, match):
     with pytest.raises(RequestError, match=match):
         build_extensions(sketch_request(**fields), model)
+
+
+def test_the_engine_takes_an_inpaint_sketch_without_a_painted_mask():
+    from inference.api import Finished
+    from inference.engine import Engine
+    from tests.inference.engine_fakes import FakeModels, run_events
+
+    image, stroke = sketched_picture()
+    request = sketch_request(mode="inpaint", model="builtin:tiny-sd15", steps=2)
+    events = run_events(Engine(FakeModels()), request)
+    assert isinstance(events[-1], Finished), events[-1]
+    out = events[-1].images[0]
+    assert np.array_equal(out[:, 56:], image[:, 56:]) and (out[30:34, 8:28] != image[30:34, 8:28]).any()
