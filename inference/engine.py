@@ -340,14 +340,15 @@ def validate_images(request: GenerationRequest) -> None:
                 f"The input image is {image.shape[1]}x{image.shape[0]} but the request is {request.width}x{request.height}."
             )
         canvas_shape = image.shape[:2]
-    if request.mode == "inpaint" and (image is None or request.mask is None):
+    sketched = request.sketch_mask is not None  # an inpaint sketch's strokes are a mask of their own
+    if request.mode == "inpaint" and (image is None or (request.mask is None and not sketched)):
         raise RequestError("Inpainting needs both an input image and a mask.")
     if request.mode == "edit" and image is None:
         raise RequestError("Editing needs an input image.")
     if request.mask is not None:
         validate_mask("The inpaint mask", request.mask, canvas_shape)
         regenerated = request.mask if request.mask_mode == "masked" else 1.0 - request.mask
-        if request.mode == "inpaint" and not (regenerated > 0).any():
+        if request.mode == "inpaint" and not sketched and not (regenerated > 0).any():
             raise RequestError("The inpaint mask is empty: paint the area to regenerate.")
     if request.sketch_mask is not None:
         validate_mask("The sketch mask", request.sketch_mask, canvas_shape)
