@@ -23,6 +23,7 @@ from inference.api import ModelError
 from inference.components import SDModel
 
 LORA_ADAPTERS_KEY = "lora_adapters"  # model.extra: {(path, size, mtime): adapter name}
+ACTIVE_LORAS_KEY = "active_loras"  # model.extra: {path: weight} as last applied
 EMBEDDINGS_KEY = "embeddings"  # model.extra: {name: {"path": ..., "tokens": [...]}}
 MAX_EMBEDDING_VECTORS = 75  # one CLIP window; more than that cannot be a real embedding
 
@@ -45,10 +46,14 @@ def apply_loras(model: SDModel, loras: list[tuple[Path, float]]) -> None:
             pipeline = pipeline or _adapter_pipeline(model)
             adapters[key] = _load_lora(pipeline, model, path, len(adapters))
         wanted[adapters[key]] = wanted.get(adapters[key], 0.0) + float(weight)
+    active: dict[str, float] = {}
+    for path, weight in loras:
+        active[str(Path(path))] = active.get(str(Path(path)), 0.0) + float(weight)
     if not adapters:
         return  # nothing was ever loaded: the modules are plain, nothing to switch off
     pipeline = pipeline or _adapter_pipeline(model)
     _activate(pipeline, model, wanted)
+    model.extra[ACTIVE_LORAS_KEY] = active
 
 
 def _file_key(path: Path) -> tuple:
@@ -141,18 +146,8 @@ def _activate(pipeline, model: SDModel, wanted: Mapping[str, float]) -> None:
 
 
 def active_loras(model: SDModel) -> dict[str, float]:
-    """Adapter name -> weight of what is active on the UNet (for the generation record)."""
-    unet = model.unet
-    if not getattr(unet, "peft_config", None):
-        return {}
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in unet.modules():
-        if isinstance(module, BaseTunerLayer):
-            if module.disable_adapters:
-                return {}
-            return {name: float(module.scaling.get(name, 0.0)) for name in module.active_adapters}
-    return {}
+    """LoRA file -> weight of what `apply_loras` last made active (for the generation record)."""
+    return dict(model.extra.get(ACTIVE_LORAS_KEY, {}))
 
 
 # ---- embeddings ------------------------------------------------------------------------------------------------
@@ -220,8 +215,9 @@ def load_embeddings(model: SDModel, files: dict[str, Path]) -> None:
     loaded: dict[str, dict] = model.extra.setdefault(EMBEDDINGS_KEY, {})
     for name, path in files.items():
         path = Path(path)
-        if not name or any(character.isspace() for character in name):
-            raise ModelError(f"{path}: the embedding name {name!r} must be one word.")
+        name = name.strip()
+        if not name:
+            raise ModelError(f"{path}: the embedding needs a name to be used in prompts.")
         vectors = read_embedding_file(path)
         targets = [(model.tokenizer, model.text_encoder, "clip_l")]
         if model.family == "sdxl":

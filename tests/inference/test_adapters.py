@@ -54,7 +54,7 @@ def test_lora_changes_the_unet_and_weight_zero_gives_the_base_output_exactly(tmp
     apply_loras(model, [(lora, 1.0)])
     assert not torch.equal(unet_output(model), base_unet)
     assert not torch.equal(prompt_embedding(model, "a red house"), base_text)
-    assert list(active_loras(model).values()) == [pytest.approx(0.5)]  # weight 1 x alpha/rank = 2/4
+    assert active_loras(model) == {str(lora): 1.0}
 
     apply_loras(model, [(lora, 0.0)])
     assert torch.equal(unet_output(model), base_unet)
