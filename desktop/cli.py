@@ -61,12 +61,17 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     finished: list[Finished] = []
     failure: list[str] = []
     started = time.monotonic()
+    first_step: dict = {}
 
     def on_event(event) -> None:
         if isinstance(event, Progress) and not quiet:
-            elapsed = time.monotonic() - started
-            left = elapsed / max(event.step, 1) * (event.total - event.step)
-            _say(f"step {event.step}/{event.total}  {elapsed:.1f}s elapsed, ~{left:.1f}s left")
+            # Time left from the pace since the first step (model loading is not a step).
+            now = time.monotonic()
+            first_step.setdefault("at", (now, event.step))
+            t0, s0 = first_step["at"]
+            eta = f", ~{(now - t0) / (event.step - s0) * (event.total - event.step):.1f}s left" \
+                if event.step > s0 else ""
+            _say(f"step {event.step}/{event.total}  {now - started:.1f}s elapsed{eta}")
         elif isinstance(event, Notice):
             _say(f"warning: {event.message}")
         elif isinstance(event, Finished):

@@ -70,6 +70,7 @@ class Engine:
         self.device = device
         self.previews = PreviewRenderer()
         self._applied_loras: dict[int, tuple] = {}  # id(model) -> the LoRA list last applied to it
+        self._tiny_edit: tuple | None = None  # (name, EditModel) of the last built-in edit model
 
     # ---- the one entry point --------------------------------------------------------------------
 
@@ -106,9 +107,17 @@ class Engine:
 
     def run_edit(self, request, on_event, cancel) -> None:
         """Instruction-edit models run their own diffusers pipelines (inference/edit)."""
-        from inference.edit import run_edit
+        from inference.edit import BUILTIN_EDIT_MODELS, build_tiny_edit, run_edit
 
-        model = self.models.load(request.model)
+        if request.model in BUILTIN_EDIT_MODELS:
+            # Built in code (random weights); kept while the same one is asked for again.
+            if self._tiny_edit is None or self._tiny_edit[0] != request.model:
+                self._tiny_edit = None
+                self._tiny_edit = (request.model, build_tiny_edit(request.model))
+            model = self._tiny_edit[1]
+        else:
+            self._tiny_edit = None
+            model = self.models.load_edit_pipeline(request.model)
         run_edit(model, request, on_event, cancel)
 
     # ---- SD1.5 / SDXL ----------------------------------------------------------------------------
