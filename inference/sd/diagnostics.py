@@ -53,7 +53,7 @@ def cross_attention_levels(unet) -> list[int]:
     up_count = len(config.up_block_types)
     levels = []
     for name, module in unet.named_modules():
-        if not name.endswith("attn2") or not getattr(module, "is_cross_attention", False):
+        if getattr(module, "is_cross_attention", False) is not True:
             continue
         match = re.match(r"(down_blocks|up_blocks)\.(\d+)\.", name)
         if name.startswith("mid_block."):

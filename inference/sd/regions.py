@@ -245,11 +245,12 @@ class RegionAttnProcessor:
 
 
 def cross_attention_modules(unet) -> list[tuple[str, Any]]:
-    """The UNet's cross-attention layers (transformer blocks' attn2), by module name."""
+    """The UNet's cross-attention layers by module name: the transformer blocks' attn2 (and attn1 in
+    blocks built with only_cross_attention). Self-attention layers are not among them."""
     return [
         (name, module)
         for name, module in unet.named_modules()
-        if name.endswith("attn2") and getattr(module, "is_cross_attention", False) and hasattr(module, "set_processor")
+        if getattr(module, "is_cross_attention", False) is True and hasattr(module, "set_processor")
     ]
 
 
