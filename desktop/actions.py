@@ -1,7 +1,7 @@
 """Icons and the window's actions (menus, toolbars, shortcuts) in one table.
 
-Icons are the line drawings in resources/icons, drawn with `currentColor`; `icon(name, palette)`
-recolours them with the palette's text colour so they read on the light and the dark theme.
+Icons are the line drawings in resources/icons, drawn with `currentColor`; `icon(name)` paints
+them in the current palette's text colour, so they read on the light and the dark theme.
 `WindowActions` builds every QAction once; the window connects them to its slots by name.
 """
 
@@ -16,6 +16,7 @@ from PySide6.QtGui import (
     QAction,
     QActionGroup,
     QColor,
+    QGuiApplication,
     QIcon,
     QIconEngine,
     QKeySequence,
@@ -35,63 +36,69 @@ def icon_path(name: str) -> Path:
 
 
 class TintedSvgIconEngine(QIconEngine):
-    """Renders a `currentColor` SVG on demand, in one colour per icon mode (no pixmaps up front)."""
+    """Renders a `currentColor` SVG on demand in the current palette's text colour.
 
-    def __init__(self, svg: str, colors: dict[QIcon.Mode, QColor]):
+    The colour is looked up when the icon is painted, so icons follow a theme switch (light/dark)
+    without anyone recreating them; `fixed` pins a colour (the white icon on the accent button).
+    """
+
+    def __init__(self, svg: str, fixed: QColor | None = None):
         super().__init__()
         self._svg = svg
-        self._colors = colors
-        self._renderers: dict[QIcon.Mode, QSvgRenderer] = {}
-        self._cache: dict[tuple[QIcon.Mode, int, int], QPixmap] = {}
+        self._fixed = QColor(fixed) if fixed is not None else None
+        self._renderers: dict[str, QSvgRenderer] = {}
+        self._cache: dict[tuple[str, int, int], QPixmap] = {}
 
-    def _renderer(self, mode: QIcon.Mode) -> QSvgRenderer:
-        renderer = self._renderers.get(mode)
+    def color(self, mode: QIcon.Mode) -> QColor:
+        if self._fixed is not None:
+            color = QColor(self._fixed)
+            if mode == QIcon.Mode.Disabled:
+                color.setAlphaF(0.35)
+            return color
+        palette = QGuiApplication.palette()
+        group = QPalette.ColorGroup.Disabled if mode == QIcon.Mode.Disabled else QPalette.ColorGroup.Active
+        return palette.color(group, QPalette.ColorRole.WindowText)
+
+    def _renderer(self, color: QColor) -> QSvgRenderer:
+        key = color.name(QColor.NameFormat.HexArgb)
+        renderer = self._renderers.get(key)
         if renderer is None:
-            color = self._colors.get(mode) or self._colors[QIcon.Mode.Normal]
-            text = color.name(QColor.NameFormat.HexArgb) if color.alpha() < 255 else color.name()
+            text = key if color.alpha() < 255 else color.name()
             renderer = QSvgRenderer(QByteArray(self._svg.replace("currentColor", text).encode()))
-            self._renderers[mode] = renderer
+            self._renderers[key] = renderer
         return renderer
 
     def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State) -> None:
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self._renderer(mode).render(painter, QRectF(rect))
+        self._renderer(self.color(mode)).render(painter, QRectF(rect))
         painter.restore()
 
     def pixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QPixmap:
-        key = (mode, size.width(), size.height())
+        color = self.color(mode)
+        key = (color.name(QColor.NameFormat.HexArgb), size.width(), size.height())
         pix = self._cache.get(key)
         if pix is None:
             pix = QPixmap(size)
             pix.fill(Qt.GlobalColor.transparent)
             painter = QPainter(pix)
-            self.paint(painter, QRect(0, 0, size.width(), size.height()), mode, state)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            self._renderer(color).render(painter, QRectF(0, 0, size.width(), size.height()))
             painter.end()
             self._cache[key] = pix
         return pix
 
     def clone(self) -> QIconEngine:
-        return TintedSvgIconEngine(self._svg, dict(self._colors))
+        return TintedSvgIconEngine(self._svg, self._fixed)
 
 
-def icon(name: str, palette: QPalette | None = None, color: QColor | str | None = None) -> QIcon:
-    """An SVG icon from resources/icons in the palette's text colour (disabled state greyed)."""
+def icon(name: str, color: QColor | str | None = None) -> QIcon:
+    """An SVG icon from resources/icons, drawn in the palette's text colour (or `color`)."""
     try:
         svg = icon_path(name).read_text(encoding="utf-8")
     except OSError:
         return QIcon()
-    if color is not None:
-        normal = QColor(color)
-        disabled = QColor(normal)
-        disabled.setAlphaF(0.35)
-    elif palette is not None:
-        normal = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.WindowText)
-        disabled = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText)
-    else:
-        normal, disabled = QColor("#444444"), QColor("#a0a0a0")
-    return QIcon(TintedSvgIconEngine(svg, {QIcon.Mode.Normal: normal, QIcon.Mode.Disabled: disabled,
-                                           QIcon.Mode.Active: normal, QIcon.Mode.Selected: normal}))
+    return QIcon(TintedSvgIconEngine(svg, QColor(color) if color is not None else None))
 
 
 def app_icon() -> QIcon:
@@ -185,16 +192,16 @@ TOOL_SPECS: tuple[ActionSpec, ...] = (
 class WindowActions(QObject):
     """Every action of the main window, by name; tools in an exclusive group."""
 
-    def __init__(self, parent: QObject, palette: QPalette):
+    def __init__(self, parent: QObject):
         super().__init__(parent)
         self.by_name: dict[str, QAction] = {}
         self.tools: dict[str, QAction] = {}
         self.tool_group = QActionGroup(self)
         self.tool_group.setExclusive(True)
         for spec in ACTION_SPECS:
-            self.by_name[spec.name] = self._make(spec, palette)
+            self.by_name[spec.name] = self._make(spec)
         for spec in TOOL_SPECS:
-            action = self._make(spec, palette)
+            action = self._make(spec)
             self.tool_group.addAction(action)
             self.tools[spec.name] = action
         for name in CANVAS_ACTIONS:
@@ -203,12 +210,11 @@ class WindowActions(QObject):
     def __getitem__(self, name: str) -> QAction:
         return self.by_name[name]
 
-    def _make(self, spec: ActionSpec, palette: QPalette) -> QAction:
+    def _make(self, spec: ActionSpec) -> QAction:
         action = QAction(spec.text, self)
         action.setObjectName(f"action_{spec.name}")
         if spec.icon:
-            action.setIcon(icon(spec.icon, palette))
-            action.setData(spec.icon)
+            action.setIcon(icon(spec.icon))
         if spec.shortcuts:
             action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
         tip = spec.tip or spec.text.replace("&", "").rstrip("…")
@@ -218,10 +224,3 @@ class WindowActions(QObject):
         action.setStatusTip(spec.tip)
         action.setCheckable(spec.checkable)
         return action
-
-    def recolor(self, palette: QPalette) -> None:
-        """The theme changed: redraw the icons in the new text colour."""
-        for action in list(self.by_name.values()) + list(self.tools.values()):
-            name = action.data()
-            if name:
-                action.setIcon(icon(str(name), palette))

@@ -87,9 +87,13 @@ class Theme(QObject):
         if name == self.current:
             return
         self.current = name
-        self.app.setPalette(palette_from_file(f"{name}.json"))
-        if self.app.styleSheet() != self._stylesheet:
-            self.app.setStyleSheet(self._stylesheet)
+        palette = palette_from_file(f"{name}.json")
+        if self.app.palette() == palette and self.app.styleSheet() == self._stylesheet:
+            return  # already so (another window of this process applied it)
+        self.app.setPalette(palette)
+        # palette() references in the style sheet are resolved when it is set: set it again
+        self.app.setStyleSheet("")
+        self.app.setStyleSheet(self._stylesheet)
         self.changed.emit(name)
 
 
@@ -229,7 +233,6 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
     window = MainWindow(worker=worker, settings_store=store, settings=settings, autosave=autosave, models=models,
                         theme=theme)
     window.set_cli_models_dir(models_dir)
-    theme.changed.connect(lambda _: window.retheme())
     if store.load_problem:
         QTimer.singleShot(0, lambda: window.statusBar().showMessage(store.load_problem, 10_000))
     return Editor(window, worker, autosave, store, theme)

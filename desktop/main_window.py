@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
 
-        self.actions = WindowActions(self, self.palette())
+        self.actions = WindowActions(self)
         self.view = CanvasView(self.document, self)
         self.controller = GenerationController(worker, self.document, preview_method=settings.preview, parent=self)
         self._build_central()
@@ -821,10 +821,6 @@ class MainWindow(QMainWindow):
             self.settings_store.save(self.settings)
         except SettingsError as exc:
             self.statusBar().showMessage(str(exc), 8000)
-
-    def retheme(self) -> None:
-        """The palette changed (system theme switch): icons follow the text colour."""
-        self.actions.recolor(self.palette())
 
     # ==== autosave =================================================================================
     def autosave_now(self, force: bool = False) -> Path | None:

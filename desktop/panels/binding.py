@@ -116,7 +116,7 @@ class LoraList(QWidget):
         self.add_button = QToolButton(self)
         self.add_button.setText("Add LoRA")
         self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.add_button.setIcon(icon("add", self.palette()))
+        self.add_button.setIcon(icon("add"))
         self.add_button.clicked.connect(self._add_clicked)
         self._layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._emitting = True
@@ -169,7 +169,7 @@ class LoraList(QWidget):
         spin.setValue(weight)
         spin.setToolTip("LoRA weight")
         remove = QToolButton(row)
-        remove.setIcon(icon("discard", self.palette()))
+        remove.setIcon(icon("discard"))
         remove.setToolTip("Remove this LoRA")
         remove.setAutoRaise(True)
         remove.clicked.connect(lambda: self._remove_row(row))

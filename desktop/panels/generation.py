@@ -75,12 +75,12 @@ class GenerationPanel(QWidget):
         self._models: list[ModelInfo] = []
         self._vaes: list[str] = []
         self._random = random.Random()
+        self._first_run_dismissed = False
         self._build()
         self.set_document(document)
 
     # -- layout -----------------------------------------------------------------------------------
     def _build(self) -> None:
-        palette = self.palette()
         body = QWidget(self)
         column = QVBoxLayout(body)
         column.setContentsMargins(8, 8, 8, 8)
@@ -105,15 +105,15 @@ class GenerationPanel(QWidget):
             "…or add the models folder of your A1111 or ComfyUI install: checkpoints, LoRAs, VAEs and "
             "embeddings are found in their usual sub-folders. Nothing is ever downloaded.", self.first_run)
         self.first_run_more.setWordWrap(True)
-        add_folder = QPushButton(icon("folder-add", palette), "Add models folder…", self.first_run)
+        add_folder = QPushButton(icon("folder-add"), "Add models folder…", self.first_run)
         add_folder.setToolTip("A folder with checkpoints, or your A1111 / ComfyUI install (detected automatically)")
         add_folder.clicked.connect(self.add_models_folder_requested)
-        open_folder = QPushButton(icon("open", palette), "Open folder", self.first_run)
+        open_folder = QPushButton(icon("open"), "Open folder", self.first_run)
         open_folder.setToolTip("Open the default models folder in the file manager")
         open_folder.clicked.connect(self._open_models_folder)
         demo = QPushButton("Try the demo model (produces noise)", self.first_run)
         demo.setToolTip("A tiny random-weight model built in: it runs the whole workflow but draws noise")
-        demo.clicked.connect(lambda: self._set_setting("model", DEMO_MODEL))
+        demo.clicked.connect(self._use_demo_model)
         buttons = QHBoxLayout()
         buttons.addWidget(add_folder, 1)
         buttons.addWidget(open_folder)
@@ -141,7 +141,7 @@ class GenerationPanel(QWidget):
         self.model.setMinimumContentsLength(12)
         self._bind_combo("model", self.model)
         refresh = QToolButton(body)
-        refresh.setIcon(icon("regenerate", palette))
+        refresh.setIcon(icon("regenerate"))
         refresh.setToolTip("Look for models again")
         refresh.clicked.connect(self.refresh_models_requested)
         model_row = QHBoxLayout()
@@ -181,14 +181,14 @@ class GenerationPanel(QWidget):
         self.seed.textEdited.connect(self._on_seed_edited)
         self.seed.editingFinished.connect(lambda: self._bursts.end("seed"))
         self.seed_dice = QToolButton(body)
-        self.seed_dice.setIcon(icon("dice", palette))
+        self.seed_dice.setIcon(icon("dice"))
         self.seed_dice.setToolTip("Roll a new seed (and keep it)")
         self.seed_dice.clicked.connect(self._roll_seed)
         self.seed_lock = QToolButton(body)
         self.seed_lock.setCheckable(True)
         self.seed_lock.setToolTip("Keep this seed for every generation (unlocked: a new random seed each time)")
         self.seed_lock.clicked.connect(self._on_seed_lock)
-        self._lock_icons = (icon("unlock", palette), icon("lock", palette))
+        self._lock_icons = (icon("unlock"), icon("lock"))
         self._bindings["seed"] = Binding(self._show_seed)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -307,6 +307,7 @@ class GenerationPanel(QWidget):
         column.addStretch(1)
 
         scroll = QScrollArea(self)
+        scroll.setMinimumWidth(330)  # below this the form would be clipped (no horizontal scrolling)
         scroll.setWidget(body)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -317,7 +318,7 @@ class GenerationPanel(QWidget):
         foot = QVBoxLayout(footer)
         foot.setContentsMargins(8, 6, 8, 8)
         foot.setSpacing(6)
-        self.generate_button = QPushButton(icon("generate", palette, color="#ffffff"), "Generate", footer)
+        self.generate_button = QPushButton(icon("generate", color="#ffffff"), "Generate", footer)
         self.generate_button.setObjectName("generateButton")
         self.generate_button.setToolTip("Generate (Ctrl+Enter)")
         self.generate_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -326,7 +327,7 @@ class GenerationPanel(QWidget):
         self.progress.setTextVisible(False)
         self.progress_label = QLabel(footer)
         self.progress_label.setObjectName("hintLabel")
-        self.cancel_button = QPushButton(icon("cancel", palette), "Cancel", footer)
+        self.cancel_button = QPushButton(icon("cancel"), "Cancel", footer)
         self.cancel_button.setObjectName("cancelButton")
         self.cancel_button.setToolTip("Stop the generation (Esc)")
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -480,9 +481,15 @@ class GenerationPanel(QWidget):
         self._on_setting_changed("model")
         self._on_setting_changed("vae")
         real = [m for m in models if m.kind != "builtin"]
-        self.first_run.setVisible(not real)
+        self.first_run.setVisible(not real and not self._first_run_dismissed)
         self.first_run_path.setText(str(self.models_folder) if self.models_folder else "")
         self.first_run_path.setCursorPosition(0)
+
+    def _use_demo_model(self) -> None:
+        """The user knows now: the card makes room (until the next start without models)."""
+        self._set_setting("model", DEMO_MODEL)
+        self._first_run_dismissed = True
+        self.first_run.hide()
 
     def _open_models_folder(self) -> None:
         if self.models_folder is not None:

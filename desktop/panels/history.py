@@ -38,7 +38,7 @@ class HistoryPanel(QWidget):
         self.hint = QLabel("Past generations appear here. Click one to bring its settings back.", self)
         self.hint.setObjectName("hintLabel")
         self.hint.setWordWrap(True)
-        self.restore_button = QPushButton(icon("history", self.palette()), "Restore settings", self)
+        self.restore_button = QPushButton(icon("history"), "Restore settings", self)
         self.restore_button.setEnabled(False)
         self.restore_button.clicked.connect(lambda: self._on_item_activated(self.list.currentItem()))
         self.list.currentItemChanged.connect(lambda item, _: self.restore_button.setEnabled(item is not None))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QDropEvent, QIcon, QPalette, QTransform
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -59,9 +59,8 @@ class LayerRow(QWidget):
         super().__init__()
         self.panel = panel
         self.layer = layer
-        palette = panel.palette()
-        self._eye_on, self._eye_off = icon("visible", palette), icon("hidden", palette)
-        self._lock_on, self._lock_off = icon("lock", palette), icon("unlock", palette)
+        self._eye_on, self._eye_off = icon("visible"), icon("hidden")
+        self._lock_on, self._lock_off = icon("lock"), icon("unlock")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(6)
@@ -107,6 +106,10 @@ class LayerRow(QWidget):
         self.name.setText(layer.name)
         self.badge.setText(layer_badge(layer))
         self.setToolTip(f"{layer.name} — {layer_badge(layer)}")
+
+    def set_selected(self, selected: bool) -> None:
+        """The hint colour is unreadable on the selection colour: use the selected text colour there."""
+        self.badge.setStyleSheet("color: palette(highlighted-text);" if selected else "")
 
     def refresh_thumbnail(self) -> None:
         doc = self.panel.document
@@ -177,9 +180,8 @@ class LayersPanel(QWidget):
         self.list.reordered.connect(self._on_reordered)
         self.list.itemDoubleClicked.connect(self._on_item_double_clicked)
 
-        palette = self.palette()
         self.add_button = QToolButton(self)
-        self.add_button.setIcon(icon("add", palette))
+        self.add_button.setIcon(icon("add"))
         self.add_button.setToolTip("Add a layer")
         self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.add_button)
@@ -192,13 +194,11 @@ class LayersPanel(QWidget):
             ("sketch", "Sketch scribbles", "layer-scribble"),
             ("annotation", "Annotation scribbles (edit models)", "layer-scribble"),
         ):
-            menu.addAction(icon(icon_name, palette), text, lambda k=kind: self.add_requested.emit(k))
+            menu.addAction(icon(icon_name), text, lambda k=kind: self.add_requested.emit(k))
         self.add_button.setMenu(menu)
         self.delete_button = self._tool_button("delete", "Delete the selected layer", self.delete_selected)
-        self.up_button = self._tool_button("next", "Move the layer up", lambda: self.move_selected(+1))
-        self.up_button.setIcon(_rotated_icon("next", palette, -90))
-        self.down_button = self._tool_button("next", "Move the layer down", lambda: self.move_selected(-1))
-        self.down_button.setIcon(_rotated_icon("next", palette, 90))
+        self.up_button = self._tool_button("up", "Move the layer up", lambda: self.move_selected(+1))
+        self.down_button = self._tool_button("down", "Move the layer down", lambda: self.move_selected(-1))
 
         self.opacity = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity.setRange(0, 100)
@@ -242,7 +242,7 @@ class LayersPanel(QWidget):
 
     def _tool_button(self, icon_name: str, tip: str, slot) -> QToolButton:
         button = QToolButton(self)
-        button.setIcon(icon(icon_name, self.palette()))
+        button.setIcon(icon(icon_name))
         button.setToolTip(tip)
         button.clicked.connect(slot)
         return button
@@ -408,9 +408,12 @@ class LayersPanel(QWidget):
         self.list.clearSelection()
         for row in range(self.list.count()):
             item = self.list.item(row)
-            if item.data(Qt.ItemDataRole.UserRole) is layer:
+            selected = item.data(Qt.ItemDataRole.UserRole) is layer
+            if selected:
                 self.list.setCurrentItem(item)
-                break
+            widget = self.list.itemWidget(item)
+            if isinstance(widget, LayerRow):
+                widget.set_selected(selected)
         self.list.blockSignals(False)
 
     def _refresh_controls(self) -> None:
@@ -435,11 +438,3 @@ class LayersPanel(QWidget):
         if is_scribble:
             self.scribble_mode.setChecked(layer.mode == "annotation")
 
-
-def _rotated_icon(name: str, palette: QPalette, degrees: float) -> QIcon:
-    base = icon(name, palette)
-    out = QIcon()
-    for mode in (QIcon.Mode.Normal, QIcon.Mode.Disabled):
-        for size in (16, 24, 32):
-            out.addPixmap(base.pixmap(size, size, mode).transformed(QTransform().rotate(degrees)), mode)
-    return out

@@ -35,6 +35,7 @@ class StagingStrip(QFrame):
         self.title.setFont(font)
         self.details = QLabel(self)
         self.details.setObjectName("hintLabel")
+        self.details.setMinimumWidth(60)
         self.thumbs = QListWidget(self)
         self.thumbs.setFlow(QListWidget.Flow.LeftToRight)
         self.thumbs.setViewMode(QListWidget.ViewMode.IconMode)
@@ -44,7 +45,8 @@ class StagingStrip(QFrame):
         self.thumbs.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbs.setMovement(QListWidget.Movement.Static)
         self.thumbs.setWrapping(False)
-        self.thumbs.setMaximumWidth(5 * (THUMB + 10) + 6)
+        self.thumbs.setMaximumWidth(4 * (THUMB + 10) + 6)
+        self.thumbs.setMinimumWidth(THUMB + 16)
         self.thumbs.currentRowChanged.connect(self._on_row_changed)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
@@ -61,7 +63,7 @@ class StagingStrip(QFrame):
         for name in ("previous_candidate", "next_candidate", "regenerate", "discard", "accept"):
             button = QToolButton(self)
             button.setDefaultAction(actions[name])
-            style = (Qt.ToolButtonStyle.ToolButtonTextBesideIcon if name in ("accept", "discard", "regenerate")
+            style = (Qt.ToolButtonStyle.ToolButtonTextBesideIcon if name == "accept"
                      else Qt.ToolButtonStyle.ToolButtonIconOnly)
             button.setToolButtonStyle(style)
             button.setIconSize(QSize(20, 20))

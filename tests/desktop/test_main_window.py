@@ -40,6 +40,7 @@ def test_first_run_explains_where_models_go_and_offers_the_noisy_demo(qtbot, mak
     demo = next(b for b in panel.first_run.findChildren(type(panel.generate_button)) if "demo" in b.text())
     demo.click()
     assert window.document.settings.model == "builtin:tiny-sd15"
+    assert not panel.first_run.isVisible()  # the choice is made: the card makes room
 
 
 @pytest.mark.parametrize(("layout", "kind"), [(("models", "Stable-diffusion"), "a1111"),
@@ -367,6 +368,24 @@ def test_theme_palettes_are_light_and_dark(qapp):
     window_light = light.color(light.ColorRole.Window).lightness()
     window_dark = dark.color(dark.ColorRole.Window).lightness()
     assert window_light > 200 > 60 > window_dark
+
+
+def test_switching_theme_repaints_widgets_and_icons_in_the_new_colours(qtbot, make_editor):
+    from PySide6.QtGui import QIcon
+
+    editor = make_editor()
+    theme, window = editor.theme, editor.window
+    icon = window.actions["undo"].icon()
+    for name in ("light", "dark", "light"):
+        theme.set_preference(name)
+        assert theme.current == name
+        text = QApplication.palette().color(QApplication.palette().ColorRole.WindowText)
+        pixel = icon.pixmap(24, 24, QIcon.Mode.Normal).toImage().pixelColor(12, 12)
+        ink = [icon.pixmap(24, 24).toImage().pixelColor(x, y) for x in range(24) for y in range(24)]
+        strongest = max(ink, key=lambda c: c.alpha())
+        assert abs(strongest.lightness() - text.lightness()) < 40, (name, pixel.name(), text.name())
+        label = window.generation_panel.mode_hint
+        assert (label.palette().color(label.backgroundRole()).lightness() > 128) == (name == "light")
 
 
 def test_new_document_dialog_rounds_to_multiples_of_eight(qtbot):
