@@ -416,3 +416,66 @@ def test_move_tool_and_region_box_through_the_canvas(qtbot, make_editor, tmp_pat
     QTest.keyClick(editor, Qt.Key.Key_Return)
     assert region.prompt == "a lighthouse"
     assert window.region_panel.prompt.toPlainText() == "a lighthouse"
+
+
+def test_settings_dialog_changes_preview_autosave_theme_and_folders(qtbot, make_editor, tmp_path, monkeypatch):
+    editor = make_editor()
+    window = editor.window
+    folder = tmp_path / "more-models"
+    folder.mkdir()
+
+    def fill_in(dialog):
+        dialog.preview.setCurrentIndex(dialog.preview.findData("none"))
+        dialog.autosave.setValue(2.5)
+        dialog.theme.setCurrentIndex(dialog.theme.findData("light"))
+        dialog.folders.addItem(str(folder))
+        return dialogs.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(dialogs.SettingsDialog, "exec", fill_in)
+    window.actions["settings"].trigger()
+    assert window.controller.preview_method == "none" and window._autosave_timer.interval() == 150_000
+    assert editor.theme.current == "light"
+    saved = json.loads(editor.settings_store.path.read_text())
+    assert saved["preview"] == "none" and saved["model_folders"] == [str(folder)] and saved["theme"] == "light"
+    qtbot.waitUntil(lambda: folder.resolve() in window.models.folders.roots, timeout=10_000)
+    window.generate()
+    assert window.controller.jobs[-1].request.preview == "none"
+
+
+def test_region_inspector_edits_prompt_strength_and_loras_as_commands(qtbot, make_editor):
+    window = make_editor().window
+    doc = window.document
+    region = window.add_layer("region")
+    inspector = window.region_panel
+    assert inspector.stack.currentWidget() is inspector.editor
+    inspector.prompt.setFocus()
+    QTest.keyClicks(inspector.prompt, "a castle")
+    inspector.strength.setValue(1.4)
+    inspector.loras.set_available(["stone", "moss"])
+    inspector.loras.add_button.click()
+    assert region.prompt == "a castle" and region.strength == 1.4
+    assert [(lo.name, lo.weight) for lo in region.loras] == [("stone", 1.0)]
+    steps = len(doc.history)
+    doc.undo()
+    assert region.loras == () and len(doc.history) == steps - 1
+    doc.active_layer = None
+    assert inspector.stack.currentWidget() is inspector.hint
+
+
+def test_new_document_replaces_the_picture_everywhere(qtbot, make_editor, monkeypatch):
+    window = make_editor().window
+    window.actions["add_mask"].trigger()
+    window.document.history.mark_clean()
+
+    def choose(dialog):
+        dialog.presets.setCurrentRow(3)
+        dialog.white.setChecked(True)
+        return dialogs.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(dialogs.NewDocumentDialog, "exec", choose)
+    old = window.document
+    window.actions["new"].trigger()
+    doc = window.document
+    assert doc is not old and doc.size == (1024, 1024) and [la.name for la in doc.layers] == ["Background"]
+    assert window.view.document is doc and window.controller.document is doc
+    assert window.layers_panel.list.count() == 1 and "1024 × 1024" in window.generation_panel.size_label.text()

@@ -248,3 +248,36 @@ def test_with_seed_keeps_everything_else():
     req = build_request(FakeComposition(), settings(seed=1))
     again = with_seed(req, 77)
     assert again.seed == 77 and again.prompt == req.prompt and again.init_image is req.init_image
+
+
+def test_a_real_composition_of_every_layer_kind_maps_to_one_request():
+    from canvas.model.commands import AddLayer
+    from canvas.model.compose import compose
+    from canvas.model.document import Document
+    from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer, Stroke
+
+    doc = Document(W, H)
+    background = np.zeros((H, W, 4), np.uint8)
+    background[..., 2] = 200
+    background[..., 3] = 255
+    piece = np.full((8, 8, 4), 255, np.uint8)
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:20, 10:20] = 255
+    for layer in (ImageLayer(name="bg", pixels=background), ImageLayer(name="piece", pixels=piece, x=30, y=20,
+                                                                       collage=True),
+                  MaskLayer(pixels=mask),
+                  RegionLayer(name="Sky", rect=(0, 0, W, 16), prompt="clouds", loras=(LoraRef("sky", 0.5),)),
+                  ScribbleLayer(strokes=(Stroke(((40.0, 40.0), (50.0, 42.0)), "#00ff00", 4.0),), mode="sketch"),
+                  ScribbleLayer(strokes=(Stroke(((5.0, 5.0), (9.0, 9.0)), "#ff0000", 3.0),), mode="annotation"),
+                  ImageLayer(name="ref", pixels=piece, reference=True)):
+        doc.execute(AddLayer(layer))
+    composition = compose(doc)
+    inpaint = build_request(composition, settings(mode="inpaint"))
+    assert inpaint.mask[15, 15] == 1.0 and inpaint.mask[41, 45] > 0  # mask plus the sketch's area
+    assert inpaint.regions[0].prompt == "clouds" and inpaint.regions[0].loras == (LoraSpec("sky", 0.5),)
+    assert tuple(inpaint.init_image[41, 45]) != (0, 0, 200)  # the sketch is painted in
+    refine = build_request(composition, settings(mode="refine"))
+    assert refine.collage_alpha.shape == (1, H, W) and refine.collage_alpha[0, 24, 34] == 1.0
+    edit = build_request(composition, settings(mode="edit", prompt="make it night"))
+    assert len(edit.reference_images) == 1 and edit.annotation_image is not None
+    assert edit.annotation_image[7, 7, 3] > 0 and edit.mask is not None
