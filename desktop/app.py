@@ -262,11 +262,10 @@ def offer_restore(editor: Editor) -> bool:
             except Exception as exc:  # noqa: BLE001 - ProjectError, or a file half-written by the crash
                 dialogs.show_error(window, f"The autosave could not be restored: {exc}")
                 continue
-            window._replace_document(document, None)
-            window.document.history.clear()
-            # the restored state is not saved anywhere yet: mark it as a change so Save asks for a name
+            document.history.clear()
+            # the restored state is in no file yet: closing asks to save it, the next autosave keeps it
+            window._replace_document(document, None, unsaved=True)
             window._changes_since_autosave = 1
-            window.setWindowModified(True)
             window.statusBar().showMessage(
                 f"Restored the autosave of {orphan.title}; save it to keep it.", 10_000)
             editor.autosave.discard(orphan)

@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self._model_warm = False  # a generation finished: the next one starts without loading
         self._cli_models: list[str] = []  # --models folders, kept first when folders change
         self._staged_job: int | None = None
+        self._unsaved_document = False  # see _replace_document
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
@@ -324,8 +325,13 @@ class MainWindow(QMainWindow):
             self._history_hook.changed.disconnect(self._on_history_changed)
             self._history_hook = None
 
-    def _replace_document(self, document: Document, path: Path | None) -> None:
-        """Show `document` everywhere; the old one is let go (its staging results too)."""
+    def _replace_document(self, document: Document, path: Path | None, *, unsaved: bool = False) -> None:
+        """Show `document` everywhere; the old one is let go (its staging results too).
+
+        `unsaved`: the document exists in no file yet although its history is clean (a restored
+        autosave), so closing or replacing it asks first.
+        """
+        self._unsaved_document = unsaved
         self.controller.set_document(document)
         self._unwatch_document()
         self.layers_panel.close_document()
@@ -350,12 +356,16 @@ class MainWindow(QMainWindow):
 
     def maybe_save(self) -> bool:
         """True when it is fine to drop the current document (saved, discarded, or nothing to save)."""
-        if self.document.history.is_clean:
+        if not self.has_unsaved_changes:
             return True
         answer = dialogs.ask_save_changes(self, self.display_name)
         if answer == "save":
             return self.save()
         return answer == "discard"
+
+    @property
+    def has_unsaved_changes(self) -> bool:
+        return self._unsaved_document or not self.document.history.is_clean
 
     @property
     def display_name(self) -> str:
@@ -425,6 +435,7 @@ class MainWindow(QMainWindow):
             return False
         self.path = path.resolve()
         self.stamp = FileStamp.of(self.path)
+        self._unsaved_document = False
         self.document.history.mark_clean()
         if self.autosave is not None:
             self.autosave.set_source(self.path)
@@ -622,7 +633,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"{self.display_name}[*] — Collagen")
-        self.setWindowModified(not self.document.history.is_clean)
+        self.setWindowModified(self.has_unsaved_changes)
 
     def _update_actions(self) -> None:
         history = self.document.history
@@ -639,7 +650,7 @@ class MainWindow(QMainWindow):
 
     # ==== generation ===============================================================================
     def generate(self) -> Job | None:
-        self.generation_panel.setFocus()  # ends a typing burst: the prompt edit is one undo step
+        self.generation_panel.end_edit_bursts()  # what is typed after this is a new undo step
         job = self.controller.generate()
         self._update_actions()
         return job

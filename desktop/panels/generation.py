@@ -423,6 +423,9 @@ class GenerationPanel(QWidget):
         if name in ("mode", "model"):
             self._refresh_visibility()
 
+    def end_edit_bursts(self) -> None:
+        self._bursts.end()
+
     def _set_setting(self, name: str, value: Any, merge: bool = False) -> None:
         if getattr(self.document.settings, name) == value:
             return

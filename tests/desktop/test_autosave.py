@@ -144,6 +144,7 @@ def test_sigkill_while_editing_offers_the_autosave_at_the_next_start(qtbot, make
     assert [type(la) for la in doc.layers] == [RegionLayer, MaskLayer]
     assert doc.layers[0].prompt == "a lighthouse at dusk"
     assert editor.window.isWindowModified() and editor.window.path is None
+    assert editor.window.has_unsaved_changes  # closing would ask to save the restored work
     # restored and discarded: the next start has nothing more to offer
     assert desktop_app.offer_restore(editor) is False and len(offered) == 1
 

@@ -108,3 +108,26 @@ def test_render_unknown_model_is_one_sentence(tmp_path, capsys, tmp_models):
     assert err.startswith("error: ") and "no-such-model" in err
     assert "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+MODE_SAMPLES = ["prompt.ora", "regions.ora", "regions-latent.ora", "composite.ora", "refine.ora", "sketch.ora"]
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny-sd15", "builtin:tiny-sdxl"])
+@pytest.mark.parametrize("sample", MODE_SAMPLES)
+def test_render_every_mode_sample(tmp_path, capsys, tmp_models, sample, model):
+    out_png = tmp_path / "out.png"
+    code, _, err = run_cli(["render", SAMPLES / sample, "--model", model, "--steps", "2", "--out", out_png],
+                           capsys)
+    assert code == 0, err
+    params = Image.open(out_png).info["parameters"]
+    assert f'Model: "{model}"' in params and "Steps: 2" in params
+
+
+def test_render_edit_sample(tmp_path, capsys, tmp_models):
+    out_png = tmp_path / "edit.png"
+    code, _, err = run_cli(["render", SAMPLES / "edit.ora", "--steps", "2", "--out", out_png], capsys)
+    assert code == 0, err
+    with Image.open(out_png) as im:
+        assert im.size == (512, 512)
+        assert im.info["parameters"].startswith("put a red balloon where the circle is")
