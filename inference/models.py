@@ -1115,10 +1115,11 @@ class ModelManager:
         self.unload()
 
         def load():
-            from diffusers import DiffusionPipeline
+            # inference.edit plans placement (GPU, CPU offload, or a clear refusal) from free memory.
+            from inference.edit import load_edit_model
 
-            pipeline = DiffusionPipeline.from_pretrained(info.path, local_files_only=True, dtype=self.dtype)
-            return pipeline.to(self.device)
+            # dtype None: bf16 on GPU, fp32 on CPU (the edit models' own choice)
+            return load_edit_model(Path(info.path), info.family, self.device, self._dtype, name=info.name)
 
         pipeline = _wrap_load_errors(Path(info.path), "an instruction-edit model", load)
         self._loaded_key, self._loaded = key, pipeline
