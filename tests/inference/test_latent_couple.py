@@ -193,3 +193,12 @@ def test_large_pictures_get_smaller_batches():
     assert batch_limit(SimpleNamespace(latent_size=(256, 256)), 8) == 2  # 2048 px: one CFG pair at a time
     assert batch_limit(SimpleNamespace(latent_size=(512, 512)), 8) == 2
     assert batch_limit(SimpleNamespace(latent_size=(64, 64)), 1) == 1
+
+
+def test_prompts_of_different_lengths_go_in_separate_batches(model):
+    long_prompt = ", ".join(f"detail number {index}" for index in range(20))  # ~95 tokens: two CLIP chunks
+    request = request_with([RegionSpec(left_half(), long_prompt)], steps=1, negative="")
+    with CountUnetInputs(model.unet) as counter:
+        latents = run_latents(model, request, region_extensions(request, model))
+    # base [uncond, cond] share one length; the region's pair (negative padded to its length) another.
+    assert sorted(counter.calls) == [2, 2] and bool(latents.isfinite().all())

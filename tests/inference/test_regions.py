@@ -311,3 +311,13 @@ def test_region_strength_out_of_range_is_a_request_error(models, strength):
     request = request_with([RegionSpec(left_half(), "a red house", strength=strength)])
     with pytest.raises(RequestError, match="strength of region 1"):
         region_extensions(request, models["sd15"])
+
+
+def test_a_long_region_prompt_adds_its_chunks_to_the_key_sequence(models):
+    model = models["sd15"]
+    long_prompt = ", ".join(f"detail number {index}" for index in range(20))  # ~95 tokens: two chunks
+    request = request_with([RegionSpec(left_half(), long_prompt)], steps=1)
+    extension = region_extensions(request, model)[0]
+    latents = run_latents(model, request, [extension])
+    assert extension.bias.segment_lengths == [77, 154]
+    assert bool(latents.isfinite().all())
