@@ -729,7 +729,8 @@ class MainWindow(QMainWindow):
         self._discovery_task = asyncio.ensure_future(self._refresh_models())
         return self._discovery_task
 
-    async def _refresh_models(self) -> None:
+    async def _refresh_models(self, note: str = "") -> None:
+        """`note` (what was just changed) leads the status message about what was found."""
         models = self.models
 
         def discover(engine):
@@ -750,7 +751,7 @@ class MainWindow(QMainWindow):
                 "No models found yet; the built-in demo model (noise) is available.")
         if problems:
             text += f" {len(problems)} file{'s were' if len(problems) != 1 else ' was'} skipped: {problems[0]}"
-        self.statusBar().showMessage(text, 8000)
+        self.statusBar().showMessage(f"{note} {text}".strip(), 10_000)
 
     def action_add_models_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a models folder (a folder of checkpoints, or an "
@@ -763,31 +764,39 @@ class MainWindow(QMainWindow):
         settings = AppSettings.from_dict(self.settings.__dict__)
         if str(folder) not in settings.model_folders:
             settings.model_folders.append(str(folder))
-        self._apply_model_folders(settings)
-        self.statusBar().showMessage(f"Added {folder.name}: {layout.description}.", 6000)
+        note = f"Added {folder.name}: {layout.description}."
+        self.statusBar().showMessage(note, 6000)
+        self._apply_model_folders(settings, note)
 
-    def _apply_model_folders(self, settings: AppSettings) -> None:
+    def _apply_model_folders(self, settings: AppSettings, note: str = "") -> None:
+        """Save the folders and point discovery at them (on the inference thread, between jobs)."""
         self.settings = settings
         self._save_settings()
-        if self.models is not None and hasattr(self.models, "folders"):
-            from inference.models import find_model_folders
+        if self.models is None or not hasattr(self.models, "folders"):
+            return
+        from inference.api import ModelError
+        from inference.models import find_model_folders
 
+        try:
             folders = find_model_folders(self._cli_models, settings_file=self.settings_store.path)
-            models = self.models
+        except ModelError as exc:
+            dialogs.show_error(self, str(exc))
+            return
+        models = self.models
 
-            def swap(engine):
-                models.unload()
-                models.folders = folders
+        def swap(engine):
+            models.unload()
+            models.folders = folders
 
-            asyncio.ensure_future(self._then_refresh(self.worker.call(swap)))
+        self._discovery_task = asyncio.ensure_future(self._then_refresh(self.worker.call(swap), note))
 
-    async def _then_refresh(self, awaitable) -> None:
+    async def _then_refresh(self, awaitable, note: str = "") -> None:
         try:
             await awaitable
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the editor goes on with the folders it had
             self.statusBar().showMessage(f"Could not use the new model folders: {exc}", 8000)
             return
-        await self._refresh_models()
+        await self._refresh_models(note)
 
     def set_cli_models_dir(self, folder: str | None) -> None:
         self._cli_models = [folder] if folder else []
@@ -812,7 +821,7 @@ class MainWindow(QMainWindow):
                 models.unload()
                 models._device, models._dtype = device, None
 
-            asyncio.ensure_future(self._then_refresh(self.worker.call(switch)))
+            self._discovery_task = asyncio.ensure_future(self._then_refresh(self.worker.call(switch)))
 
     def apply_settings(self, settings: AppSettings) -> None:
         self.settings = settings
@@ -929,6 +938,8 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop generating and let the inference thread go; a clean exit leaves nothing to restore."""
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
         self.controller.shutdown()
         self.worker.shutdown(timeout=3.0)
         if self.autosave is not None:

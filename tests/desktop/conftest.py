@@ -104,3 +104,5 @@ def make_editor(qapp, qloop, user_dirs, dialog_spy, qtbot):
         editor.window._closing = True  # no "save changes?" question at teardown
         editor.window.close()
         assert editor.worker.shutdown(timeout=10)
+        editor.window.deleteLater()  # closed windows would otherwise be re-polished by every theme change
+    qtbot.wait(1)

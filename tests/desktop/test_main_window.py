@@ -61,8 +61,10 @@ def test_add_models_folder_is_saved_for_discovery_and_searched(qtbot, make_edito
     assert str(install) in window.settings.model_folders
     saved = json.loads(editor.settings_store.path.read_text())
     assert str(install) in saved["model_folders"]
-    qtbot.waitUntil(lambda: install.resolve() in [Path(p) for p in window.models.folders.roots], timeout=10_000)
-    assert "ComfyUI install" in window.statusBar().currentMessage()
+    qtbot.waitUntil(window._discovery_task.done, timeout=10_000)
+    assert install.resolve() in [Path(p) for p in window.models.folders.roots]
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Added ComfyUI: a ComfyUI install.") and "No models found yet" in message
 
 
 def test_layer_kinds_are_added_and_every_panel_change_is_undoable(qtbot, make_editor):
@@ -376,7 +378,7 @@ def test_switching_theme_repaints_widgets_and_icons_in_the_new_colours(qtbot, ma
     editor = make_editor()
     theme, window = editor.theme, editor.window
     icon = window.actions["undo"].icon()
-    for name in ("light", "dark", "light"):
+    for name in ("light", "dark"):
         theme.set_preference(name)
         assert theme.current == name
         text = QApplication.palette().color(QApplication.palette().ColorRole.WindowText)
