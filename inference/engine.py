@@ -54,6 +54,9 @@ MAX_SEED = 2**63 - 1 - MAX_BATCH
 MAX_CLIP_SKIP = 12
 MAX_MASK_BLUR = 256
 CFG_RANGE = (1.0, 30.0)
+# What torch's allocators say when they fail: CUDA/MPS "out of memory", the CPU allocator
+# "DefaultCPUAllocator: can't allocate memory" (and "not enough memory" on some builds).
+OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 OUT_OF_MEMORY_MESSAGE = (
     "The device ran out of memory; memory was freed — try a smaller size, fewer images or a smaller model."
 )
@@ -76,22 +79,29 @@ class Engine:
 
     def run(self, request: GenerationRequest, on_event: Callable[[Event], None], cancel: threading.Event) -> None:
         progress = RunProgress()
+        outcome: Event | None = None
+        out_of_memory = False
         try:
             self._run(request, on_event, cancel, progress)
         except GenerationCancelled:
-            on_event(Cancelled(step=progress.finished))
+            outcome = Cancelled(step=progress.finished)
         except InferenceError as error:
-            if isinstance(error, OutOfMemory):
-                free_device_memory()
-            on_event(Failed(str(error)))
+            out_of_memory = isinstance(error, OutOfMemory)
+            outcome = Failed(str(error))
         except Exception as error:  # the contract: every failure becomes one Failed event
-            if is_out_of_memory(error):
+            out_of_memory = is_out_of_memory(error)
+            if out_of_memory:
                 log.warning("out of memory during generation: %s", error)
-                free_device_memory()
-                on_event(Failed(OUT_OF_MEMORY_MESSAGE))
+                outcome = Failed(OUT_OF_MEMORY_MESSAGE)
             else:
                 log.exception("generation failed")
-                on_event(Failed(unexpected_failure_message(error)))
+                outcome = Failed(unexpected_failure_message(error))
+        if out_of_memory:
+            # Only past the except clauses is the failed step's traceback gone, and with it the
+            # frames holding its tensors: now collecting and emptying the device cache frees them.
+            free_device_memory()
+        if outcome is not None:
+            on_event(outcome)
 
     def _run(self, request, on_event, cancel, progress: RunProgress) -> None:
         validate_request(request)
@@ -451,7 +461,8 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     if type(error).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in text for words in OUT_OF_MEMORY_WORDS)
 
 
 def free_device_memory() -> None:
