@@ -36,6 +36,7 @@ class StagingStrip(QFrame):
         self.details = QLabel(self)
         self.details.setObjectName("hintLabel")
         self.details.setMinimumWidth(60)
+        self.details.setWordWrap(True)
         self.thumbs = QListWidget(self)
         self.thumbs.setFlow(QListWidget.Flow.LeftToRight)
         self.thumbs.setViewMode(QListWidget.ViewMode.IconMode)
@@ -95,6 +96,7 @@ class StagingStrip(QFrame):
         if params.get("builtin_model"):
             bits.append("demo model: noise")
         self.details.setText(" · ".join(bits))
+        self.details.setToolTip(" · ".join(bits))
         self.buttons["previous_candidate"].setVisible(staging.count > 1)
         self.buttons["next_candidate"].setVisible(staging.count > 1)
         self.show()
