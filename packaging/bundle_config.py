@@ -21,9 +21,8 @@ RUNTIME_HOOKS = (REPO_ROOT / "packaging" / "hooks" / "pyi_rth_collagen_offline.p
 # Our own packages: collected whole, because inference.sd.modes imports mode providers by name.
 FIRST_PARTY_PACKAGES = ("canvas", "desktop", "inference")
 
-# Data files under resources/ that the app reads at run time (tokenizer, model configs, samples,
-# icons, themes); they land in _internal/resources/ where importlib.resources.files("resources") looks.
-RESOURCE_SUFFIXES = (".json", ".txt", ".md", ".ora", ".png", ".svg", ".qss", ".yaml", ".gz")
+# Files under resources/ that are not data: the package's own module and Python's caches.
+RESOURCE_SKIPPED_SUFFIXES = (".py", ".pyc")
 
 # Distributions whose metadata is read at run time (importlib.metadata.version / requires checks in
 # diffusers.utils.import_utils, transformers.dependency_versions_check, accelerate, peft, torch).
@@ -117,13 +116,19 @@ EXCLUDED_PACKAGES = (
     "torch._inductor.test_case",
 )
 
-# Shared libraries in torch/lib that only torch's own C++ tests load.
+# Files of the torch wheel that only torch's own C++ test suite uses: test libraries in torch/lib, the
+# gtest binaries in torch/test and torch/bin (~130 MB), protoc. torch_shm_manager stays (DataLoader
+# workers share memory through it), and so do the TorchScript upgraders.
 TORCH_TEST_LIBRARIES = (
     "libaoti_custom_ops.so",
     "libbackend_with_compiler.so",
     "libjitbackend_test.so",
     "libtorchbind_test.so",
 )
+TORCH_BIN_KEPT = ("torch_shm_manager", "upgrader_models")
+# Found on the build machine through a ctypes name in torch.cuda; the CPU build never loads it, and a
+# CUDA build brings its own from the nvidia-* wheels.
+HOST_LIBRARIES_DROPPED = ("libcudart.so",)
 
 
 def excluded_modules() -> list[str]:
@@ -132,16 +137,28 @@ def excluded_modules() -> list[str]:
 
 
 def resource_datas() -> list[tuple[str, str]]:
-    """(source file, destination folder) pairs for every shipped file under resources/."""
+    """(source file, destination folder) pairs for the data files under resources/ (tokenizer, model
+    configs, samples, icons, themes), like the wheel's package data. They land in _internal/resources/,
+    where importlib.resources.files("resources") and Path(inference.__file__).parent.parent look."""
     pairs = []
     for path in sorted((REPO_ROOT / "resources").rglob("*")):
-        if path.is_file() and path.suffix in RESOURCE_SUFFIXES:
+        if path.is_file() and path.suffix not in RESOURCE_SKIPPED_SUFFIXES and "__pycache__" not in path.parts:
             pairs.append((str(path), str(path.parent.relative_to(REPO_ROOT))))
     return pairs
 
 
-def is_torch_test_library(destination: str) -> bool:
-    return Path(destination).name in TORCH_TEST_LIBRARIES
+def is_dropped_file(destination: str) -> bool:
+    """Whether a collected file (by its place in the bundle) is left out: torch tests, host leftovers."""
+    parts = Path(destination).parts
+    if len(parts) == 1:
+        return parts[0] in HOST_LIBRARIES_DROPPED
+    if parts[0] != "torch":
+        return False
+    if parts[1] == "test":
+        return True
+    if parts[1] == "bin":
+        return len(parts) > 2 and parts[2] not in TORCH_BIN_KEPT
+    return parts[1] == "lib" and parts[-1] in TORCH_TEST_LIBRARIES
 
 
 def is_unused_qt_binding(destination: str) -> bool:

@@ -47,9 +47,13 @@ class RecordedBuild:
     def recorder(self, name: str):
         def record(*args, **kwargs):
             self.calls[name] = (args, kwargs)
-            return types.SimpleNamespace(binaries=[("torch/lib/libtorchbind_test.so", "x", "BINARY"),
-                                                   ("torch/lib/libc10.so", "x", "BINARY")],
-                                         datas=[], pure=[], scripts=[])
+            # TOC entries as PyInstaller 6 makes them: (destination in the bundle, source, kind)
+            return types.SimpleNamespace(
+                binaries=[("torch/lib/libtorchbind_test.so", "x", "BINARY"), ("torch/lib/libc10.so", "x", "BINARY"),
+                          ("torch/bin/test_jit", "x", "BINARY"), ("libcudart.so", "x", "BINARY")],
+                datas=[("torch/test/Dict_test", "x", "DATA"), ("torch/bin/torch_shm_manager", "x", "DATA"),
+                       ("resources/icons/add.svg", "x", "DATA")],
+                pure=[], scripts=[])
         return record
 
     def copy_metadata(self, distribution):
@@ -105,8 +109,18 @@ def test_spec_freezes_the_launcher_into_a_one_folder_collagen(spec_run, config):
     assert exe["name"] == "collagen" and exe["exclude_binaries"] is True  # one folder, not one file
     _, collect = build.calls["COLLECT"]
     assert collect["name"] == "collagen"
-    kept = [entry[0] for entry in namespace["a"].binaries]
-    assert kept == ["torch/lib/libc10.so"], "torch's C++ test libraries are dropped"
+    assert [entry[0] for entry in namespace["a"].binaries] == ["torch/lib/libc10.so"]
+    assert [entry[0] for entry in namespace["a"].datas] == ["torch/bin/torch_shm_manager", "resources/icons/add.svg"]
+
+
+def test_dropped_files_are_torch_tests_and_host_leftovers_only(config):
+    for dropped in ("torch/test/atest", "torch/bin/protoc", "torch/bin/test_api", "torch/lib/libjitbackend_test.so",
+                    "libcudart.so"):
+        assert config.is_dropped_file(dropped), dropped
+    for kept in ("torch/bin/torch_shm_manager", "torch/bin/upgrader_models/x.ptl", "torch/lib/libtorch_cpu.so",
+                 "torch/testing/_internal/logging_tensor.py", "torch/bin", "libQt6Core.so.6",
+                 "nvidia/cuda_runtime/lib/libcudart.so.12", "resources/test/x.json"):
+        assert not config.is_dropped_file(kept), kept
 
 
 def test_spec_collects_app_packages_lazy_imports_and_metadata(spec_run, config):
@@ -132,10 +146,14 @@ def test_spec_ships_every_resource_file(spec_run):
             assert Path(source).parent.relative_to(ROOT) == Path(destination)
 
 
-def test_resource_suffixes_match_the_wheel_package_data(config):
+def test_bundle_and_wheel_ship_the_same_resources(config):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
-    assert {pattern.removeprefix("*") for pattern in patterns} == set(config.RESOURCE_SUFFIXES)
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
+    patterns = package_data.get("resources", []) + package_data.get("*", [])
+    in_wheel = {path for pattern in patterns for path in (ROOT / "resources").glob(pattern)
+                if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts}
+    in_bundle = {Path(source) for source, _ in config.resource_datas()}
+    assert in_bundle == in_wheel
 
 
 def test_launcher_is_the_console_script(config):
