@@ -82,11 +82,14 @@ def format_value(result: CaseResult) -> str:
 
 
 def format_table(results: list[CaseResult]) -> str:
-    rows = [("case", "family", "subject vs baseline", "median (min-max)", "target", "status", "note")]
+    rows = [("case", "family", "subject vs baseline", "median (min-max)", "best/best", "direct", "target", "status",
+             "note")]
     for r in results:
         versus = r.subject if r.baseline is None else f"{r.subject} vs {r.baseline}"
         target = "" if r.target is None else f"<= {r.target:g}"
-        rows.append((r.case, r.family or "", versus, format_value(r), target, r.status, r.note))
+        best = "" if r.best is None else f"{r.best:.3f}"
+        direct = "" if r.direct is None else f"{r.direct:.3f}"
+        rows.append((r.case, r.family or "", versus, format_value(r), best, direct, target, r.status, r.note))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for index, row in enumerate(rows):

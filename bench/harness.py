@@ -61,6 +61,15 @@ class CaseResult:
     note: str = ""
 
     @property
+    def best(self) -> float | None:
+        return self.details.get("best_ratio")
+
+    @property
+    def direct(self) -> float | None:
+        """The ratio computed from instrumented parts of the runs (see the case), where there is one."""
+        return self.details.get("direct_ratio")
+
+    @property
     def status(self) -> str:
         if self.target is None:
             return "reported"
@@ -70,6 +79,58 @@ class CaseResult:
         data = asdict(self)
         data["status"] = self.status
         return data
+
+
+class CallTimer:
+    """Time spent inside chosen callables or modules (CPU and wall), summed until `take()`.
+
+    Modules get forward pre/post hooks; the benchmark uses it to split a run into "inside the
+    networks" (identical work on both sides of a comparison) and "everything else" (the loop's own cost).
+    """
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.wall = 0.0
+        self.calls = 0
+        self._started: dict[int, tuple[float, float]] = {}
+        self._handles: list[Any] = []
+
+    def watch_modules(self, modules) -> CallTimer:
+        for module in modules:
+            self._handles.append(module.register_forward_pre_hook(self._enter))
+            self._handles.append(module.register_forward_hook(self._leave))
+        return self
+
+    def wrap(self, function: Callable) -> Callable:
+        def timed_call(*args, **kwargs):
+            self._enter(function)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._leave(function)
+
+        return timed_call
+
+    def _enter(self, key, *args) -> None:
+        self._started[id(key)] = (time.process_time(), time.perf_counter())
+
+    def _leave(self, key, *args) -> None:
+        cpu, wall = self._started.pop(id(key))
+        self.cpu += time.process_time() - cpu
+        self.wall += time.perf_counter() - wall
+        self.calls += 1
+
+    def take(self) -> Timing:
+        """The time summed since the last take, and start again from zero."""
+        taken = Timing(wall=self.wall, cpu=self.cpu)
+        self.cpu = self.wall = 0.0
+        self.calls = 0
+        return taken
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -86,6 +147,11 @@ class PairRuns:
 
     def ratios(self, clock: str) -> list[float]:
         return [s.on(clock) / b.on(clock) for s, b in zip(self.subject, self.baseline)]
+
+    def best_ratio(self, clock: str) -> float:
+        """Fastest subject run over fastest baseline run: contention only ever adds time, so on a
+        shared machine the minima are the runs closest to the undisturbed cost."""
+        return min(t.on(clock) for t in self.subject) / min(t.on(clock) for t in self.baseline)
 
     def medians(self) -> dict[str, float]:
         return {
@@ -124,7 +190,9 @@ def ratio_result(runs: PairRuns, *, case: str, name: str, family: str | None, su
     median, low, high = spread(ratios)
     other = "wall" if clock == "cpu" else "cpu"
     other_median = statistics.median(runs.ratios(other))
-    all_details = {**runs.medians(), f"ratio_{other}_median": other_median, **(details or {})}
+    all_details = {**runs.medians(), f"ratio_{other}_median": other_median,
+                   "best_ratio": runs.best_ratio(clock), f"best_ratio_{other}": runs.best_ratio(other),
+                   **(details or {})}
     return CaseResult(case=case, name=name, family=family, subject=subject, baseline=baseline, unit="x",
                       median=median, low=low, high=high, samples=ratios, target=target, clock=clock,
                       details=all_details, note=note)
