@@ -49,6 +49,9 @@ from inference.api import (
 log = logging.getLogger(__name__)
 
 SEED_RANGE = 2**32
+# Done jobs that keep their full-size images and frozen input arrays (staging, regenerate); older
+# ones keep only what the history shows, so a long session does not hold every result it made.
+KEEP_FULL_JOBS = 2
 
 
 class JobState(enum.Enum):
@@ -83,6 +86,7 @@ class Job:
     parameters: tuple[dict, ...] = ()
     message: str = ""  # the failure sentence
     notices: list[str] = field(default_factory=list)
+    released: bool = False  # images and input arrays let go (an old job in a long session)
 
     @property
     def seconds_left(self) -> float:
@@ -95,6 +99,13 @@ class Job:
         else:
             per_step = now - self.started  # includes the model load: pessimistic, improves at step 2
         return max(0.0, per_step * (self.total - self.step))
+
+    def release_payload(self) -> None:
+        """Let go of the result images and the frozen input arrays; title, settings, parameters and
+        state (what the history panel shows and restores) stay."""
+        self.images, self.released = (), True
+        self.request = replace(self.request, init_image=None, mask=None, sketch_mask=None, collage_alpha=None,
+                               annotation_image=None, reference_images=(), regions=(), pieces=())
 
     @property
     def title(self) -> str:
@@ -255,6 +266,15 @@ class GenerationController(QObject):
             self._running = None
         self.preview_cleared.emit()
         self.job_changed.emit(job)
+        self._release_old_jobs()
+
+    def _release_old_jobs(self) -> None:
+        keep = set(map(id, self.jobs[-KEEP_FULL_JOBS:]))
+        if self.staging is not None:
+            keep.add(id(self.staging.job))
+        for job in self.jobs[:-KEEP_FULL_JOBS]:
+            if job.state.done and not job.released and id(job) not in keep:
+                job.release_payload()
 
     # -- staging -----------------------------------------------------------------------------------
     def next_candidate(self) -> None:
