@@ -33,6 +33,11 @@ class FakeModels:
             self.cache[name_or_path] = build_tiny(family, inpaint=name_or_path.endswith("-inpaint"))
         return self.cache[name_or_path]
 
+    def load_edit_pipeline(self, name_or_path: str):
+        """Edit models are opaque here: the engine only hands them to inference.edit.run_edit."""
+        self.loads += 1
+        return ("edit-model", name_or_path)
+
     def embeddings(self) -> dict[str, Path]:
         return dict(self._embeddings)
 

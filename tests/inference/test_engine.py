@@ -215,9 +215,26 @@ def test_edit_mode_is_handed_to_inference_edit(models, monkeypatch):
         emit(Finished(images=(request.init_image,), parameters=({"mode": "edit"},)))
 
     monkeypatch.setattr(inference.edit, "run_edit", fake_run_edit)
-    request = tiny_request(mode="edit", init_image=random_image(), model="builtin:tiny-sd15")
+    request = tiny_request(mode="edit", init_image=random_image(), model="my-kontext-folder")
     events = run_events(Engine(models), request)
     assert isinstance(outcome(events), Finished) and received[0][1] is request
+    assert received[0][0] == ("edit-model", "my-kontext-folder")  # loaded via load_edit_pipeline
+
+
+def test_builtin_edit_models_are_built_in_code_and_reused(models, monkeypatch):
+    received = []
+
+    def fake_run_edit(model, request, emit, cancel):
+        received.append(model)
+        emit(Finished(images=(request.init_image,), parameters=({"mode": "edit"},)))
+
+    monkeypatch.setattr(inference.edit, "run_edit", fake_run_edit)
+    engine = Engine(models)
+    request = tiny_request(mode="edit", init_image=random_image(), model="builtin:tiny-ip2p")
+    run_events(engine, request)
+    run_events(engine, request)
+    assert models.loads == 0  # never asked the model folders
+    assert received[0] is received[1] and received[0].family == "ip2p"
 
 
 def test_an_edit_family_model_in_generate_mode_is_refused(monkeypatch):
