@@ -104,15 +104,19 @@ def _checks(workdir: Path, models_dir: str | None) -> list[tuple[str, Callable[[
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtWidgets import QApplication
 
-        from desktop.main_window import MainWindow
+        from desktop.app import build_editor
 
         app = QApplication.instance() or QApplication([])
-        window = MainWindow(models_dir=models_dir)
+        editor = build_editor(app, models_dir=models_dir)  # autosave is not started: nothing is written
+        window = editor.window
         window.show()
         app.processEvents()
-        title = window.windowTitle()
+        title, visible = window.windowTitle(), window.isVisible()
+        window.shutdown()
         window.close()
         app.processEvents()
+        if not visible:
+            raise RuntimeError("the main window did not show")
         return f"main window opened ({title})"
 
     return [("generate", check_generate), ("inpaint", check_inpaint), ("regions", check_regions),
