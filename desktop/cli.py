@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -33,7 +34,22 @@ class CliError(Exception):
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(shown(message), file=sys.stderr, flush=True)
+
+
+def _out(line: str) -> None:
+    print(shown(line), flush=True)
+
+
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text that came from a file, safe for a terminal: control characters (escape sequences that
+    retitle or recolour the terminal) are printed escaped, and lone surrogates (valid in a project's
+    JSON, not in UTF-8) as "?" instead of failing the whole command."""
+    text = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 # ---- render --------------------------------------------------------------------------------
@@ -123,7 +139,7 @@ def list_models(models_dir: str | None, as_json: bool) -> int:
         return EXIT_OK
     width = max((len(m.name) for m in infos), default=4)
     for m in infos:
-        print(f"{m.name:<{width}}  {m.family:<14} {m.kind:<10} {m.path}")
+        _out(f"{m.name:<{width}}  {m.family:<14} {m.kind:<10} {m.path}")
     return EXIT_OK
 
 
@@ -135,11 +151,11 @@ def info(path: Path) -> int:
 
         params = read_png_parameters(path)
         if not params:
-            print(f"{path.name}: no generation parameters found")
+            _out(f"{path.name}: no generation parameters found")
             return EXIT_OK
         for key, value in params.items():
             if key != "collagen":
-                print(f"{key}: {value}")
+                _out(f"{key}: {value}")
         return EXIT_OK
 
     from canvas.io.ora import load_ora
@@ -147,12 +163,12 @@ def info(path: Path) -> int:
 
     doc = load_ora(path)
     s = doc.settings
-    print(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")
+    _out(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")
     if s.prompt:
-        print(f"prompt: {s.prompt}")
+        _out(f"prompt: {s.prompt}")
     if s.negative:
-        print(f"negative: {s.negative}")
-    print(f"sampler {s.sampler}, steps {s.steps}, CFG {s.cfg:g}, seed {s.seed}, strength {s.strength:g}")
+        _out(f"negative: {s.negative}")
+    _out(f"sampler {s.sampler}, steps {s.steps}, CFG {s.cfg:g}, seed {s.seed}, strength {s.strength:g}")
     for i, layer in reversed(list(enumerate(doc.layers))):
         flags = "" if layer.visible else " (hidden)"
         if isinstance(layer, ImageLayer):
@@ -168,7 +184,7 @@ def info(path: Path) -> int:
             detail = f"scribble ({layer.mode}), {len(layer.strokes)} strokes"
         else:
             detail = layer.kind
-        print(f"  [{i}] {layer.name}: {detail}{flags}")
+        _out(f"  [{i}] {layer.name}: {detail}{flags}")
     return EXIT_OK
 
 
