@@ -3,7 +3,7 @@
 from desktop.selftest import run_self_test
 
 
-def test_self_test_passes_every_check(qapp, capsys, tmp_models):
+def test_self_test_passes_every_check(qapp, capsys, user_dirs):
     assert run_self_test() == 0
     out = capsys.readouterr().out
     for check in ("generate", "inpaint", "regions", "project save/load", "png metadata", "editor window"):
