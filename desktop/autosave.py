@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from canvas.io.errors import ProjectError
 from canvas.io.ora import load_ora, save_ora
 from canvas.model.document import Document
 
@@ -102,8 +103,16 @@ class Autosave:
 
     @staticmethod
     def restore(orphan: Orphan) -> Document:
-        """Load the orphan's newest autosave (ProjectError when it is unreadable)."""
-        return load_ora(orphan.newest)
+        """Load the orphan's newest autosave that still loads, newest first: one damaged file (a full
+        disk, a failing sector) costs the edits since the one before it, not the session.
+        Raises the newest file's ProjectError when none loads."""
+        newest_error: ProjectError | None = None
+        for path in sorted(orphan.folder.glob(f"{FILE_PREFIX}*.ora"), reverse=True):
+            try:
+                return load_ora(path)
+            except ProjectError as error:
+                newest_error = newest_error or error
+        raise newest_error or ProjectError(orphan.newest, "is gone")
 
     @staticmethod
     def discard(orphan: Orphan) -> None:
