@@ -268,7 +268,10 @@ def offer_restore(editor: Editor) -> bool:
             window._changes_since_autosave = 1
             window.statusBar().showMessage(
                 f"Restored the autosave of {orphan.title}; save it to keep it.", 10_000)
-            editor.autosave.discard(orphan)
+            # The crashed session's copy goes only once this session has its own on disk: a second
+            # crash before the first autosave tick must not lose the restored work.
+            if window.autosave_now(force=True) is not None:
+                editor.autosave.discard(orphan)
             return True
     return False
 
