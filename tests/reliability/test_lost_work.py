@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from canvas.io.errors import ProjectError
 from canvas.io.ora import load_ora, save_ora
 from canvas.model.document import Document, GenerationSettings
 from canvas.model.layers import ImageLayer
@@ -169,3 +170,62 @@ def test_save_asks_before_overwriting_a_file_changed_on_disk(window, tmp_path, m
     assert load_ora(path).settings.prompt == "mine"  # asked, agreed, overwritten
     asked.clear()
     assert window.save() is True and asked == []  # our own save is not an outside change
+
+
+# ---- restoring what a crash left ---------------------------------------------------------------------
+
+
+def crashed_session(root: Path, prompts: list[str]) -> Autosave:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that is certainly dead now
+    child.wait()
+    crashed = Autosave(root, keep=5, pid=child.pid)
+    crashed.start()
+    for index, prompt in enumerate(prompts, 1):
+        crashed.save(small_document(prompt, index))
+    return crashed
+
+
+def test_restore_falls_back_to_the_newest_autosave_that_still_loads(tmp_path):
+    root = tmp_path / "autosave"
+    crashed = crashed_session(root, ["first", "second", "third"])
+    newest = crashed.files()[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # the newest is damaged (a full disk, a bad sector)
+    orphan = Autosave(root).find_orphans()[0]
+    assert orphan.newest == newest
+    assert Autosave.restore(orphan).settings.prompt == "second"  # one autosave lost, not the session
+    for path in crashed.files():
+        path.write_bytes(b"PK\x03\x04 nothing")
+    with pytest.raises(ProjectError, match=newest.name):
+        Autosave.restore(orphan)
+
+
+@pytest.fixture
+def editor(qapp, tmp_path, monkeypatch):
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("COLLAGEN_MODELS", "")
+    from desktop.app import build_editor
+    from tests.desktop.fakes import FakeEngine
+
+    made = build_editor(qapp, engine_factory=FakeEngine)
+    yield made
+    made.window._closing = True
+    made.window.close()
+    made.worker.shutdown(5)
+    made.autosave.finish()
+
+
+def test_restored_work_is_autosaved_by_the_new_session_before_the_old_copy_goes(editor, monkeypatch):
+    from desktop import app as desktop_app
+
+    crashed_session(editor.autosave.root, ["before the crash"])
+    monkeypatch.setattr(desktop_app.dialogs, "ask_restore", lambda parent, orphan: "restore")
+    monkeypatch.setattr(editor.window, "autosave_now", lambda force=False: None)  # this session cannot save yet
+    assert desktop_app.offer_restore(editor) is True
+    assert len(editor.autosave.find_orphans()) == 1  # so the crashed copy stays, to be offered again
+    monkeypatch.undo()
+    monkeypatch.setattr(desktop_app.dialogs, "ask_restore", lambda parent, orphan: "restore")
+    assert desktop_app.offer_restore(editor) is True
+    assert editor.autosave.find_orphans() == []  # gone only now that...
+    saved = editor.autosave.files()
+    assert saved and load_ora(saved[-1]).settings.prompt == "before the crash"  # ...this session has it on disk
