@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--inpaint-canvas", type=int, help="px, canvas of the inpaint case")
     parser.add_argument("--memory-pairs", type=int)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable numbers on a shared CPU)")
+    parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid",
+                        help="tiny: inference.tiny's models, to check the harness itself in seconds")
     parser.add_argument("--clock", choices=CLOCKS, default="cpu", help="which clock the ratios use")
     parser.add_argument("--profile", nargs="?", const=DEFAULT_PROFILES, type=Path,
                         help=f"profile every ratio that misses its target into this folder ({DEFAULT_PROFILES})")
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     config = BenchConfig.for_mode(
         args.quick, families=split_list(args.families), detail_families=split_list(args.detail_families),
         pairs=args.pairs, warmup=args.warmup, steps=args.steps, size=args.size, inpaint_canvas=args.inpaint_canvas,
-        memory_pairs=args.memory_pairs, threads=args.threads, clock=args.clock, profile_dir=args.profile,
+        memory_pairs=args.memory_pairs, threads=args.threads, model_size=args.model_size, clock=args.clock, profile_dir=args.profile,
         workdir=args.workdir or (REPO_ROOT / "bench" / "out" / "work"),
     )
     Path(config.workdir).mkdir(parents=True, exist_ok=True)

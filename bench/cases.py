@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.harness import BenchError, CallTimer, CaseResult, run_pairs, spread, timed
-from bench.models import FAMILIES, MID_NAMES, BenchModels, build_mid_model, run_stock, stock_pipeline
+from bench.models import FAMILIES, BenchModels, build_bench_model, run_stock, stock_pipeline
 
 PROMPT = "a watercolour fox in a snowy forest, soft morning light"
 NEGATIVE = "blurry, low quality"
@@ -60,6 +60,7 @@ class BenchConfig:
     inpaint_blur: int = 4
     memory_pairs: int = 5
     threads: int = 1
+    model_size: str = "mid"  # "tiny": inference.tiny's models, for smoke runs of the harness
     workdir: Path = Path("bench/out/work")
     profile_dir: Path | None = None  # write a profile here for every ratio that misses its target
 
@@ -81,12 +82,12 @@ class BenchContext:
     models: BenchModels = field(default_factory=BenchModels)
     engine: Any = None
     profiled: list[str] = field(default_factory=list)
+    built: dict[str, Any] = field(default_factory=dict)  # family -> SDModel
 
     def model(self, family: str):
-        name = MID_NAMES[family]
-        if name not in self.models.models:
-            self.models.add(build_mid_model(family))
-        return self.models.models[name]
+        if family not in self.built:
+            self.built[family] = self.models.add(build_bench_model(family, self.config.model_size))
+        return self.built[family]
 
     def get_engine(self):
         if self.engine is None:
@@ -98,9 +99,9 @@ class BenchContext:
     def request(self, family: str, **overrides):
         from inference.api import GenerationRequest
 
-        self.model(family)
+        model = self.model(family)
         c = self.config
-        values = dict(model=MID_NAMES[family], prompt=PROMPT, negative=NEGATIVE, width=c.size, height=c.size,
+        values = dict(model=model.name, prompt=PROMPT, negative=NEGATIVE, width=c.size, height=c.size,
                       steps=c.steps, sampler=c.sampler, cfg=c.cfg, seed=c.seed, preview="none")
         values.update(overrides)
         return GenerationRequest(**values)

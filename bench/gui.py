@@ -59,18 +59,18 @@ class TickRecorder:
         return [(b - a) * 1e3 for a, b in zip(self.ticks, self.ticks[1:])]
 
 
-async def measure_generation_gaps(size: int, steps: int, runs: int) -> dict:
+async def measure_generation_gaps(size: int, steps: int, runs: int, model_size: str = "mid") -> dict:
     from PySide6.QtWidgets import QApplication
 
     from bench.cases import NEGATIVE, PROMPT
-    from bench.models import BenchModels, build_mid_model
+    from bench.models import BenchModels, build_bench_model
     from canvas.model.commands import SetSetting
     from canvas.model.document import Document
     from canvas.view.canvas_view import CanvasView
     from desktop.generation import GenerationController, JobState
     from desktop.worker import InferenceWorker
 
-    model = build_mid_model("sd15")
+    model = build_bench_model("sd15", model_size)
     models = BenchModels({model.name: model})
 
     def engine_factory():
@@ -197,6 +197,7 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -211,7 +212,7 @@ def child_main(argv: list[str] | None = None) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        gaps = loop.run_until_complete(measure_generation_gaps(args.size, args.steps, args.runs))
+        gaps = loop.run_until_complete(measure_generation_gaps(args.size, args.steps, args.runs, args.model_size))
     print(json.dumps({"stroke": stroke, "gaps": gaps}))
     return 0
 
@@ -221,7 +222,7 @@ def case_gui(config) -> list[CaseResult]:
 
     runs = 3 if config.quick else 5
     command = [sys.executable, "-m", "bench.gui", "--size", str(config.size), "--steps", str(config.steps),
-               "--runs", str(runs), "--threads", str(config.threads)]
+               "--runs", str(runs), "--threads", str(config.threads), "--model-size", config.model_size]
     env = child_environment()
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)

@@ -51,17 +51,18 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid")
     args = parser.parse_args(argv)
 
     from bench.__main__ import prepare_process
 
     prepare_process(args.threads)
     from bench.cases import NEGATIVE, PROMPT, run_engine
-    from bench.models import BenchModels, build_mid_model, run_stock, stock_pipeline
+    from bench.models import BenchModels, build_bench_model, run_stock, stock_pipeline
     from inference.api import GenerationRequest
     from inference.engine import Engine
 
-    model = build_mid_model(args.family)
+    model = build_bench_model(args.family, args.model_size)
     engine = Engine(BenchModels({model.name: model}))
     pipeline = stock_pipeline(model)
     request = GenerationRequest(model=model.name, prompt=PROMPT, negative=NEGATIVE, width=args.size,
@@ -112,9 +113,9 @@ def run_forked(side: str, run) -> dict:
     return record
 
 
-def run_helper(family: str, size: int, steps: int, pairs: int, threads: int) -> list[dict]:
+def run_helper(family: str, size: int, steps: int, pairs: int, threads: int, model_size: str = "mid") -> list[dict]:
     command = [sys.executable, "-m", "bench.memory", "--family", family, "--size", str(size), "--steps", str(steps),
-               "--pairs", str(pairs), "--threads", str(threads)]
+               "--pairs", str(pairs), "--threads", str(threads), "--model-size", model_size]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=child_environment())
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
@@ -133,7 +134,8 @@ def child_environment() -> dict[str, str]:
 def case_memory(config) -> list[CaseResult]:
     results = []
     for family in config.families:
-        records = run_helper(family, config.size, config.steps, config.memory_pairs, config.threads)
+        records = run_helper(family, config.size, config.steps, config.memory_pairs, config.threads,
+                             config.model_size)
         ours = [r for r in records if r["side"] == "ours"]
         stock = [r for r in records if r["side"] == "stock"]
         ratios = [a["peak_mib"] / b["peak_mib"] for a, b in zip(ours, stock)]

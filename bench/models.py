@@ -121,6 +121,20 @@ def build_mid_model(family: str, seed: int = 0, *, device: str = "cpu", dtype=No
     )
 
 
+MODEL_SIZES = ("mid", "tiny")
+
+
+def build_bench_model(family: str, model_size: str = "mid", seed: int = 0) -> SDModel:
+    """The middle-size model, or inference.tiny's (seconds-long smoke runs of the harness itself)."""
+    if model_size == "tiny":
+        from inference.tiny import build_tiny
+
+        return build_tiny(family, seed=seed)
+    if model_size != "mid":
+        raise ValueError(f"unknown model size {model_size!r}")
+    return build_mid_model(family, seed)
+
+
 def clip_config(config: dict) -> dict:
     """A transformers config dict without the bookkeeping keys that the constructor does not take."""
     return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
