@@ -52,6 +52,8 @@ SEED_RANGE = 2**32
 # Done jobs that keep their full-size images and frozen input arrays (staging, regenerate); older
 # ones keep only what the history shows, so a long session does not hold every result it made.
 KEEP_FULL_JOBS = 2
+NO_MEMORY_TO_FREEZE = ("There is not enough memory to prepare this generation; close other documents or "
+                       "try a smaller canvas.")
 
 
 class JobState(enum.Enum):
@@ -180,6 +182,9 @@ class GenerationController(QObject):
             request = build_request(composition, self.document.settings, preview=self.preview_method)
         except (InferenceError, DocumentError) as exc:
             self.failed.emit(str(exc))
+            return None
+        except MemoryError:  # freezing a huge canvas copies it (and more) before anything runs
+            self.failed.emit(NO_MEMORY_TO_FREEZE)
             return None
         return self.submit(request, composition.settings)
 
