@@ -205,3 +205,23 @@ def test_the_out_of_memory_message_is_one_plain_sentence():
     assert OUT_OF_MEMORY_MESSAGE.endswith(".") and "\n" not in OUT_OF_MEMORY_MESSAGE
     gc.collect()
     assert json.dumps(OUT_OF_MEMORY_MESSAGE)  # travels to the GUI and the log unchanged
+
+
+def test_running_out_of_memory_while_freezing_the_canvas_is_a_sentence_not_a_crash(qapp, monkeypatch):
+    import desktop.generation as generation
+    from canvas.model.document import Document
+    from desktop.worker import InferenceWorker
+
+    def exhausted(document):
+        raise MemoryError()
+
+    monkeypatch.setattr(generation, "compose", exhausted)
+    worker = InferenceWorker(lambda: None)
+    controller = generation.GenerationController(worker, Document(64, 64))
+    failures = []
+    controller.failed.connect(failures.append)
+    try:
+        assert controller.generate() is None
+    finally:
+        worker.shutdown(5)
+    assert failures == [generation.NO_MEMORY_TO_FREEZE] and controller.jobs == []
