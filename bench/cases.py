@@ -112,8 +112,10 @@ class BenchContext:
     def measure(self, subject: Callable[[], Any], baseline: Callable[[], Any]):
         return run_pairs(subject, baseline, pairs=self.config.pairs, warmup=self.config.warmup)
 
-    def maybe_profile(self, result: CaseResult, subject: Callable[[], Any], baseline: Callable[[], Any]) -> None:
-        if result.status != "MISS" or self.config.profile_dir is None:
+    def maybe_profile(self, result: CaseResult, subject: Callable[[], Any], baseline: Callable[[], Any], *,
+                      always: bool = False) -> None:
+        """With --profile: a profile of both sides for a ratio that misses its target (or `always`)."""
+        if self.config.profile_dir is None or not (always or result.status == "MISS"):
             return
         label = f"{result.name}_{result.family}" if result.family else result.name
         path = Path(self.config.profile_dir) / f"{label}.txt"
@@ -435,6 +437,7 @@ def case_model_load(ctx: BenchContext) -> list[CaseResult]:
             details={"checkpoint_mib": size_mib, "same_unet_weights": same},
             note=f"{size_mib:.0f} MiB checkpoint, same weights: {same}",
         )
+        ctx.maybe_profile(result, single_file, diffusers_folder, always=True)  # no target, but worth seeing
         results.append(result)
     return results
 
