@@ -223,11 +223,13 @@ def test_instruction_edit_folder_loads_as_its_pipeline(tmp_path):
     manager = ModelManager([tmp_path / "models"], device="cpu")
     info = manager.find("tiny-ip2p")
     assert (info.family, info.kind) == ("ip2p", "edit")
-    loaded = manager.load_edit_pipeline("tiny-ip2p")
+    edit_model = manager.load_edit_pipeline("tiny-ip2p")  # an inference.edit EditModel around the pipeline
+    assert edit_model.family == "ip2p"
+    loaded = edit_model.pipeline
     assert isinstance(loaded, StableDiffusionInstructPix2PixPipeline)
     assert loaded.unet.config.in_channels == 8
     assert torch.equal(loaded.unet.conv_in.weight, pipeline.unet.conv_in.weight)
-    assert manager.load_edit_pipeline("tiny-ip2p") is loaded
+    assert manager.load_edit_pipeline("tiny-ip2p") is edit_model
     assert loaded.unet.dtype == torch.float32
 
 
