@@ -160,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[CaseResult] = []
     timings: dict[str, float] = {}
+
+    def write_json() -> None:
+        # After every case: a run stopped half-way still leaves what it measured.
+        meta["seconds"] = time.perf_counter() - started
+        meta["case_seconds"] = timings
+        meta["profiles"] = context.profiled
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": meta, "results": [r.to_json() for r in results]}, indent=2))
+
     try:
         for name in CASE_ORDER:
             if name not in wanted:
@@ -181,17 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench]   {result.family or '':5} {result.name}: {format_value(result)} {result.status}",
                       file=sys.stderr, flush=True)
             results.extend(produced)
+            write_json()
     except BenchError as error:
         print(f"The benchmark stopped: {error}", file=sys.stderr)
         return 1
-    meta["seconds"] = time.perf_counter() - started
-    meta["case_seconds"] = timings
-    meta["profiles"] = context.profiled
+    write_json()
     print(format_table(results))
     print(f"\n{len(results)} results in {meta['seconds']:.0f} s ({config.clock} clock for ratios);"
           f" JSON: {args.json}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "results": [r.to_json() for r in results]}, indent=2))
     return 0
 
 
