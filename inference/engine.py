@@ -222,7 +222,7 @@ class Engine:
         from inference.sd.prompt import find_embedding_names
 
         embeddings_of = getattr(self.models, "embeddings", None)
-        available = dict(embeddings_of()) if embeddings_of else {}
+        available = dict(embeddings_of(model.family)) if embeddings_of else {}
         if not available:
             return
         from inference.adapters import EMBEDDINGS_KEY, load_embeddings

@@ -1047,6 +1047,20 @@ class ModelManager:
             return ModelInfo(path.stem, str(path.resolve()), "", kind)
         raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")
 
+    def lora_path(self, name: str) -> Path:
+        """The LoRA file a prompt's `<lora:name:w>` or the LoRA list means (a discovered name or a path)."""
+        return Path(self.find_asset("lora", name).path)
+
+    def embeddings(self, family: str = "") -> dict[str, Path]:
+        """Name -> file of discovered textual-inversion embeddings (those that may fit `family` when given)."""
+        if family:
+            return self.embedding_files(family)
+        return {info.name: Path(info.path) for info in self.catalog.embeddings}
+
+    def taesd_decoder(self, family: str) -> Path | None:
+        """The TAESD decoder found in vae_approx/ for this family (taesd_decoder / taesdxl_decoder), if any."""
+        return next((Path(info.path) for info in self.catalog.taesd if info.family == family), None)
+
     def embedding_files(self, family: str) -> dict[str, Path]:
         """Name -> file of the discovered embeddings that may fit `family` (unknown family: let loading tell)."""
         return {info.name: Path(info.path) for info in self.catalog.embeddings if info.family in ("", family)}

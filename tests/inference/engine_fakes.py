@@ -38,7 +38,7 @@ class FakeModels:
         self.loads += 1
         return ("edit-model", name_or_path)
 
-    def embeddings(self) -> dict[str, Path]:
+    def embeddings(self, family: str = "") -> dict[str, Path]:
         return dict(self._embeddings)
 
     def taesd_decoder(self, family: str) -> Path | None:
