@@ -447,3 +447,25 @@ def test_long_strokes_round_trip(tmp_path):
     path = tmp_path / "strokes.ora"
     save_ora(doc, path)
     assert load_ora(path).same_as(doc)
+
+
+def test_a_later_save_removes_temp_files_that_killed_saves_left(tmp_path):
+    import os
+    import time
+
+    from canvas.io.atomic import STALE_TEMP_SECONDS, atomic_file
+
+    target = tmp_path / "p.ora"
+    old_stray = tmp_path / ".p.ora.abc123.tmp"
+    fresh_stray = tmp_path / ".p.ora.def456.tmp"  # could be a save in progress in another process
+    other = tmp_path / ".q.ora.xyz.tmp"
+    for f in (old_stray, fresh_stray, other):
+        f.write_bytes(b"partial")
+    long_ago = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(old_stray, (long_ago, long_ago))
+    os.utime(other, (long_ago, long_ago))
+    with atomic_file(target) as fh:
+        fh.write(b"complete")
+    assert target.read_bytes() == b"complete"
+    assert not old_stray.exists()
+    assert fresh_stray.exists() and other.exists()
