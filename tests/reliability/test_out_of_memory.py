@@ -157,9 +157,9 @@ print("RESULT " + json.dumps(result))
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
 def test_a_request_too_big_for_the_memory_left_fails_clearly_and_the_next_one_runs():
-    """No patching: the process may grow by 120 MiB, and a 512x512 generation needs more (three tries)."""
+    """No patching: the process may grow by 120 MiB, and a 1024x1024 generation needs more (three tries)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(ADDRESS_LIMITED), "120", "512"], env=env,
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(ADDRESS_LIMITED), "120", "1024"], env=env,
                           capture_output=True, text=True, timeout=400, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
