@@ -920,7 +920,12 @@ class MainWindow(QMainWindow):
         if self.settings.window_geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
         else:
-            self.resize(1440, 900)
+            # A first start fits the screen it opens on (a 1400 px wide screen must not clip the panels).
+            screen = self.screen().availableGeometry() if self.screen() else None
+            width, height = 1440, 900
+            if screen is not None and screen.width() > 0:
+                width, height = min(width, int(screen.width() * 0.95)), min(height, int(screen.height() * 0.92))
+            self.resize(width, height)
         if self.settings.window_state:
             self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
 

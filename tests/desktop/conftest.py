@@ -91,6 +91,9 @@ def make_editor(qapp, qloop, user_dirs, dialog_spy, qtbot):
         from tests.desktop.fakes import FakeEngine
 
         editor = build_editor(qapp, engine_factory=engine_factory or FakeEngine)
+        # The tests' canvas coordinates assume the desktop default size, whatever the offscreen
+        # screen's size (a first start fits the window to a smaller screen).
+        editor.window.resize(1440, 900)
         editor.autosave.start()
         made.append(editor)
         if show:

@@ -481,3 +481,20 @@ def test_new_document_replaces_the_picture_everywhere(qtbot, make_editor, monkey
     assert doc is not old and doc.size == (1024, 1024) and [la.name for la in doc.layers] == ["Background"]
     assert window.view.document is doc and window.controller.document is doc
     assert window.layers_panel.list.count() == 1 and "1024 × 1024" in window.generation_panel.size_label.text()
+
+
+def test_first_start_fits_the_window_to_the_screen(qapp, user_dirs):
+    from desktop.app import build_editor
+    from tests.desktop.fakes import FakeEngine
+
+    editor = build_editor(qapp, engine_factory=FakeEngine)
+    try:
+        screen = editor.window.screen().availableGeometry()
+        assert editor.window.width() <= max(screen.width(), 1440) and editor.window.width() <= 1440
+        if screen.width() < 1440:
+            assert editor.window.width() <= screen.width()
+    finally:
+        editor.window._closing = True
+        editor.window.close()
+        assert editor.worker.shutdown(timeout=10)
+        editor.window.deleteLater()
