@@ -490,7 +490,7 @@ def test_first_start_fits_the_window_to_the_screen(qapp, user_dirs):
     editor = build_editor(qapp, engine_factory=FakeEngine)
     try:
         screen = editor.window.screen().availableGeometry()
-        assert editor.window.width() <= max(screen.width(), 1440) and editor.window.width() <= 1440
+        assert editor.window.width() <= 1440
         if screen.width() < 1440:
             assert editor.window.width() <= screen.width()
     finally:
