@@ -7,11 +7,11 @@ import pytest
 
 from inference.api import CompositePiece, GenerationRequest, RegionSpec, RequestError
 from inference.sd.composite import CompositeExtension, composite_extensions
-from inference.sd.context import LoopExtension
 from inference.sd.loop import generate_image
 from inference.sd.prompt import encode_prompt_pair
 from inference.sd.regions import AttentionCoupleExtension, RegionAttnProcessor
 from inference.tiny import build_tiny
+from tests.inference.loop_probes import CountUnetInputs, RecordLatents, left_half
 
 SIZE = 64
 BASE = "a meadow under a grey sky"
@@ -24,39 +24,6 @@ def models():
 
     torch.set_num_threads(1)
     return {family: build_tiny(family) for family in ("sd15", "sdxl")}
-
-
-class RecordLatents(LoopExtension):
-    latents = None
-
-    def after_step(self, ctx, step_index, latents):
-        self.latents = latents.clone()
-        return latents
-
-
-class CountUnetInputs:
-    def __init__(self, unet):
-        self.unet = unet
-        self.calls: list[int] = []
-
-    def __enter__(self):
-        original = self.unet.forward
-
-        def counting(sample, *args, **kwargs):
-            self.calls.append(int(sample.shape[0]))
-            return original(sample, *args, **kwargs)
-
-        self.unet.forward = counting
-        return self
-
-    def __exit__(self, *exc):
-        del self.unet.forward
-
-
-def left_half() -> np.ndarray:
-    mask = np.zeros((SIZE, SIZE), np.float32)
-    mask[:, : SIZE // 2] = 1.0
-    return mask
 
 
 def request_with(pieces, **fields) -> GenerationRequest:

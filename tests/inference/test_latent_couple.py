@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationRequest, LoraSpec, RegionSpec, RequestError
-from inference.sd.context import LoopExtension
 from inference.sd.latent_couple import BASE_WEIGHT, LatentCoupleExtension
 from inference.sd.loop import generate_image
 from inference.sd.prompt import encode_prompt_pair
 from inference.sd.regions import region_extensions
 from inference.tiny import build_tiny
 from tests.inference.ckpt_helpers import kohya_lora_tensors, write_safetensors
+from tests.inference.loop_probes import CountUnetInputs, RecordLatents, left_half
 
 SIZE = 64
 PROMPT = "a red cat on a sofa"
@@ -24,41 +24,6 @@ def model():
 
     torch.set_num_threads(1)
     return build_tiny("sd15")
-
-
-class RecordLatents(LoopExtension):
-    latents = None
-
-    def after_step(self, ctx, step_index, latents):
-        self.latents = latents.clone()
-        return latents
-
-
-class CountUnetInputs:
-    """Wraps the UNet's forward to count calls and batch entries."""
-
-    def __init__(self, unet):
-        self.unet = unet
-        self.calls: list[int] = []
-
-    def __enter__(self):
-        original = self.unet.forward
-
-        def counting(sample, *args, **kwargs):
-            self.calls.append(int(sample.shape[0]))
-            return original(sample, *args, **kwargs)
-
-        self.unet.forward = counting
-        return self
-
-    def __exit__(self, *exc):
-        del self.unet.forward
-
-
-def left_half() -> np.ndarray:
-    mask = np.zeros((SIZE, SIZE), np.float32)
-    mask[:, : SIZE // 2] = 1.0
-    return mask
 
 
 def request_with(regions, **fields) -> GenerationRequest:

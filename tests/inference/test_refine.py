@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationRequest, RegionSpec, RequestError
-from inference.sd.context import LoopExtension
 from inference.sd.loop import generate_image
 from inference.sd.prompt import encode_prompt_pair
 from inference.sd.refine import (
@@ -19,6 +18,7 @@ from inference.sd.refine import (
 )
 from inference.sd.regions import AttentionCoupleExtension
 from inference.tiny import build_tiny
+from tests.inference.loop_probes import RecordLatents
 
 SIZE = 96
 
@@ -48,16 +48,6 @@ def refine_request(image, alpha, **fields) -> GenerationRequest:
                   seed=2, cfg=5.0, init_image=image, collage_alpha=alpha, refine_edge_width=16)
     values.update(fields)
     return GenerationRequest(**values)
-
-
-class RecordLatents(LoopExtension):
-    latents = None
-    image_latents = None
-
-    def after_step(self, ctx, step_index, latents):
-        self.latents = latents.clone()
-        self.image_latents = ctx.image_latents
-        return latents
 
 
 def run_refine(model, request, extra=(), on_step=None):

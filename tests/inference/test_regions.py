@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationCancelled, GenerationRequest, LoraSpec, Notice, RegionSpec, RequestError
-from inference.sd.context import LoopExtension
 from inference.sd.diagnostics import apply_precedence, deepest_attention_cell, region_notices
 from inference.sd.loop import generate_image
 from inference.sd.modes import build_extensions
@@ -25,6 +24,7 @@ from inference.sd.regions import (
     region_extensions,
 )
 from inference.tiny import build_tiny
+from tests.inference.loop_probes import RecordLatents, left_half
 
 SIZE = 64
 CONFIGS = Path(__file__).resolve().parents[2] / "resources" / "configs"
@@ -36,22 +36,6 @@ def models():
 
     torch.set_num_threads(1)
     return {family: build_tiny(family) for family in ("sd15", "sdxl")}
-
-
-class RecordLatents(LoopExtension):
-    """Keeps the latents after the last step (the loop's own state, before the decode)."""
-
-    latents = None
-
-    def after_step(self, ctx, step_index, latents):
-        self.latents = latents.clone()
-        return latents
-
-
-def left_half() -> np.ndarray:
-    mask = np.zeros((SIZE, SIZE), np.float32)
-    mask[:, : SIZE // 2] = 1.0
-    return mask
 
 
 def right_half() -> np.ndarray:

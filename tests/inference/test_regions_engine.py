@@ -19,6 +19,7 @@ from inference.api import (
 from inference.engine import Engine
 from inference.sd.refine import refine_bounds
 from tests.inference.engine_fakes import FakeModels, finished, outcome, run_events, smooth_image, tiny_request
+from tests.inference.loop_probes import left_half
 
 SIZE = 64
 
@@ -26,12 +27,6 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     return Engine(FakeModels())
-
-
-def left_half() -> np.ndarray:
-    mask = np.zeros((SIZE, SIZE), np.float32)
-    mask[:, : SIZE // 2] = 1.0
-    return mask
 
 
 def two_regions() -> tuple[RegionSpec, ...]:
