@@ -170,7 +170,7 @@ class BenchModels:
         except KeyError:
             raise KeyError(f"the benchmark has no model {name_or_path!r}") from None
 
-    def embeddings(self) -> dict[str, Path]:
+    def embeddings(self, family: str | None = None) -> dict[str, Path]:
         return {}
 
     def taesd_decoder(self, family: str) -> Path | None:
