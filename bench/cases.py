@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.harness import BenchError, CallTimer, CaseResult, run_pairs, spread, timed
+from bench.harness import BenchError, CallTimer, CaseResult, run_pairs, run_rounds, spread, timed
 from bench.models import FAMILIES, BenchModels, build_bench_model, run_stock, stock_pipeline
 
 PROMPT = "a watercolour fox in a snowy forest, soft morning light"
@@ -112,6 +112,10 @@ class BenchContext:
     def measure(self, subject: Callable[[], Any], baseline: Callable[[], Any]):
         return run_pairs(subject, baseline, pairs=self.config.pairs, warmup=self.config.warmup)
 
+    def measure_against(self, baseline: Callable[[], Any], subjects: dict[str, Callable[[], Any]]):
+        """Several subjects sharing one baseline run per round (see bench.harness.run_rounds)."""
+        return run_rounds(baseline, subjects, rounds=self.config.pairs, warmup=self.config.warmup)
+
     def maybe_profile(self, result: CaseResult, subject: Callable[[], Any], baseline: Callable[[], Any], *,
                       always: bool = False) -> None:
         """With --profile: a profile of both sides for a ratio that misses its target (or `always`)."""
@@ -154,8 +158,8 @@ def network_modules(model) -> list:
     return modules
 
 
-def with_network_time(run: Callable[[], Any], timer: CallTimer, record: list) -> Callable[[], Any]:
-    """`run`, noting after each call how long it spent inside the watched networks."""
+def recording_time(timer: CallTimer, run: Callable[[], Any], record: list) -> Callable[[], Any]:
+    """`run`, noting after each call the time the timer saw inside it."""
     def measured():
         timer.take()
         value = run()
@@ -201,8 +205,7 @@ def case_loop_vs_stock(ctx: BenchContext) -> list[CaseResult]:
                              steps=c.steps, cfg=c.cfg, seed=c.seed)
 
         try:
-            runs = ctx.measure(with_network_time(ours, timer, inside_ours),
-                               with_network_time(stock, timer, inside_stock))
+            runs = ctx.measure(recording_time(timer, ours, inside_ours), recording_time(timer, stock, inside_stock))
         finally:
             timer.remove()
         split = outside_networks(runs, inside_ours, inside_stock, c.clock)
@@ -251,21 +254,19 @@ def case_previews(ctx: BenchContext) -> list[CaseResult]:
     try:
         for family in c.detail_families:
             plain = ctx.request(family, preview="none")
-            for method, target in (("linear", 1.01), ("taesd", None)):
-                with_preview = replace(plain, preview=method)
-                preview_times: list = []
+            methods = {"linear": 1.01, "taesd": None}
+            preview_times: dict[str, list] = {method: [] for method in methods}
 
-                def subject(request=with_preview, record=preview_times):
-                    timer.take()
-                    value = ctx.generate(request)
-                    record.append(timer.take())
-                    return value
-
-                def baseline(request=plain):
-                    return ctx.generate(request)
-
-                runs = ctx.measure(subject, baseline)
-                inside = [t.on(c.clock) for t in preview_times[-len(runs.subject):]]
+            subjects = {
+                method: recording_time(timer, functools.partial(ctx.generate, replace(plain, preview=method)),
+                                       preview_times[method])
+                for method in methods
+            }
+            baseline = functools.partial(ctx.generate, plain)
+            measured = ctx.measure_against(baseline, subjects)
+            for method, target in methods.items():
+                runs = measured[method]
+                inside = [t.on(c.clock) for t in preview_times[method][-len(runs.subject):]]
                 per_step_ms = statistics.median(inside) / c.steps * 1e3
                 share = statistics.median(i / t.on(c.clock) for i, t in zip(inside, runs.subject))
                 result = ratio_of(
@@ -276,7 +277,7 @@ def case_previews(ctx: BenchContext) -> list[CaseResult]:
                              "direct_ratio": 1.0 / (1.0 - share)},
                     note=f"rendering takes {per_step_ms:.2f} ms per step = {share:.2%} of the run",
                 )
-                ctx.maybe_profile(result, subject, baseline)
+                ctx.maybe_profile(result, subjects[method], baseline)
                 results.append(result)
     finally:
         engine.render_preview = render
@@ -302,27 +303,24 @@ def strip_regions(count: int, size: int) -> tuple:
 def case_regions(ctx: BenchContext) -> list[CaseResult]:
     c = ctx.config
     results = []
+    variants = [("attention", count, REGION_TARGETS[count]) for count in (1, 4, 8)] + [("latent", 4, None)]
     for family in c.detail_families:
         plain = ctx.request(family)
-
-        def baseline(request=plain):
-            return ctx.generate(request)
-
-        variants = [("attention", count, REGION_TARGETS[count]) for count in (1, 4, 8)] + [("latent", 4, None)]
-        for method, count, target in variants:
-            regional = replace(plain, mode="regions", region_method=method, regions=strip_regions(count, c.size))
-
-            def subject(request=regional):
-                return ctx.generate(request)
-
-            runs = ctx.measure(subject, baseline)
-            name = "regions_attention" if method == "attention" else "latent_couple"
+        requests = {
+            f"{'regions_attention' if method == 'attention' else 'latent_couple'}_{count}":
+                replace(plain, mode="regions", region_method=method, regions=strip_regions(count, c.size))
+            for method, count, _ in variants
+        }
+        subjects = {name: functools.partial(ctx.generate, request) for name, request in requests.items()}
+        baseline = functools.partial(ctx.generate, plain)
+        measured = ctx.measure_against(baseline, subjects)
+        for (method, count, target), name in zip(variants, requests):
             result = ratio_of(
-                runs, ctx, case="3", name=f"{name}_{count}", family=family,
+                measured[name], ctx, case="3", name=name, family=family,
                 subject=f"{method} regions x{count}", baseline="plain generate", target=target,
                 note="expected ~(N+1)/2 = 2.5" if method == "latent" else "",
             )
-            ctx.maybe_profile(result, subject, baseline)
+            ctx.maybe_profile(result, subjects[name], baseline)
             results.append(result)
     return results
 
@@ -376,26 +374,22 @@ def case_inpaint(ctx: BenchContext) -> list[CaseResult]:
         own, box = own_size_request(upscaled, model)
         crop_fraction = (box[2] - box[0]) * (box[3] - box[1]) / float(c.inpaint_canvas**2)
 
-        def baseline(request=whole):
-            return ctx.generate(request)
-
-        variants = (
-            ("own_size", own, 0.35, f"crop {own.width}x{own.height} generated at its own size"),
-            ("upscaled", upscaled, None, f"crop scaled up to {upscaled.width}x{upscaled.height} (A1111)"),
-        )
-        for label, request, target, description in variants:
-            def subject(request=request):
-                return ctx.generate(request)
-
-            runs = ctx.measure(subject, baseline)
+        variants = {
+            "own_size": (own, 0.35, f"crop {own.width}x{own.height} generated at its own size"),
+            "upscaled": (upscaled, None, f"crop scaled up to {upscaled.width}x{upscaled.height} (A1111)"),
+        }
+        subjects = {label: functools.partial(ctx.generate, request) for label, (request, _, _) in variants.items()}
+        baseline = functools.partial(ctx.generate, whole)
+        measured = ctx.measure_against(baseline, subjects)
+        for label, (_request, target, description) in variants.items():
             result = ratio_of(
-                runs, ctx, case="4", name=f"inpaint_only_masked_{label}", family=family,
+                measured[label], ctx, case="4", name=f"inpaint_only_masked_{label}", family=family,
                 subject=description, baseline=f"whole {c.inpaint_canvas}x{c.inpaint_canvas}", target=target,
                 details={"mask_fraction": float(mask.mean()), "crop_box": list(box), "crop_fraction": crop_fraction,
                          "padding": c.inpaint_padding, "mask_blur": c.inpaint_blur},
                 note=f"mask 25%, crop {crop_fraction:.0%} of the canvas",
             )
-            ctx.maybe_profile(result, subject, baseline)
+            ctx.maybe_profile(result, subjects[label], baseline)
             results.append(result)
     return results
 

@@ -184,6 +184,39 @@ def run_pairs(subject: Callable[[], Any], baseline: Callable[[], Any], *, pairs:
     return runs
 
 
+def run_rounds(baseline: Callable[[], Any], subjects: dict[str, Callable[[], Any]], *, rounds: int,
+               warmup: int = 1) -> dict[str, PairRuns]:
+    """Several subjects against ONE baseline: every round runs the baseline and each subject once.
+
+    Even rounds run the baseline first and the subjects after it; odd rounds the subjects (in reverse)
+    and the baseline last, so each subject alternates before/after the baseline as in `run_pairs`,
+    while the baseline runs once per round instead of once per subject.
+    """
+    if rounds < 1:
+        raise BenchError("A measurement needs at least one round.")
+    for _ in range(warmup):
+        baseline()
+        for run in subjects.values():
+            run()
+    measured = {name: PairRuns(subject=[], baseline=[]) for name in subjects}
+    for index in range(rounds):
+        outputs: dict[str, Any] = {}
+        if index % 2 == 0:
+            base_timing, base_out = timed(baseline)
+            for name, run in subjects.items():
+                outputs[name] = timed(run)
+        else:
+            for name, run in reversed(list(subjects.items())):
+                outputs[name] = timed(run)
+            base_timing, base_out = timed(baseline)
+        for name, (timing, value) in outputs.items():
+            measured[name].subject.append(timing)
+            measured[name].baseline.append(base_timing)
+            if index == 0:
+                measured[name].first_outputs = (value, base_out)
+    return measured
+
+
 def ratio_result(runs: PairRuns, *, case: str, name: str, family: str | None, subject: str, baseline: str,
                  clock: str, target: float | None, details: dict | None = None, note: str = "") -> CaseResult:
     ratios = runs.ratios(clock)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.harness import CallTimer, PairRuns, Timing, ratio_result, run_pairs
+from bench.harness import CallTimer, PairRuns, Timing, ratio_result, run_pairs, run_rounds
 from inference.api import Finished, GenerationRequest, RegionSpec
 from inference.engine import Engine
 from inference.sd.fastpath import FAST_PATH_KEY, FastPathModels, FastPathOptions, install_fast_path
@@ -33,6 +33,15 @@ def test_pairs_alternate_their_order_after_a_discarded_warmup():
     assert calls == ["b", "s", "b", "s", "s", "b", "b", "s", "s", "b"]
     assert len(runs.subject) == len(runs.baseline) == 4
     assert runs.first_outputs == ("S", "B")
+
+
+def test_rounds_share_one_baseline_run_and_alternate_each_subject_around_it():
+    calls = []
+    subjects = {name: (lambda name=name: calls.append(name) or name) for name in ("x", "y")}
+    measured = run_rounds(lambda: calls.append("b") or "B", subjects, rounds=3, warmup=0)
+    assert calls == ["b", "x", "y", "y", "x", "b", "b", "x", "y"]
+    assert measured["x"].baseline == measured["y"].baseline and len(measured["x"].subject) == 3
+    assert measured["y"].first_outputs == ("y", "B")
 
 
 def test_ratio_result_takes_the_median_of_pair_ratios_and_judges_the_target():
