@@ -36,7 +36,7 @@ import numpy as np
 from inference.api import GenerationRequest, InferenceError, RegionSpec, RequestError
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, deepest_attention_cell, region_notices
-from inference.sd.prompt import PromptEmbedding, encode_prompt_pair, parse_lora_tags
+from inference.sd.prompt import PromptEmbedding, count_chunks, encode_prompt, parse_lora_tags
 
 MAX_REGION_STRENGTH = 2.0
 
@@ -87,10 +87,22 @@ def prepare_region_texts(region: RegionSpec, base_negative: str) -> tuple[str, s
     return prompt, negative, tuple(region.loras) + tuple(prompt_loras) + tuple(negative_loras)
 
 
-def encode_region_prompt(model, region: RegionSpec, base_negative: str, clip_skip: int, device) -> RegionPrompt:
+def encode_region_prompt(model, region: RegionSpec, base_negative: str, clip_skip: int, device,
+                         cache: dict | None = None) -> RegionPrompt:
+    """Like encode_prompt_pair for the region's texts. `cache` (one per run) encodes each distinct
+    text once: regions without their own negative all share the base one (8 regions were 16
+    text-encoder passes, 7 of them the same negative)."""
     prompt, negative, loras = prepare_region_texts(region, base_negative)
-    cond, uncond = encode_prompt_pair(model, prompt, negative, clip_skip)
-    return RegionPrompt(cond=move_embedding(cond, device), uncond=move_embedding(uncond, device), loras=loras)
+    chunks = max(count_chunks(model, prompt), count_chunks(model, negative))
+    cache = {} if cache is None else cache
+
+    def encoded(text: str) -> PromptEmbedding:
+        key = (text, chunks, clip_skip)
+        if key not in cache:
+            cache[key] = move_embedding(encode_prompt(model, text, clip_skip, min_chunks=chunks), device)
+        return cache[key]
+
+    return RegionPrompt(cond=encoded(prompt), uncond=encoded(negative), loras=loras)
 
 
 def move_embedding(embedding: PromptEmbedding, device) -> PromptEmbedding:
@@ -298,8 +310,9 @@ class AttentionCoupleExtension(LoopExtension):
         masks = [ctx.to_generation_space(np.asarray(region.mask, dtype=np.float32)) for region in self.regions]
         effective = apply_precedence(masks)
         self.report_problems(ctx, masks, effective)
+        encoded: dict = {}
         self.prompts = [
-            encode_region_prompt(ctx.model, region, self.base_negative, self.clip_skip, ctx.device)
+            encode_region_prompt(ctx.model, region, self.base_negative, self.clip_skip, ctx.device, encoded)
             for region in self.regions
         ]
         cond = torch.cat([ctx.cond.hidden_states.to(ctx.device)] + [p.cond.hidden_states for p in self.prompts], dim=1)

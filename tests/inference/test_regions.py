@@ -305,3 +305,29 @@ def test_a_long_region_prompt_adds_its_chunks_to_the_key_sequence(models):
     latents = run_latents(model, request, [extension])
     assert extension.bias.segment_lengths == [77, 154]
     assert bool(latents.isfinite().all())
+
+
+def test_each_distinct_region_text_is_encoded_once_per_run(models):
+    """Three regions without their own negative share the base negative: 3 prompts + 1 negative."""
+    import torch
+
+    model = models["sd15"]
+    calls = []
+    original = model.text_encoder.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    model.text_encoder.forward = counting
+    try:
+        cache: dict = {}
+        prompts = [encode_region_prompt(model, RegionSpec(left_half(), text), "blurry", 1, "cpu", cache)
+                   for text in ("a red house", "a blue car", "a red house")]
+    finally:
+        del model.text_encoder.forward
+    assert len(calls) == 3  # "a red house", "a blue car", "blurry"
+    plain = encode_region_prompt(model, RegionSpec(left_half(), "a blue car"), "blurry", 1, "cpu")
+    assert torch.equal(prompts[1].cond.hidden_states, plain.cond.hidden_states)
+    assert torch.equal(prompts[1].uncond.hidden_states, plain.uncond.hidden_states)
+    assert prompts[0].uncond is prompts[1].uncond
