@@ -102,7 +102,8 @@ def format_table(results: list[CaseResult]) -> str:
 
 def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the short run (5 pairs, 4 steps, SD1.5 details)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the short run (5 rounds, 4 steps, SD1.5 for cases 2-4, no A1111 inpaint variant)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})")
     parser.add_argument("--cases", default=",".join(CASE_ORDER),
                         help=f"comma-separated subset of: {', '.join(CASE_ORDER)}")
@@ -114,6 +115,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--size", type=int, help="px, square generations")
     parser.add_argument("--inpaint-canvas", type=int, help="px, canvas of the inpaint case")
     parser.add_argument("--memory-pairs", type=int)
+    parser.add_argument("--inpaint-a1111", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure only_masked scaled up to the request size (default: not with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable numbers on a shared CPU)")
     parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid",
                         help="tiny: inference.tiny's models, to check the harness itself in seconds")
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = BenchConfig.for_mode(
         args.quick, families=split_list(args.families), detail_families=split_list(args.detail_families),
-        pairs=args.pairs, warmup=args.warmup, steps=args.steps, size=args.size, inpaint_canvas=args.inpaint_canvas,
+        pairs=args.pairs, warmup=args.warmup, steps=args.steps, size=args.size, inpaint_canvas=args.inpaint_canvas, inpaint_a1111=args.inpaint_a1111,
         memory_pairs=args.memory_pairs, threads=args.threads, model_size=args.model_size, clock=args.clock, profile_dir=args.profile,
         workdir=args.workdir or (REPO_ROOT / "bench" / "out" / "work"),
     )
