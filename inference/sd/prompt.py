@@ -117,6 +117,14 @@ def check_clip_skip(model, clip_skip: int) -> None:
 
 def encode_chunks(model, chunks: list[list[int]], chunks_2: list[list[int]] | None, clip_skip: int):
     """Run the text encoder(s) on token chunks; return (1 x 77*n x D hidden states, pooled or None)."""
+    hidden, pooled = encode_chunk_rows(model, chunks, chunks_2, clip_skip)
+    hidden = hidden.reshape(1, -1, hidden.shape[-1])
+    # A1111 takes the pooled vector of the first chunk.
+    return hidden, (pooled[:1] if pooled is not None else None)
+
+
+def encode_chunk_rows(model, chunks: list[list[int]], chunks_2: list[list[int]] | None, clip_skip: int):
+    """One text-encoder call over every chunk (one row each): (n x 77 x D hidden states, n x D2 pooled or None)."""
     import torch
 
     device = model.text_encoder.device
@@ -132,9 +140,7 @@ def encode_chunks(model, chunks: list[list[int]], chunks_2: list[list[int]] | No
         output_2 = model.text_encoder_2(ids_2, output_hidden_states=True)
         hidden_2 = output_2.hidden_states[-(clip_skip + 1)]
         hidden = torch.cat([hidden, hidden_2.to(hidden.device, hidden.dtype)], dim=-1)
-        # A1111 takes the pooled vector of the first chunk.
-        pooled = output_2.text_embeds[:1]
-    hidden = hidden.reshape(1, -1, hidden.shape[-1])
+        pooled = output_2.text_embeds
     return hidden, pooled
 
 
@@ -174,3 +180,26 @@ def encode_prompt_pair(model, prompt: str, negative: str, clip_skip: int = 1) ->
     cond = encode_prompt(model, prompt, clip_skip, min_chunks=chunks)
     uncond = encode_prompt(model, negative, clip_skip, min_chunks=chunks)
     return cond, uncond
+
+
+def encode_prompts(model, texts: list[tuple[str, int]], clip_skip: int = 1) -> list[PromptEmbedding]:
+    """Encode several (prompt, min_chunks) pairs in ONE text-encoder call: their chunks are rows of one
+    batch (each chunk is encoded on its own anyway), split back per prompt afterwards."""
+    import torch
+
+    if not texts:
+        return []
+    check_clip_skip(model, clip_skip)
+    prepared = [prepare_token_chunks(model, text, min_chunks) for text, min_chunks in texts]
+    chunks = [row for rows, _ in prepared for row in rows]
+    chunks_2 = [row for _, rows in prepared for row in rows] if model.family == "sdxl" else None
+    with torch.no_grad():
+        hidden, pooled = encode_chunk_rows(model, chunks, chunks_2, clip_skip)
+    embeddings, start = [], 0
+    for rows, _ in prepared:
+        count = len(rows)
+        states = hidden[start : start + count].reshape(1, -1, hidden.shape[-1])
+        first_pooled = pooled[start : start + 1] if pooled is not None else None
+        embeddings.append(PromptEmbedding(hidden_states=states, pooled=first_pooled))
+        start += count
+    return embeddings

@@ -17,7 +17,13 @@ How a step sees the regions:
   - strength multiplies the same way: strength 2 doubles the region's attention weight relative
     to the base prompt, 0 mutes the region.
 - Self-attention is untouched, and the UNet still runs once per step on the [uncond, cond] batch,
-  so a regional generation costs about what a plain one does (the key sequence is longer).
+  so a regional generation costs about what a plain one does. Three things keep the extra small:
+  all region texts are encoded in one batched text-encoder call (texts equal to the run's own
+  prompt or negative reuse its encoding); the queries of each resolution are split by which regions
+  cover them and each group attends over the base and its own regions' tokens only (exact: absent
+  regions get zero attention anyway), so a query pays for ~2 prompts' keys rather than n+1; and the
+  keys and values of the prompt tokens, the same at every step, are projected once per run.
+  (CPU benchmark, mid-size SD1.5 UNet, 256 px, 4 steps: 4 regions ~1.08x a plain generation.)
 - SDXL: the pooled text embedding and the time ids come from the base prompt, as in a plain run.
 
 A request without regions builds no extension at all: the plain path, no processor installed.
@@ -36,7 +42,7 @@ import numpy as np
 from inference.api import GenerationRequest, InferenceError, RegionSpec, RequestError
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, deepest_attention_cell, region_notices
-from inference.sd.prompt import PromptEmbedding, count_chunks, encode_prompt, parse_lora_tags
+from inference.sd.prompt import PromptEmbedding, count_chunks, encode_prompts, parse_lora_tags
 
 MAX_REGION_STRENGTH = 2.0
 
@@ -89,20 +95,35 @@ def prepare_region_texts(region: RegionSpec, base_negative: str) -> tuple[str, s
 
 def encode_region_prompt(model, region: RegionSpec, base_negative: str, clip_skip: int, device,
                          cache: dict | None = None) -> RegionPrompt:
-    """Like encode_prompt_pair for the region's texts. `cache` (one per run) encodes each distinct
-    text once: regions without their own negative all share the base one (8 regions were 16
-    text-encoder passes, 7 of them the same negative)."""
-    prompt, negative, loras = prepare_region_texts(region, base_negative)
-    chunks = max(count_chunks(model, prompt), count_chunks(model, negative))
+    """Like encode_prompt_pair for the region's texts (see `encode_region_prompts`)."""
+    return encode_region_prompts(model, [region], base_negative, clip_skip, device, cache)[0]
+
+
+def encode_region_prompts(model, regions, base_negative: str, clip_skip: int, device,
+                          cache: dict | None = None) -> list[RegionPrompt]:
+    """Every region's prompt pair, each to a common chunk count like encode_prompt_pair.
+
+    `cache` (one per run, keyed by (text, chunks, clip_skip)) holds what is already encoded: each
+    distinct text is encoded once (regions without their own negative all share the base one), the
+    run seeds it with its own prompt and negative, and every text still missing is encoded in ONE
+    batched text-encoder call rather than one call per text.
+    """
     cache = {} if cache is None else cache
+    wanted = []
+    for region in regions:
+        prompt, negative, loras = prepare_region_texts(region, base_negative)
+        chunks = max(count_chunks(model, prompt), count_chunks(model, negative))
+        wanted.append(((prompt, chunks, clip_skip), (negative, chunks, clip_skip), loras))
+    missing = list(dict.fromkeys(key for cond, uncond, _ in wanted for key in (cond, uncond) if key not in cache))
+    encoded = encode_prompts(model, [(text, chunks) for text, chunks, _ in missing], clip_skip)
+    for key, embedding in zip(missing, encoded):
+        cache[key] = move_embedding(embedding, device)
+    return [RegionPrompt(cond=cache[cond], uncond=cache[uncond], loras=loras) for cond, uncond, loras in wanted]
 
-    def encoded(text: str) -> PromptEmbedding:
-        key = (text, chunks, clip_skip)
-        if key not in cache:
-            cache[key] = move_embedding(encode_prompt(model, text, clip_skip, min_chunks=chunks), device)
-        return cache[key]
 
-    return RegionPrompt(cond=encoded(prompt), uncond=encoded(negative), loras=loras)
+def seed_prompt_cache(cache: dict, text: str, embedding: PromptEmbedding, clip_skip: int, device) -> None:
+    """Let regions whose text is the run's own prompt or negative reuse its encoding."""
+    cache.setdefault((text, embedding.chunks, clip_skip), move_embedding(embedding, device))
 
 
 def move_embedding(embedding: PromptEmbedding, device) -> PromptEmbedding:
@@ -112,6 +133,10 @@ def move_embedding(embedding: PromptEmbedding, device) -> PromptEmbedding:
 
 def base_negative_text(request: GenerationRequest) -> str:
     return parse_lora_tags(request.negative)[0]
+
+
+def base_prompt_text(request: GenerationRequest) -> str:
+    return parse_lora_tags(request.prompt)[0]
 
 
 # ---- masks at the attention resolutions -----------------------------------------------------------
@@ -191,14 +216,130 @@ class RegionAttentionBias:
         return bias
 
 
+    def layout_for(self, query_length: int, device) -> QueryLayout:
+        """The queries of this resolution split by which regions cover them (see `QueryLayout`), cached."""
+        key = ("layout", query_length, str(device))
+        layout = self._cache.get(key)
+        if layout is None:
+            layout = build_query_layout(self.log_weights(query_length), self.segment_lengths, device)
+            self._cache[key] = layout
+        return layout
+
+
+@dataclass
+class QueryGroup:
+    """Query positions that see the same segments: the base prompt and the regions covering them.
+
+    `queries` are the positions (numpy), rows `start:stop` of the layout's sorted queries; `keys` a
+    slice or an index tensor into the key sequence; `log_weights` the group's block of the full bias
+    (None when it is all zero: hard masks at strength 1 need no bias at all), cast to the query's
+    dtype on first use.
+    """
+
+    queries: np.ndarray
+    start: int
+    stop: int
+    keys: Any
+    log_weights: Any
+    _bias: dict
+
+    def bias(self, dtype):
+        if self.log_weights is None:
+            return None
+        cached = self._bias.get(dtype)
+        if cached is None:
+            cached = self._bias[dtype] = self.log_weights.to(dtype)
+        return cached
+
+
+@dataclass
+class QueryLayout:
+    """How one attention resolution runs its queries.
+
+    A query's attention over the keys of a region absent there is exactly zero (bias -inf), so each
+    group of queries attends over its own segments only: the same result as the full bias, at the
+    cost of (base + covering regions) keys per query instead of (base + every region). The queries
+    are gathered once into group order (`order`), each group is a contiguous slice, and the results
+    go back to image order with `restore`. A layout of one group (`order` None) is every query over
+    every key with the full bias: chosen where splitting would not pay (coarse levels, many
+    overlapping soft masks).
+    """
+
+    groups: list[QueryGroup]
+    order: Any = None  # LongTensor: sorted position -> query position
+    restore: Any = None  # LongTensor: query position -> sorted position
+
+
+# Fixed cost of one attention call, in query-key pairs (kernel launch, gathers): groups smaller than
+# this are not worth their own call.
+GROUP_OVERHEAD_PAIRS = 16384
+
+
+def build_query_layout(log_weights: np.ndarray, segment_lengths: list[int], device) -> QueryLayout:
+    import torch
+
+    lengths = np.asarray(segment_lengths)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    query_length, key_length = log_weights.shape[0], int(lengths.sum())
+    present = np.isfinite(log_weights)
+    present[:, 0] = True
+    signatures, inverse = np.unique(present, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse, minlength=len(signatures))
+    split_cost = float(np.sum(counts * (signatures @ lengths)) + GROUP_OVERHEAD_PAIRS * len(signatures))
+    if len(signatures) == 1 or split_cost >= query_length * key_length + GROUP_OVERHEAD_PAIRS:
+        signatures, inverse = np.ones((1, present.shape[1]), dtype=bool), np.zeros(query_length, dtype=int)
+
+    groups, order, start = [], [], 0
+    for index, signature in enumerate(signatures):
+        rows = np.flatnonzero(inverse == index)
+        segments = np.flatnonzero(signature)
+        block = np.repeat(log_weights[np.ix_(rows, segments)], lengths[segments], axis=1)
+        keys = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in segments])
+        if np.array_equal(keys, np.arange(len(keys))):
+            keys = slice(0, len(keys))
+        else:
+            keys = torch.from_numpy(keys).to(device)
+        weights = None
+        if np.any(block != 0):
+            weights = torch.from_numpy(block.astype(np.float32))[None, None].to(device)
+        groups.append(QueryGroup(queries=rows, start=start, stop=start + len(rows), keys=keys,
+                                 log_weights=weights, _bias={}))
+        order.append(rows)
+        start += len(rows)
+    if len(groups) == 1:
+        return QueryLayout(groups)
+    order = np.concatenate(order)
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    return QueryLayout(groups, torch.from_numpy(order).to(device), torch.from_numpy(restore).to(device))
+
+
 # ---- the attention processor --------------------------------------------------------------------
 
 
-class RegionAttnProcessor:
-    """diffusers' AttnProcessor2_0 for cross-attention, with the region bias added to the scores."""
+# Keys and values of the prompt tokens are the same at every step; the processor keeps them up to this
+# many bytes per run (SD1.5 with 4 regions: ~80 MB in float32; SDXL: ~260 MB in float16).
+KV_CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, bias: RegionAttentionBias):
+
+def nbytes(*tensors) -> int:
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+class RegionAttnProcessor:
+    """diffusers' AttnProcessor2_0 for cross-attention, with the regions applied to the scores.
+
+    Two things make it cost little more than plain cross-attention: each query group (the queries
+    covered by the same regions, see `QueryGroup`) attends over its own segments only, and the keys
+    and values of the prompt tokens, the same at every step, are projected once per run.
+    """
+
+    def __init__(self, bias: RegionAttentionBias, cache_bytes: int = KV_CACHE_BYTES):
         self.bias = bias
+        self.cache_bytes = int(cache_bytes)
+        self._kv: dict[int, tuple] = {}  # id(layer) -> (prompt tensor, its version, key, value, {group: (k, v)})
+        self._kv_bytes = 0
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         import torch.nn.functional as F
@@ -221,31 +362,23 @@ class RegionAttnProcessor:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
 
         query = attn.to_q(hidden_states)
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
-        key = attn.to_k(context)
-        value = attn.to_v(context)
-        head_dim = key.shape[-1] // attn.heads
-        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-
-        if self.bias.enabled and encoder_hidden_states is not None:
-            if key_length != self.bias.key_length:
-                raise InferenceError(
-                    f"Regional attention expected {self.bias.key_length} prompt tokens but got {key_length}."
-                )
-            region_bias = self.bias.bias_for(query_length, query.dtype, query.device)
-            attention_mask = region_bias if attention_mask is None else attention_mask + region_bias
-
-        hidden_states = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False, scale=attn.scale
-        )
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        regional = self.bias.enabled and encoder_hidden_states is not None
+        key, value, cached = self.keys_values(attn, context, encoder_hidden_states is not None, cacheable=regional)
+        inner_dim = query.shape[-1]
+        if regional and key_length != self.bias.key_length:
+            raise InferenceError(
+                f"Regional attention expected {self.bias.key_length} prompt tokens but got {key_length}."
+            )
+        if regional and attention_mask is None:
+            hidden_states = self.grouped_attention(attn, query, key, value, cached)
+        else:
+            if regional:
+                attention_mask = attention_mask + self.bias.bias_for(query_length, query.dtype, query.device)
+            hidden_states = F.scaled_dot_product_attention(
+                self.heads_of(attn, query), key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                scale=attn.scale,
+            )
+            hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, inner_dim)
         hidden_states = hidden_states.to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
@@ -254,6 +387,87 @@ class RegionAttnProcessor:
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+    @staticmethod
+    def heads_of(attn, query):
+        """B x L x inner -> B x heads x L x head_dim (with the layer's query norm, if any)."""
+        batch_size, length, inner_dim = query.shape
+        query = query.view(batch_size, length, attn.heads, inner_dim // attn.heads).transpose(1, 2)
+        return attn.norm_q(query) if attn.norm_q is not None else query
+
+    def keys_values(self, attn, context, cross: bool, cacheable: bool):
+        """Keys and values as B x heads x K x head_dim, and the layer's per-group cache (or None).
+
+        With `cacheable` (the regional prompt tensor, the same object at every step) they are projected
+        once per run: one entry per layer, replaced when the layer meets another prompt tensor, all
+        entries within `cache_bytes`."""
+        import torch
+
+        entry = self._kv.get(id(attn)) if cacheable else None
+        if entry is not None:
+            if entry[0] is context and entry[1] == context._version:
+                return entry[2], entry[3], entry[4]
+            self.forget(id(attn))
+        source = attn.norm_encoder_hidden_states(context) if cross and attn.norm_cross else context
+        batch_size = context.shape[0]
+        key = attn.to_k(source)
+        value = attn.to_v(source)
+        head_dim = key.shape[-1] // attn.heads
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        groups = None
+        if cacheable and not torch.is_grad_enabled() and self.reserve(key, value):
+            groups = {}
+            self._kv[id(attn)] = (context, context._version, key, value, groups)
+        return key, value, groups
+
+    def forget(self, layer: int) -> None:
+        _, _, key, value, groups = self._kv.pop(layer)
+        self._kv_bytes -= nbytes(key, value, *(tensor for pair in groups.values() for tensor in pair))
+
+    def reserve(self, *tensors) -> bool:
+        size = nbytes(*tensors)
+        if self._kv_bytes + size > self.cache_bytes:
+            return False
+        self._kv_bytes += size
+        return True
+
+    def group_keys_values(self, group: QueryGroup, index: tuple, key, value, cached: dict | None):
+        if isinstance(group.keys, slice):
+            return key[:, :, group.keys], value[:, :, group.keys]
+        pair = cached.get(index) if cached is not None else None
+        if pair is None:
+            pair = key.index_select(2, group.keys), value.index_select(2, group.keys)
+            if cached is not None and self.reserve(*pair):
+                cached[index] = pair
+        return pair
+
+    def grouped_attention(self, attn, query, key, value, cached: dict | None):
+        """Attention of each query group over its own segments; returns B x Q x inner like the plain path."""
+        import torch
+        import torch.nn.functional as F
+
+        batch_size, query_length, inner_dim = query.shape
+        layout = self.bias.layout_for(query_length, query.device)
+        if layout.order is not None:
+            query = query.index_select(1, layout.order)
+        results = []
+        for index, group in enumerate(layout.groups):
+            group_key, group_value = self.group_keys_values(group, (query_length, index), key, value, cached)
+            result = F.scaled_dot_product_attention(
+                self.heads_of(attn, query[:, group.start : group.stop]), group_key, group_value,
+                attn_mask=group.bias(query.dtype), dropout_p=0.0, is_causal=False, scale=attn.scale,
+            )
+            results.append(result.transpose(1, 2).reshape(batch_size, -1, inner_dim))
+        if layout.order is None:
+            return results[0]
+        return torch.cat(results, dim=1).index_select(1, layout.restore)
+
+    def clear(self) -> None:
+        self._kv.clear()
+        self._kv_bytes = 0
 
 
 def cross_attention_modules(unet) -> list[tuple[str, Any]]:
@@ -292,17 +506,21 @@ class InstalledProcessors:
 class AttentionCoupleExtension(LoopExtension):
     """Regions as masked cross-attention over concatenated prompts (one UNet pass per step)."""
 
-    def __init__(self, regions: tuple[RegionSpec, ...], *, base_negative: str = "", clip_skip: int = 1):
+    def __init__(self, regions: tuple[RegionSpec, ...], *, base_negative: str = "", clip_skip: int = 1,
+                 base_prompt: str | None = None):
         self.regions = tuple(regions)
         self.base_negative = base_negative
+        self.base_prompt = base_prompt  # the text ctx.cond encodes, when known (lets regions reuse it)
         self.clip_skip = int(clip_skip)
         self.prompts: list[RegionPrompt] = []
         self.bias: RegionAttentionBias | None = None
+        self.processor: RegionAttnProcessor | None = None
         self.processors = InstalledProcessors()
 
     @classmethod
     def from_request(cls, request: GenerationRequest) -> AttentionCoupleExtension:
-        return cls(request.regions, base_negative=base_negative_text(request), clip_skip=request.clip_skip)
+        return cls(request.regions, base_negative=base_negative_text(request), clip_skip=request.clip_skip,
+                   base_prompt=base_prompt_text(request))
 
     def prepare(self, ctx: DenoiseContext) -> None:
         import torch
@@ -311,15 +529,19 @@ class AttentionCoupleExtension(LoopExtension):
         effective = apply_precedence(masks)
         self.report_problems(ctx, masks, effective)
         encoded: dict = {}
-        self.prompts = [
-            encode_region_prompt(ctx.model, region, self.base_negative, self.clip_skip, ctx.device, encoded)
-            for region in self.regions
-        ]
+        if self.base_prompt is not None:
+            for text, embedding in ((self.base_prompt, ctx.cond), (self.base_negative, ctx.uncond)):
+                if embedding is not None:
+                    seed_prompt_cache(encoded, text, embedding, self.clip_skip, ctx.device)
+        self.prompts = encode_region_prompts(
+            ctx.model, self.regions, self.base_negative, self.clip_skip, ctx.device, encoded
+        )
         cond = torch.cat([ctx.cond.hidden_states.to(ctx.device)] + [p.cond.hidden_states for p in self.prompts], dim=1)
         uncond = torch.cat(
             [ctx.uncond.hidden_states.to(ctx.device)] + [p.uncond.hidden_states for p in self.prompts], dim=1
         )
-        ctx.encoder_hidden_states = torch.cat([uncond, cond]) if ctx.do_cfg else cond
+        # In the UNet's dtype already, so every step passes the same tensor (its keys and values are cached).
+        ctx.encoder_hidden_states = (torch.cat([uncond, cond]) if ctx.do_cfg else cond).to(ctx.dtype)
         segment_lengths = [ctx.cond.hidden_states.shape[1]] + [p.cond.hidden_states.shape[1] for p in self.prompts]
         self.bias = RegionAttentionBias(
             effective,
@@ -328,7 +550,8 @@ class AttentionCoupleExtension(LoopExtension):
             ctx.latent_size,
             ctx.model.vae_scale_factor,
         )
-        self.processors.install(ctx.model.unet, RegionAttnProcessor(self.bias))
+        self.processor = RegionAttnProcessor(self.bias)
+        self.processors.install(ctx.model.unet, self.processor)
 
     def report_problems(self, ctx: DenoiseContext, masks, effective) -> None:
         cell = deepest_attention_cell(ctx.model.unet, ctx.model.vae_scale_factor)
@@ -343,3 +566,5 @@ class AttentionCoupleExtension(LoopExtension):
 
     def cleanup(self, ctx: DenoiseContext) -> None:
         self.processors.restore()
+        if self.processor is not None:
+            self.processor.clear()

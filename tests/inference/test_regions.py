@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import inference.sd.regions as regions_module
 from inference.api import GenerationCancelled, GenerationRequest, LoraSpec, Notice, RegionSpec, RequestError
 from inference.sd.diagnostics import apply_precedence, deepest_attention_cell, region_notices
 from inference.sd.loop import generate_image
@@ -21,7 +22,9 @@ from inference.sd.regions import (
     attention_level_sizes,
     cross_attention_modules,
     encode_region_prompt,
+    encode_region_prompts,
     region_extensions,
+    seed_prompt_cache,
 )
 from inference.tiny import build_tiny
 from tests.inference.loop_probes import RecordLatents, left_half
@@ -216,6 +219,87 @@ def test_soft_masks_and_strength_are_log_weights():
     assert tuple(expanded.shape) == (1, 1, 64, 5)  # every token of a segment shares its segment's bias
 
 
+def overlapping_soft_regions() -> list[np.ndarray]:
+    """Three regions: a feathered left half, a right strip, and a box lying across both."""
+    left = left_half() * np.linspace(1.0, 0.3, SIZE, dtype=np.float32)[None, :]
+    strip = np.zeros((SIZE, SIZE), np.float32)
+    strip[:, 40:] = 1.0
+    box = np.zeros((SIZE, SIZE), np.float32)
+    box[16:48, 24:44] = 0.75
+    return [left, strip, box]
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("overhead", [0, regions_module.GROUP_OVERHEAD_PAIRS])
+def test_grouped_attention_equals_attention_with_the_full_bias(models, family, overhead, monkeypatch):
+    """Each query attends only over the base and the regions covering it: the same output as one
+    attention over every token with the full -inf/log-weight bias (which is what it replaces).
+    Overhead 0 splits every level of the tiny canvas into groups; the default keeps them whole."""
+    import torch
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", overhead)
+    model = models[family]
+    latent = SIZE // model.vae_scale_factor
+    lengths = [77, 77, 154, 77]
+    bias = RegionAttentionBias(apply_precedence(overlapping_soft_regions()), [1.0, 2.0, 0.5], lengths,
+                               (latent, latent), model.vae_scale_factor)
+    processor = RegionAttnProcessor(bias)
+    generator = torch.Generator().manual_seed(1)
+    several_groups = False
+    for _, attn in cross_attention_modules(model.unet)[:4]:
+        context = torch.randn(2, sum(lengths), attn.to_k.in_features, generator=generator)
+        for query_length in {h * w for h, w in attention_level_sizes(latent, latent)}:
+            groups = bias.layout_for(query_length, "cpu").groups
+            several_groups |= len(groups) > 2
+            hidden = torch.randn(2, query_length, attn.to_q.in_features, generator=generator)
+            with torch.no_grad():
+                grouped = processor(attn, hidden, context)
+                heads = attn.heads
+                query = attn.to_q(hidden).view(2, query_length, heads, -1).transpose(1, 2)
+                key = attn.to_k(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
+                value = attn.to_v(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
+                full = F.scaled_dot_product_attention(
+                    query, key, value, attn_mask=bias.bias_for(query_length, torch.float32, "cpu"), scale=attn.scale
+                )
+                full = attn.to_out[0](full.transpose(1, 2).reshape(2, query_length, -1))
+            torch.testing.assert_close(grouped, full, rtol=1e-5, atol=1e-5)
+            # A second call reuses the cached keys and values (same prompt tensor): same output.
+            with torch.no_grad():
+                assert torch.equal(processor(attn, hidden, context), grouped)
+    assert several_groups == (overhead == 0)  # split where it pays, whole on a 64 px canvas
+
+
+def test_query_groups_keep_only_the_covering_segments(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", 0)
+    left = left_half()
+    right = 1.0 - left
+    bias = RegionAttentionBias([left, right], [1.0, 1.0], [3, 2, 4], (8, 8), 8)
+    layout = bias.layout_for(64, "cpu")
+    groups = layout.groups
+    assert len(groups) == 2
+    order = layout.order.numpy()
+    assert sorted(order.tolist()) == list(range(64)) and np.array_equal(order[layout.restore.numpy()], np.arange(64))
+    columns = np.arange(64) % 8
+    keys = sorted(tuple(range(9)[g.keys] if isinstance(g.keys, slice) else g.keys.tolist()) for g in groups)
+    assert keys == [(0, 1, 2, 3, 4), (0, 1, 2, 5, 6, 7, 8)]  # base + left, base + right
+    for group in groups:
+        assert group.bias(None) is None  # hard masks at strength 1: no bias needed
+        sides = set((columns[group.queries] < 4).tolist())
+        assert len(group.queries) == 32 and len(sides) == 1
+        assert np.array_equal(order[group.start : group.stop], group.queries)
+    # One full-canvas region: a single group of every query over every key.
+    whole = RegionAttentionBias([np.ones((SIZE, SIZE), np.float32)], [1.0], [3, 2], (8, 8), 8).layout_for(64, "cpu")
+    assert len(whole.groups) == 1 and whole.order is None and whole.groups[0].keys == slice(0, 5)
+    # Where splitting would not pay (a coarse level), one group with the full bias.
+    monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", 10**6)
+    coarse = RegionAttentionBias([left, right], [1.0, 1.0], [3, 2, 4], (8, 8), 8).layout_for(64, "cpu")
+    assert len(coarse.groups) == 1 and coarse.order is None and coarse.groups[0].keys == slice(0, 9)
+    assert coarse.groups[0].bias(torch.float32) is not None
+
+
 def test_small_regions_survive_max_pooling_to_coarse_levels():
     dot = np.zeros((SIZE, SIZE), np.float32)
     dot[10:12, 40:42] = 1.0
@@ -308,26 +392,67 @@ def test_a_long_region_prompt_adds_its_chunks_to_the_key_sequence(models):
 
 
 def test_each_distinct_region_text_is_encoded_once_per_run(models):
-    """Three regions without their own negative share the base negative: 3 prompts + 1 negative."""
+    """Three regions without their own negative share the base negative: 3 prompts + 1 negative,
+    minus what the run already encoded (its own negative), all in ONE text-encoder call."""
     import torch
 
     model = models["sd15"]
     calls = []
     original = model.text_encoder.forward
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    def counting(ids, *args, **kwargs):
+        calls.append(int(ids.shape[0]))  # rows: one per 77-token chunk
+        return original(ids, *args, **kwargs)
 
+    base_negative = encode_prompt_pair(model, "a quiet landscape", "blurry")[1]
     model.text_encoder.forward = counting
     try:
         cache: dict = {}
-        prompts = [encode_region_prompt(model, RegionSpec(left_half(), text), "blurry", 1, "cpu", cache)
-                   for text in ("a red house", "a blue car", "a red house")]
+        seed_prompt_cache(cache, "blurry", base_negative, 1, "cpu")
+        regions = [RegionSpec(left_half(), text) for text in ("a red house", "a blue car", "a red house")]
+        prompts = encode_region_prompts(model, regions, "blurry", 1, "cpu", cache)
     finally:
         del model.text_encoder.forward
-    assert len(calls) == 3  # "a red house", "a blue car", "blurry"
-    plain = encode_region_prompt(model, RegionSpec(left_half(), "a blue car"), "blurry", 1, "cpu")
-    assert torch.equal(prompts[1].cond.hidden_states, plain.cond.hidden_states)
-    assert torch.equal(prompts[1].uncond.hidden_states, plain.uncond.hidden_states)
-    assert prompts[0].uncond is prompts[1].uncond
+    assert calls == [2]  # "a red house" and "a blue car" in one batch; "blurry" came from the run
+    assert all(prompt.uncond is cache[("blurry", 1, 1)] for prompt in prompts)
+    assert prompts[0].cond is prompts[2].cond
+    alone = encode_region_prompt(model, RegionSpec(left_half(), "a blue car"), "blurry", 1, "cpu")
+    torch.testing.assert_close(prompts[1].cond.hidden_states, alone.cond.hidden_states, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(prompts[1].uncond.hidden_states, alone.uncond.hidden_states, rtol=1e-5, atol=1e-5)
+
+
+def test_prompt_keys_and_values_are_projected_once_per_layer_and_run(models):
+    """The regional prompt tensor is the same at every step: its keys and values are computed once.
+    Other prompt tensors (composite's pieces run with the regions off) are never kept, and a layer
+    holds one entry at most."""
+    import torch
+
+    model = models["sd15"]
+    attn = cross_attention_modules(model.unet)[0][1]
+    projections = []
+    handle = attn.to_k.register_forward_hook(lambda *_: projections.append(1))
+    try:
+        bias = RegionAttentionBias([left_half(), right_half()], [1.0, 1.0], [77, 77, 77], (8, 8), 8)
+        processor = RegionAttnProcessor(bias)
+        hidden = torch.randn(2, 64, attn.to_q.in_features)
+        prompt = torch.randn(2, 231, attn.to_k.in_features)
+        with torch.no_grad():
+            first = processor(attn, hidden, prompt)
+            assert torch.equal(processor(attn, hidden, prompt), first)
+            assert len(projections) == 1
+            held = processor._kv_bytes
+            assert held > 0
+            other = torch.randn(2, 231, attn.to_k.in_features)
+            processor(attn, hidden, other)  # another prompt tensor replaces the layer's entry
+            assert len(projections) == 2 and len(processor._kv) == 1 and processor._kv_bytes == held
+            bias.enabled = False
+            for _ in range(3):
+                processor(attn, hidden, torch.randn(2, 231, attn.to_k.in_features))
+            assert len(projections) == 5 and processor._kv_bytes == held
+            bias.enabled = True
+            uncached = RegionAttnProcessor(bias, cache_bytes=0)
+            assert torch.equal(uncached(attn, hidden, prompt), first) and uncached._kv_bytes == 0
+        processor.clear()
+        assert processor._kv_bytes == 0 and not processor._kv
+    finally:
+        handle.remove()
