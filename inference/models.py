@@ -772,15 +772,24 @@ def _normalise_sd15_clip_keys(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _empty_component(cls, config_folder: Path, subfolder: str):
-    """The component with its architecture from the config folder and no memory behind its weights."""
+    """The component with its architecture from the config folder and no memory behind its weights.
+
+    The weight initialisers are switched off as well (what from_pretrained does): on meta tensors they
+    compute nothing useful, but torch still runs its Python reference kernels for them (~0.3 s for a
+    UNet), and every weight is replaced by the file's tensors right after.
+    """
     from accelerate import init_empty_weights
 
     if hasattr(cls, "load_config"):  # diffusers models
+        from diffusers.models.modeling_utils import no_init_weights
+
         config = cls.load_config(str(config_folder), subfolder=subfolder, local_files_only=True)
-        with init_empty_weights():
+        with init_empty_weights(), no_init_weights():
             return cls.from_config(config)
+    from transformers.initialization import no_init_weights
+
     config = cls.config_class.from_pretrained(str(config_folder), subfolder=subfolder, local_files_only=True)
-    with init_empty_weights():
+    with init_empty_weights(), no_init_weights():
         return cls(config)
 
 
