@@ -23,6 +23,10 @@ How a step sees the regions:
   cover them and each group attends over the base and its own regions' tokens only (exact: absent
   regions get zero attention anyway), so a query pays for ~2 prompts' keys rather than n+1; and the
   keys and values of the prompt tokens, the same at every step, are projected once per run.
+  Segments that repeat the base prompt's tokens (a region without its own negative, in the
+  unconditional row) are folded into the base: attending over a copy of the base keys with weight w
+  is attending over the base keys with weight 1 + w, so the copy is never attended (exact; a
+  full-canvas region carrying the base prompt then computes exactly the plain attention).
   (CPU benchmark, mid-size SD1.5 UNet, 256 px, 4 steps: 4 regions ~1.08x a plain generation.)
 - SDXL: the pooled text embedding and the time ids come from the base prompt, as in a plain run.
 
@@ -166,13 +170,22 @@ class RegionAttentionBias:
 
     `masks` are the regions' effective masks (after precedence) at the generation's pixel size,
     `strengths` their attention weights, `segment_lengths` the token counts of [base, region 1, ...].
+
+    `folded` marks regions whose tokens are the base prompt's own (a region without its own negative,
+    in the unconditional row; a region repeating the base prompt). Attending over a copy of the base
+    keys with weight w is attending over the base keys with weight 1 + w, so such a region's
+    segment is never attended: its weight moves onto the base column as log(1 + w) — exact, and the
+    copy costs nothing. `halves` (unconditional, conditional), when set, are the biases of the two
+    rows of a CFG batch where they fold differently; this bias itself then folds only what both fold.
     """
 
     def __init__(self, masks: list[np.ndarray], strengths: list[float], segment_lengths: list[int],
-                 latent_size: tuple[int, int], vae_scale_factor: int):
+                 latent_size: tuple[int, int], vae_scale_factor: int, folded: list[bool] | None = None):
         if len(segment_lengths) != len(masks) + 1:
             raise ValueError("segment_lengths lists the base prompt and then one entry per region")
         self.masks = masks
+        self.folded = [bool(f) for f in folded] if folded is not None else [False] * len(masks)
+        self.halves: tuple[RegionAttentionBias, RegionAttentionBias] | None = None
         self.strengths = [float(s) for s in strengths]
         self.segment_lengths = [int(n) for n in segment_lengths]
         self.key_length = sum(self.segment_lengths)
@@ -192,16 +205,22 @@ class RegionAttentionBias:
         )
 
     def log_weights(self, query_length: int) -> np.ndarray:
-        """Query x (1 + regions) matrix of log-weights: column 0 (base) is 0, -inf where a region is absent."""
+        """Query x (1 + regions) matrix of log-weights: -inf where a region is absent; column 0 (base)
+        is 0, or log(1 + w) of the folded regions covering the query."""
         level = self.level_of(query_length)
         h, w = self.levels[level]
         factor = self.vae_scale_factor * 2**level
-        columns = [np.zeros(h * w, dtype=np.float64)]
-        for mask, strength in zip(self.masks, self.strengths):
+        folded_weight = np.zeros(h * w, dtype=np.float64)
+        columns = []
+        for mask, strength, folded in zip(self.masks, self.strengths, self.folded):
             weight = max_pool_to(mask, factor, h, w).reshape(-1).astype(np.float64) * strength
+            if folded:
+                folded_weight += weight
+                columns.append(np.full(h * w, -math.inf))
+                continue
             with np.errstate(divide="ignore"):
                 columns.append(np.where(weight > 0, np.log(np.maximum(weight, 1e-300)), -math.inf))
-        return np.stack(columns, axis=1)
+        return np.stack([np.log1p(folded_weight)] + columns, axis=1)
 
     def bias_for(self, query_length: int, dtype, device):
         """1 x 1 x Q x K bias for scaled_dot_product_attention (broadcast over batch and heads)."""
@@ -280,21 +299,26 @@ def build_query_layout(log_weights: np.ndarray, segment_lengths: list[int], devi
 
     lengths = np.asarray(segment_lengths)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    query_length, key_length = log_weights.shape[0], int(lengths.sum())
+    query_length = log_weights.shape[0]
     present = np.isfinite(log_weights)
     present[:, 0] = True
     signatures, inverse = np.unique(present, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     counts = np.bincount(inverse, minlength=len(signatures))
     split_cost = float(np.sum(counts * (signatures @ lengths)) + GROUP_OVERHEAD_PAIRS * len(signatures))
-    if len(signatures) == 1 or split_cost >= query_length * key_length + GROUP_OVERHEAD_PAIRS:
-        signatures, inverse = np.ones((1, present.shape[1]), dtype=bool), np.zeros(query_length, dtype=int)
+    whole_cost = query_length * int(lengths[present.any(axis=0)].sum()) + GROUP_OVERHEAD_PAIRS
+    if len(signatures) > 1 and split_cost >= whole_cost:
+        # One group over every segment present somewhere (a region folded or absent everywhere is not).
+        signatures, inverse = present.any(axis=0, keepdims=True), np.zeros(query_length, dtype=int)
 
     groups, order, start = [], [], 0
     for index, signature in enumerate(signatures):
         rows = np.flatnonzero(inverse == index)
         segments = np.flatnonzero(signature)
-        block = np.repeat(log_weights[np.ix_(rows, segments)], lengths[segments], axis=1)
+        # Softmax ignores a constant per query: measured from the base column, a group of the base
+        # prompt alone (or of regions at the base's weight) needs no bias at all.
+        block = log_weights[np.ix_(rows, segments)] - log_weights[rows, :1]
+        block = np.repeat(block, lengths[segments], axis=1)
         keys = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in segments])
         if np.array_equal(keys, np.arange(len(keys))):
             keys = slice(0, len(keys))
@@ -445,17 +469,29 @@ class RegionAttnProcessor:
         return pair
 
     def grouped_attention(self, attn, query, key, value, cached: dict | None):
-        """Attention of each query group over its own segments; returns B x Q x inner like the plain path."""
+        """Attention of each query group over its own segments; returns B x Q x inner like the plain path.
+        A CFG batch whose two rows fold different regions (`RegionAttentionBias.halves`) runs row by row."""
+        import torch
+
+        halves = self.bias.halves
+        if halves is None or query.shape[0] != 2:
+            return self.attend(attn, query, key, value, self.bias, cached, "both")
+        return torch.cat([
+            self.attend(attn, query[row : row + 1], key[row : row + 1], value[row : row + 1], half, cached, row)
+            for row, half in enumerate(halves)
+        ])
+
+    def attend(self, attn, query, key, value, bias: RegionAttentionBias, cached: dict | None, tag):
         import torch
         import torch.nn.functional as F
 
         batch_size, query_length, inner_dim = query.shape
-        layout = self.bias.layout_for(query_length, query.device)
+        layout = bias.layout_for(query_length, query.device)
         if layout.order is not None:
             query = query.index_select(1, layout.order)
         results = []
         for index, group in enumerate(layout.groups):
-            group_key, group_value = self.group_keys_values(group, (query_length, index), key, value, cached)
+            group_key, group_value = self.group_keys_values(group, (tag, query_length, index), key, value, cached)
             result = F.scaled_dot_product_attention(
                 self.heads_of(attn, query[:, group.start : group.stop]), group_key, group_value,
                 attn_mask=group.bias(query.dtype), dropout_p=0.0, is_causal=False, scale=attn.scale,
@@ -503,6 +539,21 @@ class InstalledProcessors:
 # ---- the loop extension ---------------------------------------------------------------------------
 
 
+def copies_of(base: PromptEmbedding, embeddings: list[PromptEmbedding]) -> list[bool]:
+    """Which embeddings carry exactly the base prompt's tokens (those segments fold into the base)."""
+    import torch
+
+    reference = base.hidden_states
+    return [
+        embedding is base or (
+            tuple(embedding.hidden_states.shape) == tuple(reference.shape)
+            and torch.equal(embedding.hidden_states, reference.to(embedding.hidden_states.device))
+        )
+        for embedding in embeddings
+    ]
+
+
+
 class AttentionCoupleExtension(LoopExtension):
     """Regions as masked cross-attention over concatenated prompts (one UNet pass per step)."""
 
@@ -543,13 +594,17 @@ class AttentionCoupleExtension(LoopExtension):
         # In the UNet's dtype already, so every step passes the same tensor (its keys and values are cached).
         ctx.encoder_hidden_states = (torch.cat([uncond, cond]) if ctx.do_cfg else cond).to(ctx.dtype)
         segment_lengths = [ctx.cond.hidden_states.shape[1]] + [p.cond.hidden_states.shape[1] for p in self.prompts]
-        self.bias = RegionAttentionBias(
-            effective,
-            [region.strength for region in self.regions],
-            segment_lengths,
-            ctx.latent_size,
-            ctx.model.vae_scale_factor,
-        )
+        fold_cond = copies_of(ctx.cond, [p.cond for p in self.prompts])
+        fold_uncond = copies_of(ctx.uncond, [p.uncond for p in self.prompts]) if ctx.do_cfg else fold_cond
+        strengths = [region.strength for region in self.regions]
+
+        def bias(folded: list[bool]) -> RegionAttentionBias:
+            return RegionAttentionBias(effective, strengths, segment_lengths, ctx.latent_size,
+                                       ctx.model.vae_scale_factor, folded=folded)
+
+        self.bias = bias([a and b for a, b in zip(fold_cond, fold_uncond)])
+        if fold_cond != fold_uncond:
+            self.bias.halves = (bias(fold_uncond), bias(fold_cond))
         self.processor = RegionAttnProcessor(self.bias)
         self.processors.install(ctx.model.unet, self.processor)
 

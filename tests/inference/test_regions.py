@@ -107,11 +107,13 @@ def test_changing_one_region_prompt_leaves_the_other_regions_attention_output_un
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
-def test_full_canvas_region_with_the_base_prompt_reproduces_the_plain_generation(family):
+def test_full_canvas_region_with_the_base_prompt_reproduces_the_plain_generation(family, monkeypatch):
     import torch
 
-    # Double precision isolates the algorithm from float32 rounding: with the key sequence duplicated the
-    # softmax sums in another order, which float32 random-weight UNets amplify to ~1e-6 relative.
+    # Without folding (copies_of says no copies), the region's segment is attended as its own: the key
+    # sequence is the base prompt twice. Double precision isolates the algorithm from float32 rounding
+    # (the softmax sums in another order, which float32 random-weight UNets amplify to ~1e-6 relative).
+    monkeypatch.setattr(regions_module, "copies_of", lambda base, embeddings: [False] * len(embeddings))
     model = build_tiny(family)
     for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
         if part is not None:
@@ -124,13 +126,17 @@ def test_full_canvas_region_with_the_base_prompt_reproduces_the_plain_generation
     assert processor_names(model.unet) == {"AttnProcessor2_0"}
 
 
-def test_full_canvas_region_matches_the_plain_generation_in_float32(models):
-    model = models["sd15"]
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_full_canvas_region_matches_the_plain_generation_in_float32(models, family):
+    """In float32 too: the region repeats the base prompt (and its negative), so its segment folds into
+    the base one and every query attends over the base tokens exactly as in the plain path."""
+    import torch
+
+    model = models[family]
     request = request_with([RegionSpec(np.ones((SIZE, SIZE), np.float32), "a quiet landscape")])
     plain = run_latents(model, request, [])
     regional = run_latents(model, request, region_extensions(request, model))
-    scale = plain.abs().max().item()
-    assert (plain - regional).abs().max().item() <= 1e-5 * scale
+    assert torch.equal(plain, regional)
 
 
 def test_strength_zero_mutes_a_region(models):
@@ -456,3 +462,64 @@ def test_prompt_keys_and_values_are_projected_once_per_layer_and_run(models):
         assert processor._kv_bytes == 0 and not processor._kv
     finally:
         handle.remove()
+
+
+@pytest.mark.parametrize("overhead", [0, regions_module.GROUP_OVERHEAD_PAIRS])
+def test_regions_repeating_the_base_tokens_fold_into_the_base(models, overhead, monkeypatch):
+    """In the unconditional row, regions without their own negative repeat the base negative's tokens;
+    a region may also repeat the base prompt. Such segments are folded into the base (weight 1 + w)
+    instead of attended: the output equals attention over every segment with the plain bias."""
+    import torch
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", overhead)
+    model = models["sd15"]
+    latent = SIZE // model.vae_scale_factor
+    masks = apply_precedence(overlapping_soft_regions())
+    strengths, lengths = [1.0, 2.0, 0.5], [77, 77, 77, 77]
+    fold_uncond, fold_cond = [True, True, False], [False, True, False]  # region 2 repeats the base prompt
+    generator = torch.Generator().manual_seed(2)
+    attn = cross_attention_modules(model.unet)[0][1]
+    width = attn.to_k.in_features
+    base_uncond, base_cond = torch.randn(1, 77, width, generator=generator), torch.randn(1, 77, width, generator=generator)
+    own = [torch.randn(1, 77, width, generator=generator) for _ in range(4)]
+    uncond = torch.cat([base_uncond, base_uncond, base_uncond, own[0]], dim=1)
+    cond = torch.cat([base_cond, own[1], base_cond, own[2]], dim=1)
+    context = torch.cat([uncond, cond])
+
+    def bias(folded):
+        return RegionAttentionBias(masks, strengths, lengths, (latent, latent), model.vae_scale_factor, folded=folded)
+
+    folded = bias([a and b for a, b in zip(fold_uncond, fold_cond)])
+    folded.halves = (bias(fold_uncond), bias(fold_cond))
+    plain = bias(None)
+    for query_length in {h * w for h, w in attention_level_sizes(latent, latent)}:
+        hidden = torch.randn(2, query_length, attn.to_q.in_features, generator=generator)
+        with torch.no_grad():
+            out = RegionAttnProcessor(folded)(attn, hidden, context)
+            heads = attn.heads
+            query = attn.to_q(hidden).view(2, query_length, heads, -1).transpose(1, 2)
+            key = attn.to_k(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
+            value = attn.to_v(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
+            full = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=plain.bias_for(query_length, torch.float32, "cpu"), scale=attn.scale
+            )
+            full = attn.to_out[0](full.transpose(1, 2).reshape(2, query_length, -1))
+        torch.testing.assert_close(out, full, rtol=1e-5, atol=1e-5)
+    # The unconditional row never attends over the two copies of its base negative.
+    layout = folded.halves[0].layout_for(latent * latent, "cpu")
+    attended = set()
+    for group in layout.groups:
+        attended |= set(range(308)[group.keys] if isinstance(group.keys, slice) else group.keys.tolist())
+    assert attended.isdisjoint(range(77, 231))
+
+
+def test_a_run_folds_the_shared_negative_and_a_region_repeating_the_prompt(models):
+    model = models["sd15"]
+    request = request_with([RegionSpec(left_half(), "a red house"), RegionSpec(np.ones((SIZE, SIZE), np.float32),
+                            "a quiet landscape")], steps=1)
+    extension = region_extensions(request, model)[0]
+    run_latents(model, request, [extension])
+    assert extension.bias.folded == [False, True]  # region 2 repeats the base prompt in both rows
+    assert extension.bias.halves[0].folded == [True, True]  # both use the base negative
+    assert extension.bias.halves[1].folded == [False, True]
