@@ -235,6 +235,22 @@ def overlapping_soft_regions() -> list[np.ndarray]:
     return [left, strip, box]
 
 
+def attention_with_full_bias(attn, hidden, context, bias):
+    """The reference: one attention of every query over every token with the whole bias matrix."""
+    import torch
+    import torch.nn.functional as F
+
+    batch, query_length, _ = hidden.shape
+    with torch.no_grad():
+        query = attn.to_q(hidden).view(batch, query_length, attn.heads, -1).transpose(1, 2)
+        key = attn.to_k(context).view(batch, -1, attn.heads, query.shape[-1]).transpose(1, 2)
+        value = attn.to_v(context).view(batch, -1, attn.heads, query.shape[-1]).transpose(1, 2)
+        full = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=bias.bias_for(query_length, torch.float32, "cpu"), scale=attn.scale
+        )
+        return attn.to_out[0](full.transpose(1, 2).reshape(batch, query_length, -1))
+
+
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
 @pytest.mark.parametrize("overhead", [0, regions_module.GROUP_OVERHEAD_PAIRS])
 def test_grouped_attention_equals_attention_with_the_full_bias(models, family, overhead, monkeypatch):
@@ -242,7 +258,6 @@ def test_grouped_attention_equals_attention_with_the_full_bias(models, family, o
     attention over every token with the full -inf/log-weight bias (which is what it replaces).
     Overhead 0 splits every level of the tiny canvas into groups; the default keeps them whole."""
     import torch
-    import torch.nn.functional as F
 
     monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", overhead)
     model = models[family]
@@ -261,15 +276,8 @@ def test_grouped_attention_equals_attention_with_the_full_bias(models, family, o
             hidden = torch.randn(2, query_length, attn.to_q.in_features, generator=generator)
             with torch.no_grad():
                 grouped = processor(attn, hidden, context)
-                heads = attn.heads
-                query = attn.to_q(hidden).view(2, query_length, heads, -1).transpose(1, 2)
-                key = attn.to_k(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
-                value = attn.to_v(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
-                full = F.scaled_dot_product_attention(
-                    query, key, value, attn_mask=bias.bias_for(query_length, torch.float32, "cpu"), scale=attn.scale
-                )
-                full = attn.to_out[0](full.transpose(1, 2).reshape(2, query_length, -1))
-            torch.testing.assert_close(grouped, full, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(grouped, attention_with_full_bias(attn, hidden, context, bias),
+                                       rtol=1e-5, atol=1e-5)
             # A second call reuses the cached keys and values (same prompt tensor): same output.
             with torch.no_grad():
                 assert torch.equal(processor(attn, hidden, context), grouped)
@@ -470,7 +478,6 @@ def test_regions_repeating_the_base_tokens_fold_into_the_base(models, overhead, 
     a region may also repeat the base prompt. Such segments are folded into the base (weight 1 + w)
     instead of attended: the output equals attention over every segment with the plain bias."""
     import torch
-    import torch.nn.functional as F
 
     monkeypatch.setattr(regions_module, "GROUP_OVERHEAD_PAIRS", overhead)
     model = models["sd15"]
@@ -497,15 +504,7 @@ def test_regions_repeating_the_base_tokens_fold_into_the_base(models, overhead, 
         hidden = torch.randn(2, query_length, attn.to_q.in_features, generator=generator)
         with torch.no_grad():
             out = RegionAttnProcessor(folded)(attn, hidden, context)
-            heads = attn.heads
-            query = attn.to_q(hidden).view(2, query_length, heads, -1).transpose(1, 2)
-            key = attn.to_k(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
-            value = attn.to_v(context).view(2, -1, heads, query.shape[-1]).transpose(1, 2)
-            full = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=plain.bias_for(query_length, torch.float32, "cpu"), scale=attn.scale
-            )
-            full = attn.to_out[0](full.transpose(1, 2).reshape(2, query_length, -1))
-        torch.testing.assert_close(out, full, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, attention_with_full_bias(attn, hidden, context, plain), rtol=1e-5, atol=1e-5)
     # The unconditional row never attends over the two copies of its base negative.
     layout = folded.halves[0].layout_for(latent * latent, "cpu")
     attended = set()
