@@ -234,7 +234,6 @@ class RegionAttentionBias:
             self._cache[key] = bias
         return bias
 
-
     def layout_for(self, query_length: int, device) -> QueryLayout:
         """The queries of this resolution split by which regions cover them (see `QueryLayout`), cached."""
         key = ("layout", query_length, str(device))
@@ -280,8 +279,8 @@ class QueryLayout:
     cost of (base + covering regions) keys per query instead of (base + every region). The queries
     are gathered once into group order (`order`), each group is a contiguous slice, and the results
     go back to image order with `restore`. A layout of one group (`order` None) is every query over
-    every key with the full bias: chosen where splitting would not pay (coarse levels, many
-    overlapping soft masks).
+    every segment present somewhere, with the bias: chosen where splitting would not pay (coarse
+    levels, many overlapping soft masks).
     """
 
     groups: list[QueryGroup]
@@ -354,9 +353,10 @@ def nbytes(*tensors) -> int:
 class RegionAttnProcessor:
     """diffusers' AttnProcessor2_0 for cross-attention, with the regions applied to the scores.
 
-    Two things make it cost little more than plain cross-attention: each query group (the queries
-    covered by the same regions, see `QueryGroup`) attends over its own segments only, and the keys
-    and values of the prompt tokens, the same at every step, are projected once per run.
+    It costs little more than plain cross-attention: each query group (the queries covered by the
+    same regions, see `QueryLayout`) attends over its own segments only, segments repeating the base
+    tokens are folded into it (see `RegionAttentionBias`), and the keys and values of the prompt
+    tokens, the same at every step, are projected once per run.
     """
 
     def __init__(self, bias: RegionAttentionBias, cache_bytes: int = KV_CACHE_BYTES):
