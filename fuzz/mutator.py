@@ -214,14 +214,19 @@ def png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
     return chunks if i == len(data) else None
 
 
+def png_chunk(ctype: bytes, body: bytes, *, damaged_crc: bool = False) -> bytes:
+    """One PNG chunk: length, type, body and its CRC (flipped in one bit when `damaged_crc`)."""
+    crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
+    if damaged_crc:
+        crc ^= 1
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+
+
 def png_bytes(chunks: list[tuple[bytes, bytes]], *, signature: bytes = PNG_SIGNATURE,
               damaged_crc: int | None = None) -> bytes:
     out = bytearray(signature)
     for index, (ctype, body) in enumerate(chunks):
-        crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
-        if index == damaged_crc:
-            crc ^= 1
-        out += struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+        out += png_chunk(ctype, body, damaged_crc=index == damaged_crc)
     return bytes(out)
 
 

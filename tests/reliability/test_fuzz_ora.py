@@ -23,6 +23,7 @@ from canvas.io.ora import load_ora
 from fuzz import ora
 from fuzz.corpus import _png_of
 from fuzz.harness import run_case, run_mutation
+from fuzz.mutator import png_chunk as chunk
 from tests.reliability.allocation import peak_allocation
 
 MIB = 1 << 20
@@ -44,10 +45,6 @@ def test_generated_archives_give_a_project_or_one_clear_project_error(archive):
 
 
 # ---- hostile archives ------------------------------------------------------------------------------
-
-
-def chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 def png_declaring(width: int, height: int) -> bytes:

@@ -17,6 +17,7 @@ from canvas.io.limits import DEFAULT_LIMITS
 from canvas.io.png_info import read_png_parameters
 from fuzz import png
 from fuzz.harness import run_case, run_mutation
+from fuzz.mutator import png_chunk as chunk
 from tests.reliability.allocation import peak_allocation, sparse_file
 
 MIB = 1 << 20
@@ -38,10 +39,6 @@ def test_generated_pngs_give_parameters_or_one_clear_project_error(data):
 
 
 # ---- hostile chunks ----------------------------------------------------------------------------------
-
-
-def chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 IHDR = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
