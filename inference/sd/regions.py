@@ -97,12 +97,6 @@ def prepare_region_texts(region: RegionSpec, base_negative: str) -> tuple[str, s
     return prompt, negative, tuple(region.loras) + tuple(prompt_loras) + tuple(negative_loras)
 
 
-def encode_region_prompt(model, region: RegionSpec, base_negative: str, clip_skip: int, device,
-                         cache: dict | None = None) -> RegionPrompt:
-    """Like encode_prompt_pair for the region's texts (see `encode_region_prompts`)."""
-    return encode_region_prompts(model, [region], base_negative, clip_skip, device, cache)[0]
-
-
 def encode_region_prompts(model, regions, base_negative: str, clip_skip: int, device,
                           cache: dict | None = None) -> list[RegionPrompt]:
     """Every region's prompt pair, each to a common chunk count like encode_prompt_pair.

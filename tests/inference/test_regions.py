@@ -21,7 +21,6 @@ from inference.sd.regions import (
     RegionAttnProcessor,
     attention_level_sizes,
     cross_attention_modules,
-    encode_region_prompt,
     encode_region_prompts,
     region_extensions,
     seed_prompt_cache,
@@ -58,6 +57,11 @@ def run_latents(model, request, extensions, emit=None):
     generate_image(model, request, seed=request.seed, cond=cond, uncond=uncond, extensions=[*extensions, recorder],
                    on_step=lambda *args: None, emit=emit or (lambda event: None))
     return recorder.latents
+
+
+def encode_region_prompt(model, region: RegionSpec, base_negative: str, clip_skip: int, device):
+    """One region's prompt pair, encoded on its own."""
+    return encode_region_prompts(model, [region], base_negative, clip_skip, device)[0]
 
 
 def processor_names(unet) -> set[str]:
