@@ -93,7 +93,7 @@ def read_lora_file(path: Path) -> dict[str, Any]:
             return load_file(str(path))
         except Exception as error:  # safetensors raises its own error types
             raise ModelError(f"{path}: the LoRA weights cannot be read ({_first_line(error)}).") from error
-    from inference.models import load_pickled_weights
+    from inference.models.weights import load_pickled_weights
 
     return load_pickled_weights(path)
 
@@ -195,7 +195,7 @@ def read_embedding_file(path: Path) -> dict[str, Any]:
 
 
 def _read_pickled_embedding(path: Path) -> Mapping[str, Any]:
-    from inference.models import load_weights_only
+    from inference.models.weights import load_weights_only
 
     raw = load_weights_only(path, "an embedding")
     if not isinstance(raw, Mapping):

@@ -1,8 +1,8 @@
 """Latents -> a small RGB preview after every step (SPEC §5).
 
 Two ways, both at *latent* resolution times the decoder's own scale:
-- linear (default, weights-free): each latent pixel is mapped to RGB with a fixed 4x3 matrix (+ bias
-  for SDXL). The image is H/8 x W/8; the UI scales it up (nearest or smooth, its choice) so the
+- linear (default, weights-free): each latent pixel is mapped to RGB with the family's fixed
+  channels x 3 matrix (+ bias), its registry entry's preview factors. The image is H/8 x W/8; the UI scales it up (nearest or smooth, its choice) so the
   preview costs nothing here.
 - TAESD: when a tiny-autoencoder decoder is available (`taesd_decoder.safetensors` /
   `taesdxl_decoder.safetensors` as published by madebyollin, a diffusers AutoencoderTiny
@@ -20,20 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.api import ModelError
-
-# Rows: latent channels 0..3; columns: R, G, B. Output in [-1, 1].
-SD15_LATENT_RGB = np.array(
-    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
-    dtype=np.float32,
-)
-SD15_LATENT_RGB_BIAS = np.zeros(3, dtype=np.float32)
-SDXL_LATENT_RGB = np.array(
-    [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
-    dtype=np.float32,
-)
-SDXL_LATENT_RGB_BIAS = np.array([0.1084, -0.0175, -0.0011], dtype=np.float32)
-
-LINEAR_FACTORS = {"sd15": (SD15_LATENT_RGB, SD15_LATENT_RGB_BIAS), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS)}
+from inference.families import FAMILIES, FamilyRegistry
 
 # The published TAESD decoders all use AutoencoderTiny's default decoder shape.
 TAESD_DECODER_SHAPE = dict(num_blocks=(3, 3, 3, 1), block_out_channels=(64, 64, 64, 64), upsampling_scaling_factor=2)
@@ -44,16 +31,22 @@ def signed_unit_to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((rgb + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def linear_preview(latents, family: str) -> np.ndarray:
-    """(1 x 4 x h x w) latents (tensor or array) -> h x w x 3 uint8 with the SPEC's factors."""
-    if family not in LINEAR_FACTORS:
+def linear_factors(family: str, families: FamilyRegistry = FAMILIES) -> tuple[np.ndarray, np.ndarray]:
+    """(channels x 3 matrix, bias) of the family's registry entry; ModelError when it has none."""
+    entry = families.find(family)
+    if entry is None or entry.preview is None:
         raise ModelError(f"There are no linear preview factors for model family {family!r}.")
-    factors, bias = LINEAR_FACTORS[family]
+    return np.asarray(entry.preview.rgb, np.float32), np.asarray(entry.preview.bias, np.float32)
+
+
+def linear_preview(latents, family: str) -> np.ndarray:
+    """(1 x C x h x w) latents (tensor or array) -> h x w x 3 uint8 with the family's factors."""
+    factors, bias = linear_factors(family)
     array = latents.detach().float().cpu().numpy() if hasattr(latents, "detach") else np.asarray(latents, np.float32)
     if array.ndim == 4:
         array = array[0]
-    if array.shape[0] != 4:
-        raise ModelError(f"Linear previews need 4 latent channels, not {array.shape[0]}.")
+    if array.shape[0] != factors.shape[0]:
+        raise ModelError(f"Linear previews need {factors.shape[0]} latent channels, not {array.shape[0]}.")
     rgb = np.einsum("chw,cr->hwr", array.astype(np.float32), factors) + bias
     return signed_unit_to_uint8(rgb)
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from inference.families import FAMILIES
+
 FAMILY_IP2P = "ip2p"
 FAMILY_KONTEXT = "flux-kontext"
 FAMILY_QWEN_EDIT = "qwen-edit"
 FAMILY_QWEN_EDIT_PLUS = "qwen-edit-plus"
-EDIT_FAMILIES = (FAMILY_IP2P, FAMILY_KONTEXT, FAMILY_QWEN_EDIT, FAMILY_QWEN_EDIT_PLUS)
+# The registry's entries that run on the edit pipelines (inference/families/edit.py).
+EDIT_FAMILIES = tuple(entry.name for entry in FAMILIES.of_loop("edit"))
 
 # model_index.json `_class_name` of each family's diffusers pipeline
-PIPELINE_CLASS_NAMES = {
-    FAMILY_IP2P: "StableDiffusionInstructPix2PixPipeline",
-    FAMILY_KONTEXT: "FluxKontextPipeline",
-    FAMILY_QWEN_EDIT: "QwenImageEditPipeline",
-    FAMILY_QWEN_EDIT_PLUS: "QwenImageEditPlusPipeline",
-}
+PIPELINE_CLASS_NAMES = {entry.name: entry.diffusers_pipelines[0] for entry in FAMILIES.of_loop("edit")}
 
 BUILTIN_EDIT_MODELS = {
     "builtin:tiny-ip2p": FAMILY_IP2P,
@@ -31,12 +29,7 @@ BUILTIN_EDIT_MODELS = {
 }
 
 # Pixel area each family was trained at; the edit runs at this area, in the image's aspect ratio.
-NATIVE_AREA = {
-    FAMILY_IP2P: 512 * 512,
-    FAMILY_KONTEXT: 1024 * 1024,
-    FAMILY_QWEN_EDIT: 1024 * 1024,
-    FAMILY_QWEN_EDIT_PLUS: 1024 * 1024,
-}
+NATIVE_AREA = {entry.name: entry.native_area for entry in FAMILIES.of_loop("edit")}
 
 Placement = str  # "gpu", "cpu", "model_offload" or "sequential_offload"
 

@@ -17,7 +17,8 @@ from inference.edit.images import (
     side_by_side,
     working_size,
 )
-from inference.edit.preview import FLUX_RGB_FACTORS, QWEN_IMAGE_RGB_FACTORS, latents_to_rgb
+from inference.edit.preview import latents_to_rgb
+from inference.families.latents import FLUX_PREVIEW, QWEN_IMAGE_PREVIEW
 
 
 def noise(shape, seed=0):
@@ -104,7 +105,7 @@ def test_copied_strokes_give_way_to_the_original_and_repainted_ones_stay():
 
 
 def test_latent_preview_projects_known_channel_counts_and_falls_back_to_grey():
-    for family, factors in (("flux-kontext", FLUX_RGB_FACTORS), ("qwen-edit", QWEN_IMAGE_RGB_FACTORS)):
+    for family, factors in (("flux-kontext", FLUX_PREVIEW.rgb), ("qwen-edit", QWEN_IMAGE_PREVIEW.rgb)):
         assert len(factors) == 16 and all(len(row) == 3 for row in factors)
         latents = np.zeros((16, 5, 7), np.float32)
         latents[0] = 4.0

@@ -1,0 +1,278 @@
+"""The model manager: finds models (discovery, paths) and keeps one loaded, freeing the last first.
+
+What each family is and how it loads is its registry entry (inference.families); the manager picks
+the loader for the file's format and keeps the result until another model is asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from inference.api import ModelError, ModelInfo
+from inference.components import SDModel
+from inference.families import FAMILIES, FamilyRegistry
+from inference.families.sd import VAE_PREFIX
+from inference.models.configs import config_folder_for
+from inference.models.detect import detect_checkpoint_family, diffusers_folder_family, json_value
+from inference.models.device import choose_device, choose_dtype
+from inference.models.diffusers_folder import load_diffusers_folder
+from inference.models.discovery import ASSET_KINDS, ModelCatalog, Scanner
+from inference.models.folders import ModelFolders, find_model_folders
+from inference.models.hashes import ModelHashes
+from inference.models.single_file import load_single_file, load_vae_file, load_vae_from_part, wrap_load_errors
+from inference.models.weights import CheckpointWeights, read_weight_shapes
+
+
+class ModelManager:
+    """Finds models and keeps one loaded; switching models frees the previous one first.
+
+    `folders`: a ModelFolders, a list of roots, or None for the usual sources (find_model_folders()).
+    `config_root`: where the sd15/sdxl(-inpaint) config folders are (default: the bundled ones).
+    `hash_cache_file`: where model hashes persist between runs (None: hashed again every run).
+    `families`: the family registry detection and loading ask (the default holds every family).
+    """
+
+    def __init__(
+        self,
+        folders: ModelFolders | Iterable[str | os.PathLike] | None = None,
+        *,
+        config_root: Path | None = None,
+        device: str | None = None,
+        dtype: Any = None,
+        prefer_bf16: bool = False,
+        hash_cache_file: Path | None = None,
+        families: FamilyRegistry = FAMILIES,
+    ):
+        if folders is None:
+            folders = find_model_folders()
+        elif not isinstance(folders, ModelFolders):
+            folders = ModelFolders(roots=[Path(p) for p in folders])
+        self.folders = folders
+        self.config_root = config_root
+        self._device = device
+        self._dtype = dtype
+        self.prefer_bf16 = prefer_bf16
+        self.hashes = ModelHashes(hash_cache_file)
+        self.families = families
+        self._catalog: ModelCatalog | None = None
+        self._detection_cache: dict = {}
+        self._loaded_key: tuple | None = None
+        self._loaded: Any = None
+
+    # -- discovery
+
+    def discover(self) -> list[ModelInfo]:
+        """Scan the folders again; returns the runnable models (built-ins first). Never raises for a bad file."""
+        scanner = Scanner(self._detection_cache, self.families)
+        for root in self.folders.roots:
+            scanner.scan_root(root)
+        for kind, kind_folders in self.folders.typed.items():
+            for folder in kind_folders:
+                scanner.scan_kind_folder(kind, folder)
+        self._catalog = scanner.catalog
+        return list(self._catalog.models)
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        if self._catalog is None:
+            self.discover()
+        return self._catalog
+
+    def find(self, name_or_path: str) -> ModelInfo:
+        """A model by discovered name, builtin name, or path to a file / diffusers folder."""
+        for info in self.catalog.models:
+            if name_or_path in (info.name, info.path):
+                return info
+        path = Path(name_or_path).expanduser()
+        if path.is_dir() and (path / "model_index.json").is_file():
+            family, kind = diffusers_folder_family(path, self.families)
+            inpaint = json_value(path / "unet" / "config.json", "in_channels") == 9
+            return ModelInfo(path.name, str(path.resolve()), family, kind, {"format": "diffusers", "inpaint": inpaint})
+        if path.is_file():
+            detected = detect_checkpoint_family(path, read_weight_shapes(path), self.families)
+            kind = "inpaint" if detected.inpaint else "checkpoint"
+            return ModelInfo(path.stem, str(path.resolve()), detected.family, kind,
+                             {"format": "single-file", "inpaint": detected.inpaint})
+        raise ModelError(f"No model named {name_or_path!r} was found in the model folders, and it is not a file.")
+
+    def find_asset(self, kind: str, name_or_path: str) -> ModelInfo:
+        """A LoRA / VAE / embedding / TAESD decoder by discovered name or path."""
+        if kind not in ASSET_KINDS:
+            raise ModelError(f"Unknown kind of model file {kind!r}.")
+        for info in self.catalog.of_kind(kind):
+            if name_or_path in (info.name, info.path):
+                return info
+        path = Path(name_or_path).expanduser()
+        if path.exists():
+            return ModelInfo(path.stem, str(path.resolve()), "", kind)
+        raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")
+
+    def lora_path(self, name: str) -> Path:
+        """The LoRA file a prompt's `<lora:name:w>` or the LoRA list means (a discovered name or a path)."""
+        return Path(self.find_asset("lora", name).path)
+
+    def embeddings(self, family: str = "") -> dict[str, Path]:
+        """Name -> file of discovered textual-inversion embeddings (those that may fit `family` when given)."""
+        if family:
+            return self.embedding_files(family)
+        return {info.name: Path(info.path) for info in self.catalog.embeddings}
+
+    def taesd_decoder(self, family: str) -> Path | None:
+        """The TAESD decoder found in vae_approx/ for this family (taesd_decoder / taesdxl_decoder), if any."""
+        return next((Path(info.path) for info in self.catalog.taesd if info.family == family), None)
+
+    def embedding_files(self, family: str) -> dict[str, Path]:
+        """Name -> file of the discovered embeddings that may fit `family` (unknown family: let loading tell)."""
+        return {info.name: Path(info.path) for info in self.catalog.embeddings if info.family in ("", family)}
+
+    # -- device
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = choose_device()
+        return self._device
+
+    @property
+    def dtype(self):
+        if self._dtype is None:
+            self._dtype = choose_dtype(self.device, self.prefer_bf16)
+        return self._dtype
+
+    # -- loading
+
+    def load(self, name_or_path: str, vae: str | None = None) -> SDModel:
+        """The SD1.5/SDXL model ready to run; the same (model, vae) comes from the cache."""
+        info = self.find(name_or_path)
+        if self.families.get(info.family).loop == "edit":
+            raise ModelError(f"{info.name} is an instruction-edit model; it runs through the edit pipeline.")
+        vae_info = self.find_asset("vae", vae) if vae else None
+        key = ("sd", info.path, vae_info.path if vae_info else None)
+        if self._loaded_key == key:
+            return self._loaded
+        if self._loaded_key is not None and self._loaded_key[:2] == key[:2] and info.kind != "builtin":
+            return self._swap_vae(info, vae_info, key)
+        self.unload()
+        model = wrap_load_errors(Path(info.path), f"an {info.family} model", lambda: self._load_sd(info, vae_info))
+        self._loaded_key, self._loaded = key, model
+        return model
+
+    def _swap_vae(self, info: ModelInfo, vae_info: ModelInfo | None, key: tuple) -> SDModel:
+        """Only the VAE changed: load that one (a few hundred MB) instead of the whole model again.
+
+        The new VAE loads before the old one is dropped, so a bad VAE file leaves the model as it was.
+        """
+        model: SDModel = self._loaded
+        if vae_info is None:
+            path = Path(info.path)
+            vae = wrap_load_errors(path, "the model's own VAE", lambda: self._load_own_vae(info))
+        else:
+            path = Path(vae_info.path)
+            vae = wrap_load_errors(path, "a VAE", lambda: self._load_vae_file(info, vae_info))
+        model.vae = vae.eval().requires_grad_(False)
+        if vae_info is None:
+            model.extra.pop("vae", None)
+        else:
+            model.extra["vae"] = vae_info.name
+        self._loaded_key = key
+        gc.collect()
+        return model
+
+    def load_edit_pipeline(self, name_or_path: str):
+        """An instruction-edit diffusers pipeline (InstructPix2Pix, Kontext, Qwen edit) from its local folder."""
+        info = self.find(name_or_path)
+        if info.kind != "edit":
+            raise ModelError(f"{info.name} is not an instruction-edit model.")
+        key = ("edit", info.path, None)
+        if self._loaded_key == key:
+            return self._loaded
+        self.unload()
+
+        def load():
+            # inference.edit plans placement (GPU, CPU offload, or a clear refusal) from free memory.
+            from inference.edit import load_edit_model
+
+            # dtype None: bf16 on GPU, fp32 on CPU (the edit models' own choice)
+            return load_edit_model(Path(info.path), info.family, self.device, self._dtype, name=info.name)
+
+        pipeline = wrap_load_errors(Path(info.path), "an instruction-edit model", load)
+        self._loaded_key, self._loaded = key, pipeline
+        return pipeline
+
+    def unload(self) -> None:
+        """Drop the loaded model and give its memory back before the next one loads."""
+        if self._loaded is None:
+            return
+        self._loaded_key, self._loaded = None, None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def model_hash(self, path: str | os.PathLike) -> str:
+        return self.hashes.short_hash(path)
+
+    def _load_sd(self, info: ModelInfo, vae_info: ModelInfo | None) -> SDModel:
+        if info.kind == "builtin":
+            model = self._load_builtin(info)
+        else:
+            path = Path(info.path)
+            inpaint = bool(info.extra.get("inpaint"))
+            options = dict(device=self.device, dtype=self.dtype, load_vae=vae_info is None)
+            if path.is_dir():
+                parts = load_diffusers_folder(path, info.family, families=self.families, **options)
+                model_hash = ""
+            else:
+                parts = load_single_file(
+                    path, info.family, inpaint, config_root=self.config_root, families=self.families, **options
+                )
+                model_hash = self.model_hash(path)
+            for module in parts.values():
+                if hasattr(module, "requires_grad_"):
+                    module.eval().requires_grad_(False)
+            model = SDModel(
+                name=info.name,
+                family=info.family,
+                model_hash=model_hash,
+                device=self.device,
+                dtype=self.dtype,
+                vae=parts.get("vae"),
+                **{k: v for k, v in parts.items() if k != "vae"},
+            )
+        if vae_info is not None:
+            vae = wrap_load_errors(Path(vae_info.path), "a VAE", lambda: self._load_vae_file(info, vae_info))
+            model.vae = vae.eval().requires_grad_(False)
+            model.extra["vae"] = vae_info.name
+        return model
+
+    def _load_vae_file(self, info: ModelInfo, vae_info: ModelInfo):
+        return load_vae_file(
+            Path(vae_info.path), info.family, device=self.device, dtype=self.dtype, config_root=self.config_root
+        )
+
+    def _load_own_vae(self, info: ModelInfo):
+        path = Path(info.path)
+        if path.is_dir():
+            return load_vae_file(path, info.family, device=self.device, dtype=self.dtype)
+        part = CheckpointWeights(path).part(VAE_PREFIX)
+        if not part:
+            raise ModelError(f"{path}: the checkpoint has no VAE inside; choose a separate VAE file for it.")
+        config_folder = config_folder_for(info.family, bool(info.extra.get("inpaint")), self.config_root)
+        return load_vae_from_part(part, path, config_folder, self.device, self.dtype)
+
+    def _load_builtin(self, info: ModelInfo) -> SDModel:
+        from inference.tiny import build_tiny
+
+        model = build_tiny(info.family, inpaint=bool(info.extra.get("inpaint")))
+        if (self.device, self.dtype) != (model.device, model.dtype):
+            for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+                module = getattr(model, name)
+                if module is not None:
+                    setattr(model, name, module.to(device=self.device, dtype=self.dtype))
+        model.device, model.dtype = self.device, self.dtype
+        return model
