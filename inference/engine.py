@@ -1,8 +1,9 @@
 """The inference engine: one request in, a stream of events out (ARCHITECTURE §Data flow).
 
 `Engine.run` is called on the inference thread. It validates the request before touching a model,
-loads the model through the ModelManager it was given, applies LoRAs and embeddings, and runs
-each batch item through the SD denoise loop (or hands `edit` requests to inference.edit). Every
+loads the model through the ModelManager it was given and runs it on the loop its family's
+registry entry names (inference.families): for SD1.5/SDXL it applies LoRAs and embeddings and runs
+each batch item through the SD denoise loop; `edit` requests go to inference.edit. Every
 outcome is an event: Progress/Preview per step, then exactly one of Finished, Failed or Cancelled.
 Nothing escapes `run` as an exception, and the engine stays usable after any failure.
 
@@ -46,11 +47,11 @@ from inference.api import (
     Progress,
     RequestError,
 )
+from inference.families import FAMILIES
 from inference.schedulers import check_sampler
 
 log = logging.getLogger(__name__)
 
-SD_FAMILIES = ("sd15", "sdxl")
 MAX_SEED = 2**63 - 1 - MAX_BATCH
 MAX_CLIP_SKIP = 12
 MAX_MASK_BLUR = 256
@@ -75,6 +76,10 @@ class Engine:
         self.previews = PreviewRenderer()
         self._applied_loras: dict[int, tuple] = {}  # id(model) -> the LoRA list last applied to it
         self._tiny_edit: tuple | None = None  # (name, EditModel) of the last built-in edit model
+        self.families = FAMILIES
+        # The loop a family entry names -> what runs a loaded model of it. `edit` requests go to the
+        # edit pipelines before any model loads (they load their own); a new loop adds its runner here.
+        self.loop_runners: dict[str, Callable] = {"sd": self.run_sd}
 
     # ---- the one entry point --------------------------------------------------------------------
 
@@ -113,7 +118,8 @@ class Engine:
             self.run_edit(request, on_event, cancel)
             return
         model = self.prepare_model(request)
-        self.run_sd(model, request, on_event, cancel, progress)
+        family = self.families.get(model.family)
+        self.loop_runners[family.loop](model, request, on_event, cancel, progress)
 
     # ---- edit models ----------------------------------------------------------------------------
 
@@ -137,10 +143,20 @@ class Engine:
     def prepare_model(self, request: GenerationRequest):
         model = self.models.load(request.model, vae=request.vae)
         family = getattr(model, "family", None)
-        if family not in SD_FAMILIES:
+        entry = self.families.find(family) if isinstance(family, str) else None
+        if entry is None:
+            raise RequestError(f"The model {request.model!r} is a {family} model, which Collagen cannot run.")
+        if request.mode not in entry.supports.modes:
+            if entry.supports.modes == ("edit",):
+                raise RequestError(
+                    f"The model {request.model!r} is a {family} model, which runs in the edit mode only."
+                )
             raise RequestError(
-                f"The model {request.model!r} is a {family} model, which runs in the edit mode only."
+                f"The model {request.model!r} is a {entry.label} model, which cannot run the {request.mode} "
+                f"mode (it runs: {', '.join(entry.supports.modes)})."
             )
+        if entry.loop not in self.loop_runners:
+            raise RequestError(f"The model {request.model!r} is a {entry.label} model, which Collagen cannot run yet.")
         if self.device is not None and str(model.device) != str(self.device):
             for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
                 if part is not None:
