@@ -32,19 +32,15 @@ from typing import Any
 import numpy as np
 
 from inference.api import CompositePiece, GenerationRequest, RequestError
+from inference.sd.batching import MAX_BATCH, batch_limit, batches_by_length, unet_batch
 from inference.sd.blend import start_steps
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
-from inference.sd.latent_couple import MAX_BATCH, batch_limit, batches_by_length, unet_batch
 from inference.sd.loop import encode_image, prepare_latents
 from inference.sd.masks import cell_mean
 from inference.sd.prompt import PromptEmbedding, encode_prompt_pair, parse_lora_tags
-from inference.sd.regions import (
-    AttentionCoupleExtension,
-    base_negative_text,
-    move_embedding,
-    region_extensions,
-)
+from inference.sd.region_prompts import base_negative_text, move_embedding
+from inference.sd.regions import AttentionCoupleExtension, region_extensions
 
 
 def composite_extensions(request: GenerationRequest, model) -> list[LoopExtension]:

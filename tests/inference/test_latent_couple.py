@@ -151,7 +151,7 @@ def test_sdxl_regions_use_their_own_pooled_embeddings():
 def test_large_pictures_get_smaller_batches():
     from types import SimpleNamespace
 
-    from inference.sd.latent_couple import batch_limit
+    from inference.sd.batching import batch_limit
 
     assert batch_limit(SimpleNamespace(latent_size=(64, 64)), 8) == 8  # SD1.5 at 512 px
     assert batch_limit(SimpleNamespace(latent_size=(128, 128)), 8) == 8  # SDXL at 1024 px

@@ -15,15 +15,14 @@ from inference.sd.diagnostics import apply_precedence, deepest_attention_cell, r
 from inference.sd.loop import generate_image
 from inference.sd.modes import build_extensions
 from inference.sd.prompt import encode_prompt_pair
+from inference.sd.region_prompts import encode_region_prompts, seed_prompt_cache
 from inference.sd.regions import (
     AttentionCoupleExtension,
     RegionAttentionBias,
     RegionAttnProcessor,
     attention_level_sizes,
     cross_attention_modules,
-    encode_region_prompts,
     region_extensions,
-    seed_prompt_cache,
 )
 from inference.tiny import build_tiny
 from tests.inference.loop_probes import RecordLatents, left_half
