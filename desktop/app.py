@@ -215,12 +215,14 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
     `engine_factory` replaces the real engine (tests); by default it is built on the inference
     thread from a ModelManager over the discovered folders.
     """
-    from inference.models import ModelManager, find_model_folders
+    from inference.models import ModelManager, default_hash_cache_file, find_model_folders
 
     store = settings_store or SettingsStore()
     settings = store.load()
     folders = find_model_folders([models_dir] if models_dir else [], settings_file=store.path)
-    models = ModelManager(folders, device=None if settings.device == "auto" else settings.device)
+    # The hash cache: a checkpoint is hashed (seconds for GBs) once, not at every launch.
+    models = ModelManager(folders, device=None if settings.device == "auto" else settings.device,
+                          hash_cache_file=default_hash_cache_file())
     if engine_factory is None:
         def engine_factory():
             from inference.engine import Engine

@@ -123,9 +123,10 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
 
 def _model_manager(models_dir: str | None):
     """Discovery in SPEC §6 order: --models DIR first, then COLLAGEN_MODELS, settings, default folder."""
-    from inference.models import ModelManager, find_model_folders
+    from inference.models import ModelManager, default_hash_cache_file, find_model_folders
 
-    return ModelManager(find_model_folders([models_dir] if models_dir else ()))
+    # The hash cache: a checkpoint is hashed (seconds for GBs) once, not at every render.
+    return ModelManager(find_model_folders([models_dir] if models_dir else ()), hash_cache_file=default_hash_cache_file())
 
 
 # ---- models / info -------------------------------------------------------------------------

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("COLLAGEN_MODELS", "")  # never pick up a user's model folders by accident
+# The app and CLI keep their model-hash cache in the user cache folder: tests get a folder of their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="collagen-test-cache-")
 
 import pytest  # noqa: E402
 

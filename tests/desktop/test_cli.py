@@ -131,3 +131,23 @@ def test_render_edit_sample(tmp_path, capsys, tmp_models):
     with Image.open(out_png) as im:
         assert im.size == (512, 512)
         assert im.info["parameters"].startswith("put a red balloon where the circle is")
+
+
+def test_cli_runs_share_the_persistent_model_hash_cache(tmp_path, tmp_models):
+    import hashlib
+    import os
+
+    from desktop.cli import _model_manager
+    from inference.models import default_hash_cache_file
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights" * 1000)
+    first_run = _model_manager(None)
+    assert first_run.hashes.cache_file == default_hash_cache_file()
+    expected = hashlib.sha256(b"weights" * 1000).hexdigest()[:10]
+    assert first_run.model_hash(path) == expected
+    # Other bytes, same size and mtime: the next run answers from the cache without reading the file.
+    stat = path.stat()
+    path.write_bytes(b"WEIGHTS" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _model_manager(None).model_hash(path) == expected

@@ -385,6 +385,20 @@ def test_a1111_short_hash_is_cached_by_path_size_and_mtime(tmp_path):
     assert ModelHashes(cache_file).short_hash(path) == hashlib.sha256(b"WEIGHTS" * 1000).hexdigest()[:10]
 
 
+def test_a_second_manager_with_the_same_hash_cache_does_not_read_the_checkpoint_again(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights" * 1000)
+    cache_file = tmp_path / "hashes.json"
+    first = ModelManager([tmp_path], hash_cache_file=cache_file).model_hash(path)
+    assert first == hashlib.sha256(b"weights" * 1000).hexdigest()[:10]
+    # Other bytes, same size and mtime: only a manager that reads the file again sees the change.
+    stat = path.stat()
+    path.write_bytes(b"WEIGHTS" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert ModelManager([tmp_path], hash_cache_file=cache_file).model_hash(path) == first
+    assert ModelManager([tmp_path]).model_hash(path) == hashlib.sha256(b"WEIGHTS" * 1000).hexdigest()[:10]
+
+
 def test_device_and_dtype_choice(monkeypatch):
     assert choose_device() in ("cuda", "mps", "cpu")
     assert choose_dtype("cpu") == torch.float32
