@@ -1,0 +1,149 @@
+"""The family registry: entries are consistent, and a new family is a new entry (detection,
+discovery, previews and the engine's dispatch read it; nothing else changes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+
+from inference.api import Failed, GenerationRequest, Mode, UnsupportedModelError
+from inference.engine import Engine
+from inference.families import (
+    FAMILIES,
+    SD15,
+    Defaults,
+    Detected,
+    Family,
+    FamilyRegistry,
+    LatentFormat,
+    LoadSpec,
+    PreviewFactors,
+    PromptEncoding,
+    Supports,
+    TextEncoder,
+)
+from inference.models import ModelManager, detect_checkpoint_family, diffusers_folder_family
+from inference.preview import linear_preview
+from tests.inference.ckpt_helpers import write_safetensors
+
+TOY_KEY = "toy.double_stream.0.weight"
+
+
+def detect_toy(shapes) -> Detected | None:
+    return Detected("toy") if TOY_KEY in shapes else None
+
+
+# A transformer family with packed 16-channel latents and distilled guidance, stored as split files:
+# the shape of entry FLUX.1 will have. Nothing in it is a UNet.
+TOY = Family(
+    name="toy",
+    label="Toy Flow",
+    kind="flow",
+    loop="flow",
+    load=LoadSpec(formats=("split_files", "diffusers_folder"),
+                  components=("transformer", "vae", "text_encoder", "text_encoder_2", "scheduler")),
+    prompts=PromptEncoding(
+        encoders=(TextEncoder("text_encoder", "tokenizer", "clip-l"),
+                  TextEncoder("text_encoder_2", "tokenizer_2", "t5-xxl", max_tokens=512)),
+        style="t5-clip",
+        pooled_from="text_encoder",
+    ),
+    latent=LatentFormat(channels=16, scaling_factor=0.3611, shift_factor=0.1159, packed=True),
+    preview=PreviewFactors(rgb=tuple((0.01 * c, 0.0, -0.01 * c) for c in range(16)), bias=(0.1, 0.2, 0.3)),
+    defaults=Defaults(steps=28, sampler="Euler", guidance=3.5, width=1024, height=1024),
+    supports=Supports(modes=("generate", "inpaint")),
+    detect_checkpoint=detect_toy,
+    diffusers_pipelines=("ToyFlowPipeline",),
+)
+
+
+def test_every_entry_is_consistent():
+    names = [entry.name for entry in FAMILIES]
+    assert names == ["sd15", "sdxl", "ip2p", "flux-kontext", "qwen-edit", "qwen-edit-plus"]
+    pipelines = [pipeline for entry in FAMILIES for pipeline in entry.diffusers_pipelines]
+    assert len(pipelines) == len(set(pipelines))
+    for entry in FAMILIES:
+        assert set(entry.supports.modes) <= set(get_args(Mode)), entry.name
+        assert set(entry.supports.region_methods) <= {"attention", "latent"}, entry.name
+        assert entry.preview is not None and len(entry.preview.rgb) == entry.latent.channels, entry.name
+        assert (entry.defaults.cfg is None) != (entry.defaults.guidance is None), entry.name
+        assert entry.load.formats and entry.prompts.encoders, entry.name
+        if entry.loop == "edit":
+            assert entry.supports.modes == ("edit",) and entry.load.formats == ("diffusers_folder",)
+        else:
+            assert entry.detect_checkpoint is not None and "generate" in entry.supports.modes
+    with pytest.raises(ValueError, match="share a name"):
+        FamilyRegistry((SD15, SD15))
+
+
+def test_the_registry_imports_neither_torch_nor_diffusers():
+    code = "import sys, inference.families, inference.models; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_new_family_is_detected_from_its_entry_alone(tmp_path):
+    registry = FamilyRegistry((*FAMILIES, TOY))
+    shapes = {TOY_KEY: (64, 64), "vae.decoder.conv_in.weight": (16, 16, 3, 3)}
+    assert detect_checkpoint_family("toy.safetensors", shapes, registry).family == "toy"
+    with pytest.raises(UnsupportedModelError, match="toy.safetensors: unsupported model family"):
+        detect_checkpoint_family("toy.safetensors", shapes)  # the default registry has no such entry
+
+    folder = tmp_path / "toy-folder"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "ToyFlowPipeline"}), encoding="utf-8")
+    assert diffusers_folder_family(folder, registry) == ("toy", "diffusers")
+    with pytest.raises(UnsupportedModelError, match="pipeline 'ToyFlowPipeline'"):
+        diffusers_folder_family(folder)
+
+
+def test_discovery_lists_a_new_family_from_a_flat_folder(tmp_path):
+    write_safetensors(tmp_path / "toy-model.safetensors", {TOY_KEY: torch.zeros(2, 2)})
+    found = {info.name: info for info in ModelManager([tmp_path], families=FamilyRegistry((*FAMILIES, TOY))).discover()}
+    assert found["toy-model"].family == "toy" and found["toy-model"].kind == "checkpoint"
+    # The default registry neither lists it nor fails: a flat folder's unknown network is not ours.
+    assert "toy-model" not in {info.name for info in ModelManager([tmp_path]).discover()}
+
+
+def test_linear_previews_use_the_entry_factors():
+    for entry in FAMILIES:
+        latents = np.zeros((1, entry.latent.channels, 2, 3), np.float32)
+        latents[0, 0] = 1.0
+        factors = np.asarray(entry.preview.rgb, np.float32)
+        expected = np.clip(np.rint((factors[0] + np.asarray(entry.preview.bias) + 1.0) * 127.5), 0, 255)
+        image = linear_preview(latents, entry.name)
+        assert image.shape == (2, 3, 3) and image[1, 2].tolist() == expected.tolist(), entry.name
+
+
+def test_the_engine_refuses_a_family_whose_loop_has_no_runner_in_one_sentence():
+    class ToyModel:
+        family = "toy"
+        device = "cpu"
+
+    class ToyModels:
+        def load(self, name_or_path, *, vae=None):
+            return ToyModel()
+
+    engine = Engine(ToyModels())
+    engine.families = FamilyRegistry((*FAMILIES, TOY))
+    events = []
+    engine.run(GenerationRequest(model="toy-model", steps=2, width=64, height=64), events.append, threading.Event())
+    assert isinstance(events[-1], Failed)
+    assert events[-1].message == "The model 'toy-model' is a Toy Flow model, which Collagen cannot run yet."
+    events.clear()
+    request = GenerationRequest(model="toy-model", mode="regions", steps=2, width=64, height=64)
+    engine.run(request, events.append, threading.Event())
+    assert "Toy Flow model, which cannot run the regions mode (it runs: generate, inpaint)" in events[-1].message
+
+
+def test_entries_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SD15.name = "other"  # type: ignore[misc]
