@@ -21,7 +21,7 @@ import random
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, get_args
+from typing import Any, Callable, get_args
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from inference.api import (
     Progress,
     RequestError,
 )
-from inference.families import FAMILIES
+from inference.families import FAMILIES, Family
 from inference.schedulers import check_sampler
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,7 @@ class Engine:
         if request.mode == "edit":
             self.run_edit(request, on_event, cancel)
             return
-        model = self.prepare_model(request)
-        family = self.families.get(model.family)
+        model, family = self.prepare_model(request)
         self.loop_runners[family.loop](model, request, on_event, cancel, progress)
 
     # ---- edit models ----------------------------------------------------------------------------
@@ -140,7 +139,8 @@ class Engine:
 
     # ---- SD1.5 / SDXL ----------------------------------------------------------------------------
 
-    def prepare_model(self, request: GenerationRequest):
+    def prepare_model(self, request: GenerationRequest) -> tuple[Any, Family]:
+        """The request's model, loaded, and its family's entry; a family that cannot run the request is refused."""
         model = self.models.load(request.model, vae=request.vae)
         family = getattr(model, "family", None)
         entry = self.families.find(family) if isinstance(family, str) else None
@@ -157,17 +157,18 @@ class Engine:
             )
         if entry.loop not in self.loop_runners:
             raise RequestError(f"The model {request.model!r} is a {entry.label} model, which Collagen cannot run yet.")
-        if self.device is not None and str(model.device) != str(self.device):
-            for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
-                if part is not None:
-                    part.to(self.device)
-            model.device = self.device
-        return model
+        return model, entry
 
     def run_sd(self, model, request: GenerationRequest, on_event, cancel, progress: RunProgress) -> None:
         from inference.sd.loop import generate_image
         from inference.sd.modes import build_extensions
         from inference.sd.prompt import check_clip_skip, encode_prompt_pair, parse_lora_tags
+
+        if self.device is not None and str(model.device) != str(self.device):
+            for part in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+                if part is not None:
+                    part.to(self.device)
+            model.device = self.device
 
         check_model_fits_request(model, request)
         check_clip_skip(model, request.clip_skip)
