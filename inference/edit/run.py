@@ -30,11 +30,6 @@ import numpy as np
 from PIL import Image
 
 from inference.api import (
-    MAX_BATCH,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_SIDE,
-    MAX_STEPS,
     Cancelled,
     Event,
     Finished,
@@ -60,8 +55,7 @@ from inference.edit.images import (
 )
 from inference.edit.model import FAMILY_IP2P, FAMILY_KONTEXT, EditModel
 from inference.edit.preview import preview_image
-
-MAX_SEED = 2**64 - 1
+from inference.validate import validate_request
 
 
 @dataclass
@@ -86,28 +80,15 @@ class StepCounter:
         self.finished = 0
 
 
-def _check_limits(request: GenerationRequest, image: np.ndarray) -> None:
+def check_edit_image(request: GenerationRequest, image: np.ndarray) -> None:
+    """What only an edit needs beyond validate_request: a picture big enough and an instruction."""
     height, width = image.shape[:2]
     if min(width, height) < 8:
         raise RequestError(
             f"The image to edit is {width}x{height}; it must be at least 8 pixels on each side."
         )
-    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise RequestError(
-            f"The image to edit is {width}x{height}; the largest side allowed is {MAX_SIDE} px."
-        )
     if not request.prompt.strip():
         raise RequestError("Edit mode needs an instruction: the prompt is empty.")
-    if len(request.prompt) > MAX_PROMPT_CHARS or len(request.negative) > MAX_PROMPT_CHARS:
-        raise RequestError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters.")
-    if not 1 <= request.steps <= MAX_STEPS:
-        raise RequestError(f"Steps must be between 1 and {MAX_STEPS}, not {request.steps}.")
-    if not 1 <= request.batch_count <= MAX_BATCH:
-        raise RequestError(f"Batch count must be between 1 and {MAX_BATCH}, not {request.batch_count}.")
-    if not -1 <= request.seed <= MAX_SEED:
-        raise RequestError(f"The seed must be -1 (random) or between 0 and {MAX_SEED}, not {request.seed}.")
-    if request.mask_blur < 0:
-        raise RequestError(f"The mask blur must be 0 px or more, not {request.mask_blur}.")
 
 
 def prepare_feather(request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray | None:
@@ -135,10 +116,9 @@ def prepare_edit_inputs(
     model: EditModel, request: GenerationRequest, emit: Callable[[Event], None]
 ) -> EditInputs:
     """Validate the request and build the picture(s) the model receives."""
-    if request.init_image is None:
-        raise RequestError("Edit mode needs a picture to edit, but the canvas is empty.")
+    validate_request(request)
     original = as_rgb(request.init_image, "image to edit")
-    _check_limits(request, original)
+    check_edit_image(request, original)
     height, width = original.shape[:2]
     feather = prepare_feather(request, (height, width))
 
@@ -182,7 +162,7 @@ def prepare_edit_inputs(
 def prepare_seeds(request: GenerationRequest) -> list[int]:
     """One seed per batch item: the request's seed (random for -1), then +1, +2 ... (A1111 batches)."""
     first = random.SystemRandom().randrange(0, 2**32) if request.seed == -1 else request.seed
-    return [(first + i) % (MAX_SEED + 1) for i in range(request.batch_count)]
+    return [first + i for i in range(request.batch_count)]
 
 
 def prepare_text_kwargs(model: EditModel, request: GenerationRequest) -> dict:
