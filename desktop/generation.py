@@ -35,6 +35,7 @@ from canvas.model.layers import ImageLayer, Rect
 from desktop.request_builder import build_request
 from desktop.worker import InferenceWorker, Started
 from inference.api import (
+    MAX_SEED,
     Cancelled,
     Event,
     Failed,
@@ -48,7 +49,6 @@ from inference.api import (
 
 log = logging.getLogger(__name__)
 
-SEED_RANGE = 2**32
 # Done jobs that keep their full-size images and frozen input arrays (staging, regenerate); older
 # ones keep only what the history shows, so a long session does not hold every result it made.
 KEEP_FULL_JOBS = 2
@@ -209,7 +209,7 @@ class GenerationController(QObject):
         if source is None:
             return None
         self.discard()
-        request = replace(source.request, seed=self._random.randrange(SEED_RANGE))
+        request = replace(source.request, seed=self._random.randrange(MAX_SEED + 1))
         return self.submit(request, source.settings)
 
     def cancel(self) -> None:

@@ -40,7 +40,7 @@ from canvas.model.commands import SetSetting
 from canvas.model.document import Document
 from desktop.actions import icon
 from desktop.panels.binding import EditBursts, LoraList, PromptEdit
-from inference.api import MAX_BATCH, MAX_STEPS, SAMPLERS, ModelInfo
+from inference.api import MAX_BATCH, MAX_SEED, MAX_STEPS, SAMPLERS, ModelInfo
 
 MODES = (
     ("generate", "Generate", "txt2img on an empty canvas, img2img over the picture at the given strength"),
@@ -51,7 +51,6 @@ MODES = (
     ("edit", "Edit (instruction)", "Describe a change; an instruction-edit model applies it (+ reference layers)"),
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
-SEED_MAX = 2**32 - 1
 DEMO_MODEL = "builtin:tiny-sd15"
 
 
@@ -447,11 +446,11 @@ class GenerationPanel(QWidget):
             seed = int(text) if text.strip() else -1
         except ValueError:
             return
-        self._set_setting("seed", min(max(seed, -1), SEED_MAX), merge=True)
+        self._set_setting("seed", min(max(seed, -1), MAX_SEED), merge=True)
 
     def _roll_seed(self) -> None:
         self._bursts.end("seed")
-        self._set_setting("seed", self._random.randrange(SEED_MAX + 1))
+        self._set_setting("seed", self._random.randrange(MAX_SEED + 1))
 
     def _on_seed_lock(self, locked: bool) -> None:
         self._bursts.end("seed")
