@@ -705,7 +705,7 @@ class MainWindow(QMainWindow):
             self._staged_job = None
         else:
             if self._staged_job != staging.job.id or len(overlay.candidates) != staging.count:
-                overlay.set_candidates(list(staging.job.images), _full_rect(staging.job.images[0]))
+                overlay.set_candidates(staging.candidates, staging.area)
                 self._staged_job = staging.job.id
             overlay.show_candidate(staging.index)
         self.staging_strip.show_staging(staging)
@@ -972,10 +972,6 @@ def _next_name(doc: Document, base: str) -> str:
     while f"{base} {n}" in names:
         n += 1
     return f"{base} {n}"
-
-
-def _full_rect(image: np.ndarray) -> Rect:
-    return Rect(0, 0, int(image.shape[1]), int(image.shape[0]))
 
 
 def _flatten_commands(command) -> list:

@@ -150,10 +150,14 @@ class Progress:
     total: int
 
 
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in canvas pixels, x1/y1 exclusive
+
+
 @dataclass(frozen=True)
 class Preview:
     step: int
-    image: np.ndarray  # HxWx3 uint8, at (a fraction of) the request size
+    image: np.ndarray  # HxWx3 uint8, at (a fraction of) the size of `rect`
+    rect: Box | None = None  # the canvas rectangle the image is drawn over, stretched (None: the whole canvas)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,9 @@ class Notice:
 class Finished:
     images: tuple[np.ndarray, ...]  # HxWx3 uint8 at request size, one per batch item
     parameters: tuple[dict, ...]  # one record per image: prompt, seed, sampler, ... (SPEC §7)
+    # The canvas rectangle the images may differ from the input in (what an accepted result covers;
+    # the inpaint mask's feathered area, say). The images themselves are canvas-size. None: everywhere.
+    rect: Box | None = None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class Engine:
         return model
 
     def run_sd(self, model, request: GenerationRequest, on_event, cancel, progress: RunProgress) -> None:
-        from inference.sd.loop import generate_image
+        from inference.sd.loop import CanvasBoxes, generate_image
         from inference.sd.modes import build_extensions
         from inference.sd.prompt import check_clip_skip, encode_prompt_pair, parse_lora_tags
 
@@ -156,18 +156,20 @@ class Engine:
         taesd_path = self.preview_decoder(model, request, on_event)
 
         first_seed = resolve_seed(request.seed)
-        images, parameters = [], []
+        images, parameters, changed = [], [], []
         emit_notice_once = NoticeOnce(on_event)  # each image's extensions warn alike: tell it once
         for batch_index in range(request.batch_count):
             seed = first_seed + batch_index
+            boxes = CanvasBoxes()  # where this image's previews and result sit: the GUI draws there
 
-            def on_step(step_index: int, total: int, preview_latents, _offset=batch_index) -> None:
+            def on_step(step_index: int, total: int, preview_latents, _offset=batch_index, _boxes=boxes) -> None:
                 overall_total = total * request.batch_count
                 step = _offset * total + step_index + 1
                 progress.finished = step
                 on_event(Progress(step=step, total=overall_total))
                 if request.preview != "none":
-                    on_event(Preview(step=step, image=self.render_preview(preview_latents, model, taesd_path)))
+                    preview = self.render_preview(preview_latents, model, taesd_path)
+                    on_event(Preview(step=step, image=preview, rect=_boxes.preview))
                 if cancel.is_set():
                     raise GenerationCancelled()
 
@@ -183,12 +185,14 @@ class Engine:
                 sampler=sampler,
                 loras=tuple(loras),
                 apply_loras=lambda specs: self.apply_loras(model, list(specs)),
+                canvas_boxes=boxes,
             )
             images.append(image)
+            changed.append(boxes.changed)
             parameters.append(generation_parameters(request, model, sampler, seed, batch_index, loras, image))
             if cancel.is_set() and batch_index + 1 < request.batch_count:
                 raise GenerationCancelled()
-        on_event(Finished(images=tuple(images), parameters=tuple(parameters)))
+        on_event(Finished(images=tuple(images), parameters=tuple(parameters), rect=union_box(changed)))
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:
         """Set exactly these LoRAs on the model (none = base weights); skipped when nothing changed."""
@@ -239,6 +243,12 @@ class Engine:
 
     def render_preview(self, latents, model, taesd_path: Path | None) -> np.ndarray:
         return self.previews.render(latents, model.family, taesd_path)
+
+
+def union_box(boxes) -> tuple[int, int, int, int]:
+    """The smallest (x0, y0, x1, y1) holding every box (the batch's images share the mask)."""
+    x0s, y0s, x1s, y1s = zip(*boxes)
+    return (min(x0s), min(y0s), max(x1s), max(y1s))
 
 
 def prompt_texts_of_parts(request: GenerationRequest) -> list[str]:

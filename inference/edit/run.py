@@ -225,7 +225,7 @@ def _step_callback(model, request, inputs, counter, emit, cancel):
         if request.preview != "none":
             latents = tensors["latents"]
             image = preview_image(pipeline, model.family, latents, inputs.height, inputs.width)
-            emit(Preview(counter.finished, image))
+            emit(Preview(counter.finished, image, rect=whole_image_box(inputs)))
         return {}
 
     return on_step_end
@@ -329,9 +329,22 @@ def run_edit(
             return _cancelled(emit, counter)
         images.append(finish_result(edited, inputs))
         parameters.append(edit_parameters(model, request, inputs, seed))
-    finished = Finished(images=tuple(images), parameters=tuple(parameters))
+    finished = Finished(images=tuple(images), parameters=tuple(parameters), rect=changed_box(inputs))
     emit(finished)
     return finished
+
+
+def whole_image_box(inputs: EditInputs) -> tuple[int, int, int, int]:
+    height, width = inputs.original.shape[:2]
+    return (0, 0, width, height)
+
+
+def changed_box(inputs: EditInputs) -> tuple[int, int, int, int]:
+    """Where the result may differ from the picture: the feathered mask's box, or all of it."""
+    if inputs.feather is None:
+        return whole_image_box(inputs)
+    ys, xs = np.nonzero(inputs.feather)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
 def _cancelled(emit: Callable[[Event], None], counter: StepCounter) -> Cancelled:
