@@ -189,7 +189,6 @@ class MainWindow(QMainWindow):
         tools.addSeparator()
         tools.addAction(self.actions["zoom_fit"])
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, tools)
-        self.tools_bar = tools
         main = QToolBar("Main", self)
         main.setObjectName("toolbar_main")
         main.setMovable(False)
@@ -202,7 +201,6 @@ class MainWindow(QMainWindow):
         self.tool_options = ToolOptions(self.view, main)
         main.addWidget(self.tool_options)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, main)
-        self.main_bar = main
 
     def _build_menus(self) -> None:
         bar = self.menuBar()

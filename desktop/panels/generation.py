@@ -71,8 +71,6 @@ class GenerationPanel(QWidget):
         self.models_folder = models_folder
         self._bursts = EditBursts()
         self._bindings: dict[str, Binding] = {}
-        self._models: list[ModelInfo] = []
-        self._vaes: list[str] = []
         self._random = random.Random()
         self._first_run_dismissed = False
         self._build()
@@ -462,7 +460,6 @@ class GenerationPanel(QWidget):
     # -- models -----------------------------------------------------------------------------------
     def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
         """The discovered models; built-ins are marked as the demo that draws noise."""
-        self._models = list(models)
         self.model.blockSignals(True)
         self.model.clear()
         for info in models:
