@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from inference.api import (
+    MAX_SEED,
     Cancelled,
     Event,
     Failed,
@@ -295,7 +296,7 @@ def check_model_fits_request(model, request: GenerationRequest) -> None:
 def resolve_seed(seed: int) -> int:
     """-1 picks a fresh random seed (from the OS, not the global RNG other code may have seeded)."""
     if seed == -1:
-        return random.SystemRandom().randrange(0, 2**32)
+        return random.SystemRandom().randrange(0, MAX_SEED + 1)
     return int(seed)
 
 

@@ -40,7 +40,19 @@ from canvas.model.commands import SetSetting
 from canvas.model.document import Document
 from desktop.actions import icon
 from desktop.panels.binding import EditBursts, LoraList, PromptEdit
-from inference.api import MAX_BATCH, MAX_SEED, MAX_STEPS, SAMPLERS, ModelInfo
+from inference.api import (
+    CFG_RANGE,
+    IMAGE_GUIDANCE_RANGE,
+    MAX_BATCH,
+    MAX_CLIP_SKIP,
+    MAX_MASK_BLUR,
+    MAX_REFINE_EDGE_WIDTH,
+    MAX_SEED,
+    MAX_STEPS,
+    SAMPLERS,
+    TRUE_CFG_RANGE,
+    ModelInfo,
+)
 
 MODES = (
     ("generate", "Generate", "txt2img on an empty canvas, img2img over the picture at the given strength"),
@@ -171,7 +183,7 @@ class GenerationPanel(QWidget):
             self.sampler.addItem(name, name)
         self._bind_combo("sampler", self.sampler)
         self.steps = self._spin("steps", 1, MAX_STEPS)
-        self.cfg = self._double("cfg", 1.0, 30.0, 0.5, 1)
+        self.cfg = self._double("cfg", *CFG_RANGE, 0.5, 1)
         self.seed = QLineEdit(body)
         self.seed.setPlaceholderText("random")
         self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"-1|\d{0,10}"), self.seed))
@@ -233,7 +245,7 @@ class GenerationPanel(QWidget):
         advanced = QFormLayout(self.advanced)
         advanced.setContentsMargins(0, 0, 0, 0)
         advanced.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.clip_skip = self._spin("clip_skip", 1, 12)
+        self.clip_skip = self._spin("clip_skip", 1, MAX_CLIP_SKIP)
         self.clip_skip.setToolTip("1 = last CLIP layer, 2 = penultimate (A1111 numbering)")
         self.vae = QComboBox(self.advanced)
         self._bind_combo("vae", self.vae)
@@ -260,7 +272,7 @@ class GenerationPanel(QWidget):
                                                          ("only_masked", "Only masked (crop)")))
         self.padding = self._spin("padding", 0, 512)
         self.padding.setSuffix(" px")
-        self.mask_blur = self._spin("mask_blur", 0, 256)
+        self.mask_blur = self._spin("mask_blur", 0, MAX_MASK_BLUR)
         self.mask_blur.setSuffix(" px")
         self.color_match = self._check("color_match", "Match colours to the surroundings")
         form.addRow("Mask", self.mask_mode)
@@ -283,7 +295,7 @@ class GenerationPanel(QWidget):
 
         self.refine_group = QGroupBox("Collage refine", body)
         form = QFormLayout(self.refine_group)
-        self.refine_edge_width = self._spin("refine_edge_width", 0, 1024)
+        self.refine_edge_width = self._spin("refine_edge_width", 0, MAX_REFINE_EDGE_WIDTH)
         self.refine_edge_width.setSuffix(" px")
         self.refine_edge_strength = self._double("refine_edge_strength", 0.0, 1.0, 0.05, 2)
         self.refine_inside_strength = self._double("refine_inside_strength", 0.0, 1.0, 0.05, 2)
@@ -296,8 +308,8 @@ class GenerationPanel(QWidget):
 
         self.edit_group = QGroupBox("Edit", body)
         form = QFormLayout(self.edit_group)
-        self.image_guidance_scale = self._double("image_guidance_scale", 1.0, 10.0, 0.1, 2)
-        self.true_cfg_scale = self._double("true_cfg_scale", 1.0, 20.0, 0.5, 1)
+        self.image_guidance_scale = self._double("image_guidance_scale", *IMAGE_GUIDANCE_RANGE, 0.1, 2)
+        self.true_cfg_scale = self._double("true_cfg_scale", *TRUE_CFG_RANGE, 0.5, 1)
         form.addRow("Image guidance", self.image_guidance_scale)
         form.addRow("True CFG", self.true_cfg_scale)
         column.addWidget(self.edit_group)

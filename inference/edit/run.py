@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from inference.api import (
+    MAX_SEED,
     Cancelled,
     Event,
     Finished,
@@ -161,7 +162,7 @@ def prepare_edit_inputs(
 
 def prepare_seeds(request: GenerationRequest) -> list[int]:
     """One seed per batch item: the request's seed (random for -1), then +1, +2 ... (A1111 batches)."""
-    first = random.SystemRandom().randrange(0, 2**32) if request.seed == -1 else request.seed
+    first = random.SystemRandom().randrange(0, MAX_SEED + 1) if request.seed == -1 else request.seed
     return [first + i for i in range(request.batch_count)]
 
 
