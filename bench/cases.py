@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.harness import BenchError, CallTimer, CaseResult, run_pairs, run_rounds, spread, timed
+from bench.harness import BenchError, CallTimer, CaseResult, run_pairs, run_rounds, timed
 from bench.models import FAMILIES, BenchModels, build_bench_model, run_stock, stock_pipeline
 
 PROMPT = "a watercolour fox in a snowy forest, soft morning light"
@@ -478,14 +478,6 @@ def write_profile(path: Path, result: CaseResult, sides: dict[str, Callable[[], 
 
 
 # ---- measurements that are not ratios ---------------------------------------------------------------
-
-
-def value_result(values: list[float], *, case: str, name: str, family: str | None, subject: str, unit: str,
-                 details: dict | None = None, note: str = "") -> CaseResult:
-    median, low, high = spread(values)
-    return CaseResult(case=case, name=name, family=family, subject=subject, baseline=None, unit=unit,
-                      median=median, low=low, high=high, samples=list(values), details=dict(details or {}),
-                      note=note)
 
 
 CASES: dict[str, Callable[[BenchContext], list[CaseResult]]] = {

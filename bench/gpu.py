@@ -186,8 +186,6 @@ class Runner:
 
         return run
 
-    def rate(self, label: str, last: int) -> float:
-        return statistics.median(self.rates[label][-last:])
 
     def peak(self, label: str, last: int) -> float | None:
         values = self.peaks.get(label)

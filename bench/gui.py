@@ -97,7 +97,7 @@ async def measure_generation_gaps(size: int, steps: int, runs: int, model_size: 
 
     controller.preview_ready.connect(on_preview)
     controller.staging_changed.connect(
-        lambda: view.staging.set_candidates(controller.staging.job.images, controller.staging.job.area)
+        lambda: view.staging.set_candidates(controller.staging.candidates, controller.staging.area)
         if controller.staging else view.staging.clear()
     )
     recorder = TickRecorder()

@@ -57,7 +57,6 @@ MID_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 DIFFUSERS_COMPONENTS = ("unet", "vae")
-CLIP_COMPONENTS = ("text_encoder", "text_encoder_2")
 
 
 def read_bundled_config(family: str, component: str) -> dict:
@@ -121,9 +120,6 @@ def build_mid_model(family: str, seed: int = 0, *, device: str = "cpu", dtype=No
     )
 
 
-MODEL_SIZES = ("mid", "tiny")
-
-
 def build_bench_model(family: str, model_size: str = "mid", seed: int = 0) -> SDModel:
     """The middle-size model, or inference.tiny's (seconds-long smoke runs of the harness itself)."""
     if model_size == "tiny":
@@ -138,14 +134,6 @@ def build_bench_model(family: str, model_size: str = "mid", seed: int = 0) -> SD
 def clip_config(config: dict) -> dict:
     """A transformers config dict without the bookkeeping keys that the constructor does not take."""
     return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
-
-
-def parameter_count(model: SDModel) -> dict[str, int]:
-    counts = {}
-    for name in components_of(model.family):
-        module = getattr(model, name)
-        counts[name] = sum(p.numel() for p in module.parameters())
-    return counts
 
 
 # ---- the engine's model manager ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from desktop import dialogs  # noqa: E402
 from desktop.actions import app_icon, resources_dir  # noqa: E402
 from desktop.autosave import Autosave  # noqa: E402
 from desktop.main_window import MainWindow  # noqa: E402
-from desktop.settings import SettingsStore, data_dir, log_dir  # noqa: E402
+from desktop.settings import SettingsStore, data_dir, open_log_file  # noqa: E402
 from desktop.worker import InferenceWorker  # noqa: E402
 
 # ---- theme -------------------------------------------------------------------------------------
@@ -177,21 +177,17 @@ class CrashHandler:
 
 
 def setup_logging() -> Path | None:
-    """A rotating log file in the user log dir (errors and warnings; the console gets them too)."""
-    try:
-        folder = log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "collagen.log"
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
-    except OSError:
+    """The rotating log file (errors and warnings; the console gets them too)."""
+    handler = open_log_file()
+    if handler is None:
         return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
     root = logging.getLogger()
     if not any(isinstance(h, logging.handlers.RotatingFileHandler) for h in root.handlers):
         root.addHandler(handler)
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
-    return path
+    else:
+        handler.close()
+    return Path(handler.baseFilename)
 
 
 # ---- wiring ------------------------------------------------------------------------------------------

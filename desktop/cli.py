@@ -6,7 +6,9 @@
     collagen info FILE                          layers of a project, or the parameters of a PNG
     collagen --self-test                        a tiny offline generation end to end
 
-Every failure is one sentence on stderr and a non-zero exit status, never a traceback.
+Every failure is one sentence on stderr and a non-zero exit status, never a traceback. stderr
+carries only the CLI's own lines (`step ...`, `wrote ...`, `warning: ...`, `error: ...`): library
+logging, Python warnings and progress bars go to the log file, or to stderr with --verbose.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
 log = logging.getLogger("collagen")
 
 
@@ -62,7 +64,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from canvas.io.png_info import write_png
     from canvas.model.compose import compose
     from desktop.request_builder import build_request
-    from inference.api import Cancelled, Failed, Finished, Notice, Progress
+    from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
 
     document = load_ora(project)
@@ -71,7 +73,11 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     if seed is not None:
         document.settings.seed = int(seed)
     composition = compose(document)
-    request = build_request(composition, document.settings, preview="none", model=model)
+    try:  # the whole request is validated here, before any model is loaded
+        request = build_request(composition, document.settings, preview="none", model=model)
+    except RequestError as error:
+        raise CliError(f"{project}: {error}") from None
+    quiet_libraries()
 
     engine = Engine(_model_manager(models_dir))
     finished: list[Finished] = []
@@ -99,9 +105,9 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
 
     engine.run(request, on_event, threading.Event())
     if failure:
-        raise CliError(f"{project.name}: {failure[0]}")
+        raise CliError(f"{project}: {failure[0]}")
     if not finished:
-        raise CliError(f"{project.name}: the engine finished without an image")
+        raise CliError(f"{project}: the engine finished without an image")
 
     result = finished[0]
     written = []
@@ -119,6 +125,52 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         if not quiet:
             _say(f"wrote {target} (seed {params.get('seed')})")
     return written
+
+
+def quiet_libraries() -> None:
+    """diffusers and transformers print to stderr through handlers of their own: hand their records to
+    the root logger (the log file, or stderr with --verbose) and turn their progress bars off."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
+
+
+class LogSetup:
+    """The root logger's handlers for one command: the log file always, stderr only with --verbose.
+    Python warnings (peft's, torch's) become log records too. `close` puts everything back (the
+    tests call `main` many times in one process)."""
+
+    def __init__(self, verbose: bool):
+        from desktop.settings import open_log_file
+
+        root = logging.getLogger()
+        self.level = root.level
+        self.handlers: list[logging.Handler] = []
+        log_file = open_log_file()
+        if log_file is not None:
+            self.handlers.append(log_file)
+        if verbose:
+            console = logging.StreamHandler(sys.stderr)
+            console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            self.handlers.append(console)
+        if not self.handlers:  # no file and no console: without a handler Python prints warnings anyway
+            self.handlers.append(logging.NullHandler())
+        for handler in self.handlers:
+            root.addHandler(handler)
+        root.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logging.captureWarnings(True)
+
+    def close(self) -> None:
+        logging.captureWarnings(False)
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(self.level)
 
 
 def _model_manager(models_dir: str | None):
@@ -219,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in ("render", "models", "info"):
         return _open_editor(argv[0], None)
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logs = LogSetup(args.verbose)
     models_dir = getattr(args, "sub_models", None) or args.models
     try:
         if args.self_test:
@@ -240,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         _say("interrupted")
         return EXIT_CANCELLED
     except Exception as exc:  # noqa: BLE001 - the CLI's promise: one sentence, never a traceback
-        log.debug("command failed", exc_info=True)
+        log.error("command failed", exc_info=True)  # the traceback: the log file (stderr with --verbose)
         _say(f"error: {_sentence(exc)}")
         return EXIT_FAILED
+    finally:
+        logs.close()
 
 
 def _sentence(exc: Exception) -> str:

@@ -35,6 +35,7 @@ from canvas.model.layers import ImageLayer, Rect
 from desktop.request_builder import build_request
 from desktop.worker import InferenceWorker, Started
 from inference.api import (
+    MAX_SEED,
     Cancelled,
     Event,
     Failed,
@@ -48,7 +49,6 @@ from inference.api import (
 
 log = logging.getLogger(__name__)
 
-SEED_RANGE = 2**32
 # Done jobs that keep their full-size images and frozen input arrays (staging, regenerate); older
 # ones keep only what the history shows, so a long session does not hold every result it made.
 KEEP_FULL_JOBS = 2
@@ -75,8 +75,7 @@ class Job:
     id: int
     request: GenerationRequest
     settings: dict[str, Any]  # the generation panel's values when it was asked (history restores these)
-    area: Rect  # canvas area the result replaces (the accepted layer's extent)
-    preview_area: Rect  # canvas area the engine's previews show (the crop for only_masked inpaint)
+    area: Rect | None = None  # canvas area the result covers (the accepted layer's extent), from Finished
     state: JobState = JobState.QUEUED
     step: int = 0
     total: int = 0
@@ -127,8 +126,17 @@ class Staging:
         return len(self.job.images)
 
     @property
-    def image(self) -> np.ndarray:
-        return self.job.images[self.index]
+    def area(self) -> Rect:
+        """Where the candidates go on the canvas: the engine's Finished.rect (the whole image when it
+        is empty or outside the image)."""
+        image = self.job.images[0]
+        area = (self.job.area or Rect(0, 0, 0, 0)).clip(image.shape[1], image.shape[0])
+        return area if not area.empty else Rect(0, 0, image.shape[1], image.shape[0])
+
+    @property
+    def candidates(self) -> list[np.ndarray]:
+        """Each result cut to `area`: what the staging overlay draws there and what accept adds."""
+        return [image[self.area.slices] for image in self.job.images]
 
     @property
     def parameters(self) -> dict:
@@ -193,8 +201,6 @@ class GenerationController(QObject):
             id=next(self._ids),
             request=request,
             settings=dict(settings if settings is not None else self.document.settings.to_dict()),
-            area=result_area(request),
-            preview_area=preview_area(request),
         )
         self.jobs.append(job)
         self.job_changed.emit(job)
@@ -209,7 +215,7 @@ class GenerationController(QObject):
         if source is None:
             return None
         self.discard()
-        request = replace(source.request, seed=self._random.randrange(SEED_RANGE))
+        request = replace(source.request, seed=self._random.randrange(MAX_SEED + 1))
         return self.submit(request, source.settings)
 
     def cancel(self) -> None:
@@ -249,12 +255,13 @@ class GenerationController(QObject):
             self.progress_changed.emit(job, event.step, event.total, job.seconds_left)
         elif isinstance(event, Preview):
             if event.image is not None and event.image.size:
-                self.preview_ready.emit(job.preview_area, event.image)
+                self.preview_ready.emit(canvas_rect(event.rect, job.request), event.image)
         elif isinstance(event, Notice):
             job.notices.append(event.message)
             self.notice.emit(event.message)
         elif isinstance(event, Finished):
             job.images, job.parameters = tuple(event.images), tuple(event.parameters)
+            job.area = canvas_rect(event.rect, job.request)
             self._end(job, JobState.FINISHED)
             if job.images:
                 self.staging = Staging(job)
@@ -307,12 +314,9 @@ class GenerationController(QObject):
         staging = self.staging
         if staging is None:
             return None
-        job, image = staging.job, staging.image
-        area = job.area.clip(image.shape[1], image.shape[0])
-        if area.empty or (image.shape[1], image.shape[0]) != (self.document.width, self.document.height):
-            area = Rect(0, 0, image.shape[1], image.shape[0])
+        job, area, pixels = staging.job, staging.area, staging.candidates[staging.index]
         rgba = np.empty((area.h, area.w, 4), np.uint8)
-        rgba[..., :3] = image[area.slices]
+        rgba[..., :3] = pixels
         rgba[..., 3] = 255
         params = staging.parameters
         seed = params.get("seed", job.request.seed)
@@ -342,38 +346,11 @@ class GenerationController(QObject):
             task.cancel()
 
 
-def regenerated_mask(request: GenerationRequest) -> np.ndarray | None:
-    """Where the engine may change pixels, for inpaint requests (None: anywhere)."""
-    if request.mask is None or request.mode not in ("inpaint", "edit"):
-        return None
-    return request.mask if request.mask_mode == "masked" else 1.0 - request.mask
-
-
-def result_area(request: GenerationRequest) -> Rect:
-    """The canvas rectangle an accepted result covers: the regenerated area (+ blur margin) for
-    inpainting, since the engine pastes everything else back untouched; the whole canvas otherwise."""
-    full = Rect(0, 0, request.width, request.height)
-    mask = regenerated_mask(request)
-    if mask is None:
-        return full
-    ys, xs = np.nonzero(mask > 0)
-    if ys.size == 0:
-        return full
-    margin = 3 * int(request.mask_blur) + 8  # the blurred composite reaches 3 sigma past the mask
-    x0, y0 = max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin)
-    x1, y1 = min(request.width, int(xs.max()) + 1 + margin), min(request.height, int(ys.max()) + 1 + margin)
+def canvas_rect(box: tuple[int, int, int, int] | None, request: GenerationRequest) -> Rect:
+    """The engine's (x0, y0, x1, y1) as a Rect; None (an engine that does not say) is the whole canvas."""
+    if box is None:
+        canvas = request.init_image
+        height, width = canvas.shape[:2] if canvas is not None else (request.height, request.width)
+        return Rect(0, 0, int(width), int(height))
+    x0, y0, x1, y1 = (int(v) for v in box)
     return Rect(x0, y0, x1 - x0, y1 - y0)
-
-
-def preview_area(request: GenerationRequest) -> Rect:
-    """What the previews show: the crop for only_masked inpaint, the whole canvas otherwise."""
-    full = Rect(0, 0, request.width, request.height)
-    if request.mode != "inpaint" or request.inpaint_area != "only_masked" or request.mask is None:
-        return full
-    from inference.sd.masks import crop_region  # numpy/Pillow only: fine on the GUI thread
-
-    try:
-        x0, y0, x1, y1 = crop_region(regenerated_mask(request), int(request.padding), request.width, request.height)
-    except ValueError:
-        return full
-    return Rect(int(x0), int(y0), int(x1 - x0), int(y1 - y0))

@@ -1,9 +1,14 @@
-"""The editor window: canvas in the middle, panels around it, menus, shortcuts, files, autosave.
+"""The editor window: canvas in the middle, panels around it, menus, shortcuts, the generation wiring.
 
 The window owns one Document at a time. Opening or creating another one replaces it in the
 canvas, the panels and the generation controller (`_replace_document`). Every change the user
 makes is a command on the document; the window only keeps what is about the file (path, the
 stamp used to notice outside changes) and about the session (autosave, recent files).
+
+Its jobs live in modules of their own, mixed into `MainWindow`: files, recent files and autosave
+(window_files), image import, drag and drop and paste (window_import), PNG export (window_export).
+What stays here (over 500 lines) is the construction of the widgets and the signal wiring between
+canvas, panels and generation, which only reads well in one place.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QImage
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -28,20 +33,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from canvas.io.errors import ProjectError
-from canvas.io.ora import load_ora, save_ora
-from canvas.io.png_info import write_png
 from canvas.model.commands import AddLayer
-from canvas.model.compose import compose
-from canvas.model.document import MAX_DOCUMENT_SIDE, Document, DocumentError
-from canvas.model.layers import ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer
+from canvas.model.document import Document, DocumentError
+from canvas.model.layers import Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer
 from canvas.model.paint import PaintError, clear_mask, fill_mask, invert_mask
 from canvas.view.canvas_view import CanvasView, zoom_percent
-from canvas.view.qimage import to_numpy
 from desktop import dialogs
 from desktop.actions import TOOL_SPECS, WindowActions, app_icon
 from desktop.autosave import Autosave, FileStamp
-from desktop.generation import AcceptCandidate, GenerationController, Job, JobState
+from desktop.generation import GenerationController, Job, JobState
 from desktop.panels.generation import GenerationPanel, format_duration, progress_text
 from desktop.panels.history import HistoryPanel
 from desktop.panels.layers import LayersPanel
@@ -49,50 +49,14 @@ from desktop.panels.region import RegionInspector
 from desktop.panels.staging import StagingStrip
 from desktop.panels.tool_options import ToolOptions
 from desktop.settings import AppSettings, SettingsError, SettingsStore, default_models_dir
+from desktop.window_export import PngExport
+from desktop.window_files import ProjectFiles, new_document
+from desktop.window_import import ImageImport
 from desktop.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ")"
-PROJECT_FILTER = "Collagen projects (*.ora)"
-MAX_IMPORT_PIXELS = 1 << 28
-
-
-def read_image_file(path: str | Path) -> np.ndarray:
-    """An image file as HxWx4 uint8 RGBA (EXIF rotation applied); ProjectError with one sentence."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width > MAX_DOCUMENT_SIDE or height > MAX_DOCUMENT_SIDE or width * height > MAX_IMPORT_PIXELS:
-                raise ProjectError(path, f"is {width}x{height} px; images may be at most {MAX_DOCUMENT_SIDE} px "
-                                         "per side")
-            image.load()
-            image = ImageOps.exif_transpose(image).convert("RGBA")
-            return np.asarray(image, dtype=np.uint8).copy()
-    except ProjectError:
-        raise
-    except FileNotFoundError:
-        raise ProjectError(path, "does not exist") from None
-    except UnidentifiedImageError:
-        raise ProjectError(path, "is not an image Collagen can read") from None
-    except Image.DecompressionBombError:
-        raise ProjectError(path, "declares too many pixels to be a real picture") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ProjectError(path, f"cannot be read as an image ({exc})") from None
-
-
-def _image_paths(mime) -> list[str]:
-    if not mime.hasUrls():
-        return []
-    return [url.toLocalFile() for url in mime.urls()
-            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES)]
-
-
-class MainWindow(QMainWindow):
+class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
 
     def __init__(self, *, worker: InferenceWorker, settings_store: SettingsStore, settings: AppSettings,
@@ -189,7 +153,6 @@ class MainWindow(QMainWindow):
         tools.addSeparator()
         tools.addAction(self.actions["zoom_fit"])
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, tools)
-        self.tools_bar = tools
         main = QToolBar("Main", self)
         main.setObjectName("toolbar_main")
         main.setMovable(False)
@@ -202,7 +165,6 @@ class MainWindow(QMainWindow):
         self.tool_options = ToolOptions(self.view, main)
         main.addWidget(self.tool_options)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, main)
-        self.main_bar = main
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -314,153 +276,6 @@ class MainWindow(QMainWindow):
         self.history_panel.restore_requested.connect(self._on_restore_requested)
         self.staging_strip.candidate_clicked.connect(self.controller.select_candidate)
 
-    # ==== document lifecycle =======================================================================
-    def _watch_document(self) -> None:
-        history = self.document.history
-        history.changed.connect(self._on_history_changed)
-        self._history_hook = history
-
-    def _unwatch_document(self) -> None:
-        if self._history_hook is not None:
-            self._history_hook.changed.disconnect(self._on_history_changed)
-            self._history_hook = None
-
-    def _replace_document(self, document: Document, path: Path | None, *, unsaved: bool = False) -> None:
-        """Show `document` everywhere; the old one is let go (its staging results too).
-
-        `unsaved`: the document exists in no file yet although its history is clean (a restored
-        autosave), so closing or replacing it asks first.
-        """
-        self._unsaved_document = unsaved
-        self.controller.set_document(document)
-        self._unwatch_document()
-        self.layers_panel.close_document()
-        self.region_panel.close_document()
-        self.generation_panel.close_document()
-        self.document = document
-        self.view.set_document(document)
-        self.layers_panel.set_document(document)
-        self.region_panel.set_document(document)
-        self.generation_panel.set_document(document)
-        self.path = path
-        self.stamp = FileStamp.of(path) if path else None
-        self._changes_since_autosave = 0
-        self._watch_document()
-        if self.autosave is not None:
-            self.autosave.set_source(path)
-        self._update_title()
-        self._update_actions()
-        self._on_staging_changed()
-        QTimer.singleShot(0, self.view.fit)
-        self.document_replaced.emit(document)
-
-    def maybe_save(self) -> bool:
-        """True when it is fine to drop the current document (saved, discarded, or nothing to save)."""
-        if not self.has_unsaved_changes:
-            return True
-        answer = dialogs.ask_save_changes(self, self.display_name)
-        if answer == "save":
-            return self.save()
-        return answer == "discard"
-
-    @property
-    def has_unsaved_changes(self) -> bool:
-        return self._unsaved_document or not self.document.history.is_clean
-
-    @property
-    def display_name(self) -> str:
-        return self.path.name if self.path else "Untitled"
-
-    def action_new(self) -> None:
-        if not self.maybe_save():
-            return
-        dialog = dialogs.NewDocumentDialog(self, self.document.width, self.document.height)
-        if dialog.exec() != dialogs.QDialog.DialogCode.Accepted:
-            return
-        choice = dialog.choice()
-        self._replace_document(new_document(choice.width, choice.height, choice.background,
-                                            settings=self.document.settings.to_dict()), None)
-
-    def action_open(self) -> None:
-        if not self.maybe_save():
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", self._start_dir(), PROJECT_FILTER)
-        if path:
-            self.open_path(path, ask=False)
-
-    def open_path(self, path: str | Path, *, ask: bool = True) -> bool:
-        """Open a project; a broken file is a dialog and the current document stays."""
-        if ask and not self.maybe_save():
-            return False
-        path = Path(path)
-        try:
-            document = load_ora(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, DocumentError, MemoryError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
-            return False
-        self._replace_document(document, path.resolve())
-        self._remember(path)
-        self.statusBar().showMessage(f"Opened {path.name}.", 4000)
-        return True
-
-    def save(self) -> bool:
-        if self.path is None:
-            return self.save_as()
-        if self.stamp is not None and self.stamp.changed_on_disk() and self.path.exists():
-            if not dialogs.ask_overwrite_changed_file(self, self.path):
-                return False
-        return self._save_to(self.path)
-
-    def save_as(self) -> bool:
-        start = str(self.path) if self.path else str(Path(self._start_dir()) / "Untitled.ora")
-        path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
-        if not path:
-            return False
-        path = Path(path)
-        if path.suffix.lower() != ".ora":
-            path = path.with_suffix(".ora")
-        return self._save_to(path)
-
-    def _save_to(self, path: Path) -> bool:
-        try:
-            save_ora(self.document, path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, DocumentError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be saved ({exc}).")
-            return False
-        self.path = path.resolve()
-        self.stamp = FileStamp.of(self.path)
-        self._unsaved_document = False
-        self.document.history.mark_clean()
-        if self.autosave is not None:
-            self.autosave.set_source(self.path)
-        self._remember(self.path)
-        self._update_title()
-        self.statusBar().showMessage(f"Saved {path.name}.", 4000)
-        return True
-
-    def _remember(self, path: Path) -> None:
-        self.settings = self.settings.with_recent(path)
-        self.settings.last_directory = str(Path(path).resolve().parent)
-        self._save_settings()
-        self._rebuild_recent_menu()
-
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self.settings.recent_files:
-            action = self.recent_menu.addAction(Path(path).name)
-            action.setToolTip(path)
-            action.triggered.connect(lambda checked=False, p=path: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self.settings.recent_files))
-
-    def _start_dir(self) -> str:
-        return self.settings.last_directory or str(Path.home())
-
     # ==== layers ===================================================================================
     def add_layer(self, kind: str) -> Layer | None:
         doc = self.document
@@ -482,83 +297,6 @@ class MainWindow(QMainWindow):
             self.action_import(kind)
         else:
             self.add_layer(kind)
-
-    def action_import(self, role: str) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Import images", self._start_dir(), IMAGE_FILTER)
-        for path in paths:
-            self.import_image(path, role=role)
-
-    def import_image(self, path: str | Path, *, role: str | None = None, at: QPointF | None = None
-                     ) -> ImageLayer | None:
-        """An image file as a new layer; `role` image/collage/reference, None = collage over a picture."""
-        try:
-            pixels = read_image_file(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return None
-        return self.add_image_layer(pixels, Path(path).stem, role=role, at=at)
-
-    def add_image_layer(self, pixels: np.ndarray, name: str, *, role: str | None = None,
-                        at: QPointF | None = None) -> ImageLayer:
-        """Placed centred (or at `at`), scaled down to fit the canvas; over an existing picture it
-        is a collage piece unless told otherwise (pasting pieces onto a picture is the collage workflow)."""
-        doc = self.document
-        if role is None:
-            has_picture = any(isinstance(la, ImageLayer) and not la.reference and la.visible for la in doc.layers)
-            role = "collage" if has_picture else "image"
-        h, w = pixels.shape[:2]
-        scale = min(1.0, doc.width / w, doc.height / h)
-        cx, cy = (at.x(), at.y()) if at is not None else (doc.width / 2, doc.height / 2)
-        x, y = round(cx - w * scale / 2), round(cy - h * scale / 2)
-        layer = ImageLayer(name=name or "Image", pixels=pixels, x=float(x), y=float(y), scale=float(scale),
-                           collage=role == "collage", reference=role == "reference")
-        doc.execute(AddLayer(layer))
-        doc.active_layer = layer
-        what = {"collage": "collage piece", "reference": "reference image"}.get(role, "image layer")
-        self.statusBar().showMessage(f"Added {layer.name} as a {what}.", 4000)
-        return layer
-
-    def dragEnterEvent(self, event) -> None:
-        if _image_paths(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            super().dragEnterEvent(event)
-
-    def dragMoveEvent(self, event) -> None:
-        if _image_paths(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            super().dragMoveEvent(event)
-
-    def dropEvent(self, event) -> None:
-        paths = _image_paths(event.mimeData())
-        if not paths:
-            super().dropEvent(event)
-            return
-        event.acceptProposedAction()
-        viewport = self.view.viewport()
-        local = viewport.mapFrom(self, event.position().toPoint())
-        at = self.view.map_to_document(QPointF(local)) if viewport.rect().contains(local) else None
-        for path in paths:
-            self.import_image(path, at=at)
-
-    def paste(self) -> None:
-        clipboard = QGuiApplication.clipboard()
-        mime = clipboard.mimeData()
-        image = clipboard.image()
-        if not image.isNull():
-            pixels = to_numpy(image.convertToFormat(QImage.Format.Format_RGBA8888))
-            if max(pixels.shape[:2]) > MAX_DOCUMENT_SIDE:
-                dialogs.show_error(self, f"The pasted image is larger than {MAX_DOCUMENT_SIDE} px per side.")
-                return
-            self.add_image_layer(pixels, "Pasted")
-            return
-        paths = _image_paths(mime) if mime is not None else []
-        if paths:
-            for path in paths:
-                self.import_image(path)
-            return
-        self.statusBar().showMessage("The clipboard holds no image.", 4000)
 
     def _mask_command(self, make) -> None:
         layer = self.document.active_layer
@@ -705,7 +443,7 @@ class MainWindow(QMainWindow):
             self._staged_job = None
         else:
             if self._staged_job != staging.job.id or len(overlay.candidates) != staging.count:
-                overlay.set_candidates(list(staging.job.images), _full_rect(staging.job.images[0]))
+                overlay.set_candidates(staging.candidates, staging.area)
                 self._staged_job = staging.job.id
             overlay.show_candidate(staging.index)
         self.staging_strip.show_staging(staging)
@@ -842,68 +580,6 @@ class MainWindow(QMainWindow):
         except SettingsError as exc:
             self.statusBar().showMessage(str(exc), 8000)
 
-    # ==== autosave =================================================================================
-    def autosave_now(self, force: bool = False) -> Path | None:
-        if self.autosave is None or (self._changes_since_autosave == 0 and not force):
-            return None
-        try:
-            path = self.autosave.save(self.document)
-        except (ProjectError, OSError, DocumentError) as exc:
-            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
-            return None
-        self._changes_since_autosave = 0
-        return path
-
-    # ==== export ===================================================================================
-    def action_export_png(self) -> None:
-        start = (self.path.with_suffix(".png") if self.path else Path(self._start_dir()) / "Untitled.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Export PNG", str(start), "PNG images (*.png)")
-        if path:
-            path = Path(path)
-            self.export_png(path if path.suffix.lower() == ".png" else path.with_suffix(".png"))
-
-    def export_png(self, path: Path) -> bool:
-        try:
-            composition = compose(self.document)
-            parameters, record = self.export_metadata(composition)
-            write_png(path, composition.init_image, parameters, record)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (DocumentError, OSError) as exc:
-            dialogs.show_error(self, f"{Path(path).name}: could not be exported ({exc}).")
-            return False
-        self.statusBar().showMessage(f"Exported {Path(path).name}.", 4000)
-        return True
-
-    def export_metadata(self, composition) -> tuple[dict, dict]:
-        """The A1111 parameters of the topmost accepted generation still visible (else the
-        current settings), and a Collagen record with mode, regions and layer summary."""
-        parameters = None
-        visible = {id(la) for la in self.document.layers if la.visible}
-        for command in reversed(self.document.history._done):
-            for cmd in _flatten_commands(command):
-                if isinstance(cmd, AcceptCandidate) and id(cmd.layer) in visible:
-                    parameters = {k: v for k, v in cmd.parameters.items() if k != "job_settings"}
-                    break
-            if parameters is not None:
-                break
-        s = self.document.settings
-        if parameters is None:
-            parameters = {"prompt": s.prompt, "negative_prompt": s.negative, "steps": s.steps, "sampler": s.sampler,
-                          "cfg_scale": s.cfg, "model": s.model, "mode": s.mode}
-            if s.seed >= 0:
-                parameters["seed"] = s.seed
-        record = {
-            "mode": s.mode,
-            "settings": s.to_dict(),
-            "regions": [{"name": r.name, "prompt": r.prompt, "negative": r.negative, "strength": r.strength,
-                         "loras": [list(lo) for lo in r.loras], "mask": r.mask} for r in composition.regions],
-            "inpaint_mask": composition.inpaint_mask,
-            "layers": [{"name": la.name, "kind": la.kind, "visible": la.visible} for la in self.document.layers],
-        }
-        return parameters, record
-
     # ==== help =====================================================================================
     def show_models_help(self) -> None:
         dialogs.show_info(self, "Collagen runs Stable Diffusion 1.5 and SDXL checkpoints (.safetensors), their "
@@ -955,35 +631,9 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self.view.fit)
 
 
-def new_document(width: int, height: int, background: str = "transparent",
-                 settings: dict | None = None) -> Document:
-    from canvas.model.document import GenerationSettings
-
-    doc = Document(width, height, settings=GenerationSettings.from_dict(settings) if settings else None)
-    if background == "white":
-        pixels = np.full((height, width, 4), 255, np.uint8)
-        doc.add_layer_untracked(ImageLayer(name="Background", pixels=pixels))
-    return doc
-
-
 def _next_name(doc: Document, base: str) -> str:
     names = {layer.name for layer in doc.layers}
     n = 1
     while f"{base} {n}" in names:
         n += 1
     return f"{base} {n}"
-
-
-def _full_rect(image: np.ndarray) -> Rect:
-    return Rect(0, 0, int(image.shape[1]), int(image.shape[0]))
-
-
-def _flatten_commands(command) -> list:
-    inner = getattr(command, "commands", None)
-    if inner is None:
-        return [command]
-    out = []
-    for c in inner:
-        out.extend(_flatten_commands(c))
-    return out
-

@@ -12,40 +12,27 @@ understands (ARCHITECTURE "data flow" step 2). The mapping per mode:
 - edit:     reference images and the annotation raster go to the instruction-edit model.
 
 Sketch scribbles are painted into the init image here, and their stroke area is passed as
-`sketch_mask` (A1111 "inpaint sketch"). Bad settings raise `RequestError` with one sentence.
+`sketch_mask` (A1111 "inpaint sketch"). Bad settings raise `RequestError` with one sentence:
+the request is checked by inference.validate, the same check the engine and the CLI make.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, get_args
+from typing import Any, Mapping
 
 import numpy as np
 
 from canvas.model.document import GenerationSettings
 from inference.api import (
-    MAX_BATCH,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_SIDE,
-    MAX_STEPS,
-    SAMPLERS,
     CompositePiece,
     GenerationRequest,
     LoraSpec,
-    Mode,
     RegionSpec,
     RequestError,
 )
+from inference.validate import validate_request, validate_size
 
-MODES: tuple[str, ...] = get_args(Mode)
-MASK_MODES = ("masked", "not_masked")
-MASKED_CONTENTS = ("fill", "original", "latent_noise", "latent_nothing")
-INPAINT_AREAS = ("whole", "only_masked")
-REGION_METHODS = ("attention", "latent")
-PREVIEW_METHODS = ("linear", "taesd", "none")
-MAX_CLIP_SKIP = 12
-CFG_RANGE = (1.0, 30.0)
 MASK_EPSILON = 1.0 / 512  # a mask value below this is "not painted" (8-bit masks step by 1/255)
 # Modes whose engine path runs the SD denoise loop, where regions can ride along.
 _DIFFUSION_MODES = ("generate", "inpaint", "regions", "refine")
@@ -71,10 +58,9 @@ def build_request(composition: Any, settings: GenerationSettings | Mapping[str, 
     settings' model (the CLI's --model).
     """
     s = _prepare_settings(composition, settings)
-    _check_settings(s, preview)
     init_image = _prepare_init_image(composition)
     height, width = init_image.shape[:2]
-    _check_size(width, height)
+    validate_size(width, height, "The requested size")  # before the canvas-size arrays below
     has_content = bool(getattr(composition, "has_content", False))
     sketch_image, sketch_mask = _prepare_sketch(composition, width, height)
     if sketch_mask is not None:
@@ -150,7 +136,9 @@ def build_request(composition: Any, settings: GenerationSettings | Mapping[str, 
         mask = getattr(composition, "inpaint_mask", None)
         if mask is not None and _painted(mask):
             fields["mask"] = _as_mask(mask, width, height, "the inpaint mask")
-    return GenerationRequest(**fields)
+    request = GenerationRequest(**fields)
+    validate_request(request)
+    return request
 
 
 def with_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
@@ -177,43 +165,6 @@ def _prepare_settings(composition: Any, settings: GenerationSettings | Mapping[s
     if isinstance(settings, Mapping):
         return GenerationSettings.from_dict(dict(settings))
     raise RequestError(f"Generation settings must be a mapping, not {type(settings).__name__}.")
-
-
-def _check_settings(s: GenerationSettings, preview: str) -> None:
-    def need(ok: bool, sentence: str) -> None:
-        if not ok:
-            raise RequestError(sentence)
-
-    need(s.mode in MODES, f"Unknown generation mode {s.mode!r}; choose one of {', '.join(MODES)}.")
-    need(bool(s.model.strip()), "No model is chosen: pick one in the generation panel.")
-    need(s.sampler in SAMPLERS, f"Unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}.")
-    need(1 <= s.steps <= MAX_STEPS, f"Steps must be between 1 and {MAX_STEPS}, not {s.steps}.")
-    need(CFG_RANGE[0] <= s.cfg <= CFG_RANGE[1],
-         f"CFG scale must be between {CFG_RANGE[0]:g} and {CFG_RANGE[1]:g}, not {s.cfg:g}.")
-    need(1 <= s.batch_count <= MAX_BATCH, f"Batch count must be between 1 and {MAX_BATCH}, not {s.batch_count}.")
-    need(-1 <= s.seed < 2**32, f"Seed must be -1 (random) or between 0 and {2**32 - 1}, not {s.seed}.")
-    need(1 <= s.clip_skip <= MAX_CLIP_SKIP, f"Clip skip must be between 1 and {MAX_CLIP_SKIP}, not {s.clip_skip}.")
-    need(0.0 <= s.strength <= 1.0, f"Denoising strength must be between 0 and 1, not {s.strength:g}.")
-    need(s.mask_mode in MASK_MODES, f"Unknown mask mode {s.mask_mode!r}.")
-    need(s.masked_content in MASKED_CONTENTS, f"Unknown masked content option {s.masked_content!r}.")
-    need(s.inpaint_area in INPAINT_AREAS, f"Unknown inpaint area {s.inpaint_area!r}.")
-    need(0 <= s.padding <= MAX_SIDE, f"Inpaint padding must be between 0 and {MAX_SIDE} px, not {s.padding}.")
-    need(0 <= s.mask_blur <= 256, f"Mask blur must be between 0 and 256 px, not {s.mask_blur}.")
-    need(s.region_method in REGION_METHODS, f"Unknown region method {s.region_method!r}.")
-    need(0.0 <= s.composite_step <= 1.0, f"Composite step must be between 0 and 1, not {s.composite_step:g}.")
-    for name in ("refine_edge_strength", "refine_inside_strength", "refine_background_strength"):
-        value = getattr(s, name)
-        need(0.0 <= value <= 1.0, f"{name.replace('_', ' ').capitalize()} must be between 0 and 1, not {value:g}.")
-    need(0 <= s.refine_edge_width <= 1024, f"Refine edge width must be between 0 and 1024 px, not {s.refine_edge_width}.")
-    for label, text in (("prompt", s.prompt), ("negative prompt", s.negative)):
-        need(len(text) <= MAX_PROMPT_CHARS,
-             f"The {label} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
-    need(preview in PREVIEW_METHODS, f"Unknown preview method {preview!r}; choose one of {', '.join(PREVIEW_METHODS)}.")
-
-
-def _check_size(width: int, height: int) -> None:
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or width * height > MAX_PIXELS:
-        raise RequestError(f"The canvas is {width}x{height} px; generation is limited to {MAX_SIDE} px per side.")
 
 
 def _prepare_init_image(composition: Any) -> np.ndarray:
@@ -254,10 +205,6 @@ def _prepare_regions(composition: Any, width: int, height: int) -> list[RegionIn
         region = _region_input(raw, width, height)
         if not region.prompt.strip() or not _painted(region.mask):
             continue  # an empty region changes nothing; the inspector shows it as unused
-        if not 0.0 <= region.strength <= 2.0:
-            raise RequestError(f"Region {region.name!r} has strength {region.strength:g}; it must be between 0 and 2.")
-        if len(region.prompt) > MAX_PROMPT_CHARS or len(region.negative) > MAX_PROMPT_CHARS:
-            raise RequestError(f"The prompt of region {region.name!r} is longer than {MAX_PROMPT_CHARS} characters.")
         regions.append(region)
     return regions
 

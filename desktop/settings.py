@@ -10,20 +10,24 @@ A settings file that cannot be read gives the defaults and a message, never a cr
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import platformdirs
 
+from inference.api import PreviewMethod
 from inference.models import APP_NAME, default_models_folder, default_settings_file
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PREVIEW_METHODS = ("linear", "taesd", "none")
+PREVIEW_METHODS: tuple[str, ...] = get_args(PreviewMethod)
 THEMES = ("system", "light", "dark")
 MAX_RECENT = 10
+LOG_FILE_NAME = "collagen.log"
 AUTOSAVE_MINUTES_RANGE = (0.1, 120.0)
 
 
@@ -103,6 +107,21 @@ def default_models_dir() -> Path:
 
 def log_dir() -> Path:
     return Path(platformdirs.user_log_dir(APP_NAME))
+
+
+def open_log_file() -> logging.Handler | None:
+    """The rotating log file in the user log dir (INFO and up), or None when it cannot be opened.
+    The editor and the CLI both write there; `handler.baseFilename` is its path."""
+    try:
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(folder / LOG_FILE_NAME, maxBytes=2_000_000, backupCount=3,
+                                                       encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    return handler
 
 
 class SettingsStore:

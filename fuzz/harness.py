@@ -93,7 +93,7 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
         return
 
-    def expire(signum, frame):
+    def expire(_signum, _frame):
         raise CaseTimeout()
 
     previous = signal.signal(signal.SIGALRM, expire)

@@ -9,17 +9,34 @@ Images are HxWx3 uint8 RGB; masks are HxW float32 in [0, 1] at canvas size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 import numpy as np
 
+# The choices of every option: inference.validate and the desktop read them with get_args.
 Mode = Literal["generate", "inpaint", "regions", "composite", "refine", "edit"]
-SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "UniPC", "LCM")
+Sampler = Literal["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "UniPC", "LCM"]
+MaskMode = Literal["masked", "not_masked"]
+MaskedContent = Literal["fill", "original", "latent_noise", "latent_nothing"]
+InpaintArea = Literal["whole", "only_masked"]
+RegionMethod = Literal["attention", "latent"]
+PreviewMethod = Literal["linear", "taesd", "none"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+
+# The limits of every number (inference.validate checks them all before any model work).
 MAX_SIDE = 4096  # pixels, per side, of a generated image
 MAX_PIXELS = 4096 * 4096
-MAX_PROMPT_CHARS = 20_000
+MAX_PROMPT_CHARS = 20_000  # each prompt: the main one, a region's, a piece's
 MAX_STEPS = 1000
 MAX_BATCH = 64
+MAX_SEED = 2**32 - 1  # A1111's range, what a PNG's parameters and the seed field hold; batch items count on from it
+MAX_CLIP_SKIP = 12
+MAX_MASK_BLUR = 256  # px
+MAX_REFINE_EDGE_WIDTH = 1024  # px
+CFG_RANGE = (1.0, 30.0)
+IMAGE_GUIDANCE_RANGE = (1.0, 10.0)  # InstructPix2Pix's image guidance
+TRUE_CFG_RANGE = (1.0, 20.0)  # FLUX Kontext / Qwen-Image-Edit true classifier-free guidance
+REGION_STRENGTH_RANGE = (0.0, 2.0)
 
 
 class InferenceError(Exception):
@@ -80,7 +97,7 @@ class GenerationRequest:
     width: int = 512
     height: int = 512
     # Knobs (SPEC §4)
-    sampler: str = "Euler a"
+    sampler: Sampler = "Euler a"
     steps: int = 20
     cfg: float = 7.0
     seed: int = -1  # -1: random; the used seed is reported in Finished.parameters
@@ -95,15 +112,15 @@ class GenerationRequest:
     strength: float = 1.0  # denoising strength (img2img/inpaint/refine)
     # Inpaint (SPEC §3)
     mask: np.ndarray | None = None  # HxW float32; 1 = regenerate (before mask_mode)
-    mask_mode: Literal["masked", "not_masked"] = "masked"
-    masked_content: Literal["fill", "original", "latent_noise", "latent_nothing"] = "original"
-    inpaint_area: Literal["whole", "only_masked"] = "whole"
+    mask_mode: MaskMode = "masked"
+    masked_content: MaskedContent = "original"
+    inpaint_area: InpaintArea = "whole"
     padding: int = 32
     mask_blur: int = 4
     color_match: bool = False
     # Regions (SPEC §2)
     regions: tuple[RegionSpec, ...] = ()
-    region_method: Literal["attention", "latent"] = "attention"
+    region_method: RegionMethod = "attention"
     # Composite
     pieces: tuple[CompositePiece, ...] = ()
     composite_step: float = 0.5  # fraction of the steps each piece runs on its own
@@ -121,7 +138,7 @@ class GenerationRequest:
     image_guidance_scale: float = 1.5
     true_cfg_scale: float = 4.0
     # Previews
-    preview: Literal["linear", "taesd", "none"] = "linear"
+    preview: PreviewMethod = "linear"
 
 
 # ---- events: exactly one of these types comes back for each thing that happens -------------
@@ -133,10 +150,14 @@ class Progress:
     total: int
 
 
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in canvas pixels, x1/y1 exclusive
+
+
 @dataclass(frozen=True)
 class Preview:
     step: int
-    image: np.ndarray  # HxWx3 uint8, at (a fraction of) the request size
+    image: np.ndarray  # HxWx3 uint8, at (a fraction of) the size of `rect`
+    rect: Box | None = None  # the canvas rectangle the image is drawn over, stretched (None: the whole canvas)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,9 @@ class Notice:
 class Finished:
     images: tuple[np.ndarray, ...]  # HxWx3 uint8 at request size, one per batch item
     parameters: tuple[dict, ...]  # one record per image: prompt, seed, sampler, ... (SPEC §7)
+    # The canvas rectangle the images may differ from the input in (what an accepted result covers;
+    # the inpaint mask's feathered area, say). The images themselves are canvas-size. None: everywhere.
+    rect: Box | None = None
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import random
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, get_args
+from typing import Any, Callable
 
 import numpy as np
 
 from inference.api import (
-    MAX_BATCH,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_SIDE,
-    MAX_STEPS,
+    MAX_SEED,
     Cancelled,
     Event,
     Failed,
@@ -39,7 +34,6 @@ from inference.api import (
     GenerationRequest,
     InferenceError,
     LoraSpec,
-    Mode,
     ModelError,
     Notice,
     OutOfMemory,
@@ -48,14 +42,10 @@ from inference.api import (
     RequestError,
 )
 from inference.families import FAMILIES, Family
-from inference.schedulers import check_sampler
+from inference.validate import validate_request
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**63 - 1 - MAX_BATCH
-MAX_CLIP_SKIP = 12
-MAX_MASK_BLUR = 256
-CFG_RANGE = (1.0, 30.0)
 # What torch's allocators say when they fail: CUDA/MPS "out of memory", the CPU allocator
 # "DefaultCPUAllocator: can't allocate memory" (and "not enough memory" on some builds).
 OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
@@ -160,7 +150,7 @@ class Engine:
         return model, entry
 
     def run_sd(self, model, request: GenerationRequest, on_event, cancel, progress: RunProgress) -> None:
-        from inference.sd.loop import generate_image
+        from inference.sd.loop import CanvasBoxes, generate_image
         from inference.sd.modes import build_extensions
         from inference.sd.prompt import check_clip_skip, encode_prompt_pair, parse_lora_tags
 
@@ -184,18 +174,20 @@ class Engine:
         taesd_path = self.preview_decoder(model, request, on_event)
 
         first_seed = resolve_seed(request.seed)
-        images, parameters = [], []
+        images, parameters, changed = [], [], []
         emit_notice_once = NoticeOnce(on_event)  # each image's extensions warn alike: tell it once
         for batch_index in range(request.batch_count):
             seed = first_seed + batch_index
+            boxes = CanvasBoxes()  # where this image's previews and result sit: the GUI draws there
 
-            def on_step(step_index: int, total: int, preview_latents, _offset=batch_index) -> None:
+            def on_step(step_index: int, total: int, preview_latents, _offset=batch_index, _boxes=boxes) -> None:
                 overall_total = total * request.batch_count
                 step = _offset * total + step_index + 1
                 progress.finished = step
                 on_event(Progress(step=step, total=overall_total))
                 if request.preview != "none":
-                    on_event(Preview(step=step, image=self.render_preview(preview_latents, model, taesd_path)))
+                    preview = self.render_preview(preview_latents, model, taesd_path)
+                    on_event(Preview(step=step, image=preview, rect=_boxes.preview))
                 if cancel.is_set():
                     raise GenerationCancelled()
 
@@ -211,12 +203,14 @@ class Engine:
                 sampler=sampler,
                 loras=tuple(loras),
                 apply_loras=lambda specs: self.apply_loras(model, list(specs)),
+                canvas_boxes=boxes,
             )
             images.append(image)
+            changed.append(boxes.changed)
             parameters.append(generation_parameters(request, model, sampler, seed, batch_index, loras, image))
             if cancel.is_set() and batch_index + 1 < request.batch_count:
                 raise GenerationCancelled()
-        on_event(Finished(images=tuple(images), parameters=tuple(parameters)))
+        on_event(Finished(images=tuple(images), parameters=tuple(parameters), rect=union_box(changed)))
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:
         """Set exactly these LoRAs on the model (none = base weights); skipped when nothing changed."""
@@ -269,6 +263,12 @@ class Engine:
         return self.previews.render(latents, model.family, taesd_path)
 
 
+def union_box(boxes) -> tuple[int, int, int, int]:
+    """The smallest (x0, y0, x1, y1) holding every box (the batch's images share the mask)."""
+    x0s, y0s, x1s, y1s = zip(*boxes)
+    return (min(x0s), min(y0s), max(x1s), max(y1s))
+
+
 def prompt_texts_of_parts(request: GenerationRequest) -> list[str]:
     """The prompts of regions and composite pieces: their embeddings must be loaded too."""
     parts = [*request.regions, *request.pieces]
@@ -297,117 +297,7 @@ class RunProgress:
         self.finished = 0
 
 
-# ---- validation (before any model work) ---------------------------------------------------------
-
-
-def is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def validate_request(request: GenerationRequest) -> None:
-    """Raise RequestError with one sentence for the first thing wrong with the request."""
-    if request.mode not in get_args(Mode):
-        raise RequestError(f"Unknown mode {request.mode!r}; choose one of: {', '.join(get_args(Mode))}.")
-    validate_size(request.width, request.height, "The requested size")
-    validate_range("steps", request.steps, 1, MAX_STEPS)
-    validate_range("batch_count", request.batch_count, 1, MAX_BATCH)
-    validate_range("clip_skip", request.clip_skip, 1, MAX_CLIP_SKIP)
-    if not is_number(request.cfg) or not CFG_RANGE[0] <= request.cfg <= CFG_RANGE[1]:
-        raise RequestError(f"cfg must be a number from {CFG_RANGE[0]:g} to {CFG_RANGE[1]:g}, not {request.cfg!r}.")
-    if not is_int(request.seed) or not -1 <= request.seed <= MAX_SEED:
-        raise RequestError(f"seed must be -1 (random) or a whole number from 0 to {MAX_SEED}, not {request.seed!r}.")
-    if not is_number(request.strength) or not 0.0 <= request.strength <= 1.0:
-        raise RequestError(f"strength must be between 0 and 1, not {request.strength!r}.")
-    for name in ("prompt", "negative"):
-        text = getattr(request, name)
-        if not isinstance(text, str):
-            raise RequestError(f"The {name} must be text.")
-        if len(text) > MAX_PROMPT_CHARS:
-            raise RequestError(f"The {name} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
-    if not request.lcm:
-        check_sampler(request.sampler)
-    validate_choice("preview", request.preview, ("linear", "taesd", "none"))
-    validate_choice("mask_mode", request.mask_mode, ("masked", "not_masked"))
-    validate_choice("masked_content", request.masked_content, ("fill", "original", "latent_noise", "latent_nothing"))
-    validate_choice("inpaint_area", request.inpaint_area, ("whole", "only_masked"))
-    validate_range("padding", request.padding, 0, MAX_SIDE)
-    validate_range("mask_blur", request.mask_blur, 0, MAX_MASK_BLUR)
-    for lora in request.loras:
-        if not is_number(lora.weight):
-            raise RequestError(f"The LoRA {lora.name!r} has a weight that is not a finite number.")
-    validate_images(request)
-
-
-def validate_size(width, height, what: str) -> None:
-    if not is_int(width) or not is_int(height) or width <= 0 or height <= 0:
-        raise RequestError(f"{what} must be positive whole numbers of pixels, not {width!r} x {height!r}.")
-    if width % 8 or height % 8:
-        raise RequestError(f"{what} {width}x{height} is not a multiple of 8 pixels on each side.")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise RequestError(f"{what} {width}x{height} is larger than the limit of {MAX_SIDE} pixels per side.")
-
-
-def validate_range(name: str, value, low: int, high: int) -> None:
-    if not is_int(value) or not low <= value <= high:
-        raise RequestError(f"{name} must be a whole number from {low} to {high}, not {value!r}.")
-
-
-def validate_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise RequestError(f"Unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
-
-
-def validate_images(request: GenerationRequest) -> None:
-    image = request.init_image
-    canvas_shape = (request.height, request.width)
-    # Only inpaint (alone or under regions) cuts its own crop out of a canvas of another size.
-    crops_to_generation = (
-        request.inpaint_area == "only_masked" and request.mask is not None and request.mode in ("inpaint", "regions")
-    )
-    if image is not None:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise RequestError("The input image must be an HxWx3 array of 8-bit RGB.")
-        if image.shape[0] > MAX_SIDE or image.shape[1] > MAX_SIDE:
-            raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than {MAX_SIDE} pixels per side.")
-        if image.shape[:2] != canvas_shape and not crops_to_generation and request.mode != "edit":
-            raise RequestError(
-                f"The input image is {image.shape[1]}x{image.shape[0]} but the request is {request.width}x{request.height}."
-            )
-        canvas_shape = image.shape[:2]
-    sketched = request.sketch_mask is not None  # an inpaint sketch's strokes are a mask of their own
-    if request.mode == "inpaint" and (image is None or (request.mask is None and not sketched)):
-        raise RequestError("Inpainting needs both an input image and a mask.")
-    if request.mode == "edit" and image is None:
-        raise RequestError("Editing needs an input image.")
-    if request.mask is not None:
-        validate_mask("The inpaint mask", request.mask, canvas_shape)
-        regenerated = request.mask if request.mask_mode == "masked" else 1.0 - request.mask
-        if request.mode == "inpaint" and not sketched and not (regenerated > 0).any():
-            raise RequestError("The inpaint mask is empty: paint the area to regenerate.")
-    if request.sketch_mask is not None:
-        validate_mask("The sketch mask", request.sketch_mask, canvas_shape)
-    for index, region in enumerate(request.regions, start=1):
-        validate_mask(f"The mask of region {index}", region.mask, canvas_shape)
-    for index, piece in enumerate(request.pieces, start=1):
-        validate_mask(f"The mask of piece {index}", piece.mask, canvas_shape)
-    if request.collage_alpha is not None:
-        alpha = request.collage_alpha
-        if not isinstance(alpha, np.ndarray) or alpha.ndim != 3 or alpha.shape[1:] != canvas_shape:
-            raise RequestError("The collage alpha must be an N x H x W array at the canvas size.")
-
-
-def validate_mask(what: str, mask, shape: tuple[int, int]) -> None:
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        raise RequestError(f"{what} must be a 2-D HxW array.")
-    if mask.shape != tuple(shape):
-        raise RequestError(f"{what} is {mask.shape[1]}x{mask.shape[0]} but the image is {shape[1]}x{shape[0]}.")
-    values = mask.astype(np.float32, copy=False)
-    if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
-        raise RequestError(f"{what} must hold values between 0 and 1.")
+# ---- checks that need the model (the request was validated before loading it) ---------------
 
 
 def check_model_fits_request(model, request: GenerationRequest) -> None:
@@ -423,7 +313,7 @@ def check_model_fits_request(model, request: GenerationRequest) -> None:
 def resolve_seed(seed: int) -> int:
     """-1 picks a fresh random seed (from the OS, not the global RNG other code may have seeded)."""
     if seed == -1:
-        return random.SystemRandom().randrange(0, 2**32)
+        return random.SystemRandom().randrange(0, MAX_SEED + 1)
     return int(seed)
 
 

@@ -171,7 +171,7 @@ def decode_text_chunk(ctype: bytes, body: bytes, limits: ReadLimits) -> tuple[st
         if len(rest) < 2:
             raise PngFormatError("it has a damaged international text chunk")
         compressed, method = rest[0], rest[1]
-        language, sep1, rest = rest[2:].partition(b"\0")
+        _language, sep1, rest = rest[2:].partition(b"\0")
         _translated, sep2, raw = rest.partition(b"\0")
         if not (sep1 and sep2) or compressed not in (0, 1) or (compressed and method != 0):
             raise PngFormatError("it has a damaged international text chunk")

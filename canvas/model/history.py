@@ -38,6 +38,14 @@ class Command:
         return False
 
 
+def flattened(command: Command) -> list[Command]:
+    """The plain commands a command is made of, in the order they are done."""
+    inner = getattr(command, "commands", None)
+    if inner is None:
+        return [command]
+    return [plain for part in inner for plain in flattened(part)]
+
+
 class Macro(Command):
     """Several commands as one undo step."""
 
@@ -127,6 +135,14 @@ class History:
     @property
     def redo_label(self) -> str:
         return self._undone[-1].label if self._undone else ""
+
+    def done_commands(self) -> list[Command]:
+        """The changes that can be undone, newest first, each macro opened into the commands it holds
+        (so a caller finds, say, the accepted generation inside a "paste and accept" step)."""
+        out: list[Command] = []
+        for command in reversed(self._done):
+            out.extend(reversed(flattened(command)))
+        return out
 
     def undo(self) -> bool:
         if not self._done:

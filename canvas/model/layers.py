@@ -204,6 +204,3 @@ class ScribbleLayer(Layer):
     mode: Literal["sketch", "annotation"] = "sketch"
 
 
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (ImageLayer, MaskLayer, RegionLayer, ScribbleLayer)
-}

@@ -15,7 +15,7 @@ where target is 255 for the brush and 0 for the eraser.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
@@ -63,8 +63,6 @@ class Brush:
         """Radius of the area a dab can touch (the hard edge's ramp reaches half a pixel out)."""
         return self.size / 2.0 + 0.5
 
-    def with_size(self, size: float) -> Brush:
-        return replace(self, size=size)
 
 
 def dab_rect(cx: float, cy: float, radius: float) -> Rect:

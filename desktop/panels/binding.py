@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -86,19 +86,6 @@ class PromptEdit(QPlainTextEdit):
     def focusOutEvent(self, event) -> None:
         super().focusOutEvent(event)
         self.finished.emit()
-
-
-class FocusOutWatcher(QObject):
-    """Calls `callback` when any watched widget loses focus (ends an edit burst)."""
-
-    def __init__(self, callback, parent: QObject | None = None):
-        super().__init__(parent)
-        self._callback = callback
-
-    def eventFilter(self, obj, event) -> bool:
-        if event.type() == QEvent.Type.FocusOut:
-            self._callback(obj)
-        return False
 
 
 class LoraList(QWidget):

@@ -40,7 +40,19 @@ from canvas.model.commands import SetSetting
 from canvas.model.document import Document
 from desktop.actions import icon
 from desktop.panels.binding import EditBursts, LoraList, PromptEdit
-from inference.api import MAX_BATCH, MAX_STEPS, SAMPLERS, ModelInfo
+from inference.api import (
+    CFG_RANGE,
+    IMAGE_GUIDANCE_RANGE,
+    MAX_BATCH,
+    MAX_CLIP_SKIP,
+    MAX_MASK_BLUR,
+    MAX_REFINE_EDGE_WIDTH,
+    MAX_SEED,
+    MAX_STEPS,
+    SAMPLERS,
+    TRUE_CFG_RANGE,
+    ModelInfo,
+)
 
 MODES = (
     ("generate", "Generate", "txt2img on an empty canvas, img2img over the picture at the given strength"),
@@ -51,7 +63,6 @@ MODES = (
     ("edit", "Edit (instruction)", "Describe a change; an instruction-edit model applies it (+ reference layers)"),
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
-SEED_MAX = 2**32 - 1
 DEMO_MODEL = "builtin:tiny-sd15"
 
 
@@ -72,8 +83,6 @@ class GenerationPanel(QWidget):
         self.models_folder = models_folder
         self._bursts = EditBursts()
         self._bindings: dict[str, Binding] = {}
-        self._models: list[ModelInfo] = []
-        self._vaes: list[str] = []
         self._random = random.Random()
         self._first_run_dismissed = False
         self._build()
@@ -174,7 +183,7 @@ class GenerationPanel(QWidget):
             self.sampler.addItem(name, name)
         self._bind_combo("sampler", self.sampler)
         self.steps = self._spin("steps", 1, MAX_STEPS)
-        self.cfg = self._double("cfg", 1.0, 30.0, 0.5, 1)
+        self.cfg = self._double("cfg", *CFG_RANGE, 0.5, 1)
         self.seed = QLineEdit(body)
         self.seed.setPlaceholderText("random")
         self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"-1|\d{0,10}"), self.seed))
@@ -236,7 +245,7 @@ class GenerationPanel(QWidget):
         advanced = QFormLayout(self.advanced)
         advanced.setContentsMargins(0, 0, 0, 0)
         advanced.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.clip_skip = self._spin("clip_skip", 1, 12)
+        self.clip_skip = self._spin("clip_skip", 1, MAX_CLIP_SKIP)
         self.clip_skip.setToolTip("1 = last CLIP layer, 2 = penultimate (A1111 numbering)")
         self.vae = QComboBox(self.advanced)
         self._bind_combo("vae", self.vae)
@@ -263,7 +272,7 @@ class GenerationPanel(QWidget):
                                                          ("only_masked", "Only masked (crop)")))
         self.padding = self._spin("padding", 0, 512)
         self.padding.setSuffix(" px")
-        self.mask_blur = self._spin("mask_blur", 0, 256)
+        self.mask_blur = self._spin("mask_blur", 0, MAX_MASK_BLUR)
         self.mask_blur.setSuffix(" px")
         self.color_match = self._check("color_match", "Match colours to the surroundings")
         form.addRow("Mask", self.mask_mode)
@@ -286,7 +295,7 @@ class GenerationPanel(QWidget):
 
         self.refine_group = QGroupBox("Collage refine", body)
         form = QFormLayout(self.refine_group)
-        self.refine_edge_width = self._spin("refine_edge_width", 0, 1024)
+        self.refine_edge_width = self._spin("refine_edge_width", 0, MAX_REFINE_EDGE_WIDTH)
         self.refine_edge_width.setSuffix(" px")
         self.refine_edge_strength = self._double("refine_edge_strength", 0.0, 1.0, 0.05, 2)
         self.refine_inside_strength = self._double("refine_inside_strength", 0.0, 1.0, 0.05, 2)
@@ -299,8 +308,8 @@ class GenerationPanel(QWidget):
 
         self.edit_group = QGroupBox("Edit", body)
         form = QFormLayout(self.edit_group)
-        self.image_guidance_scale = self._double("image_guidance_scale", 1.0, 10.0, 0.1, 2)
-        self.true_cfg_scale = self._double("true_cfg_scale", 1.0, 20.0, 0.5, 1)
+        self.image_guidance_scale = self._double("image_guidance_scale", *IMAGE_GUIDANCE_RANGE, 0.1, 2)
+        self.true_cfg_scale = self._double("true_cfg_scale", *TRUE_CFG_RANGE, 0.5, 1)
         form.addRow("Image guidance", self.image_guidance_scale)
         form.addRow("True CFG", self.true_cfg_scale)
         column.addWidget(self.edit_group)
@@ -447,11 +456,11 @@ class GenerationPanel(QWidget):
             seed = int(text) if text.strip() else -1
         except ValueError:
             return
-        self._set_setting("seed", min(max(seed, -1), SEED_MAX), merge=True)
+        self._set_setting("seed", min(max(seed, -1), MAX_SEED), merge=True)
 
     def _roll_seed(self) -> None:
         self._bursts.end("seed")
-        self._set_setting("seed", self._random.randrange(SEED_MAX + 1))
+        self._set_setting("seed", self._random.randrange(MAX_SEED + 1))
 
     def _on_seed_lock(self, locked: bool) -> None:
         self._bursts.end("seed")
@@ -463,7 +472,6 @@ class GenerationPanel(QWidget):
     # -- models -----------------------------------------------------------------------------------
     def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
         """The discovered models; built-ins are marked as the demo that draws noise."""
-        self._models = list(models)
         self.model.blockSignals(True)
         self.model.clear()
         for info in models:

@@ -35,7 +35,6 @@ from desktop.panels.thumbnails import layer_thumbnail
 
 THUMB = 40
 THUMB_DELAY_MS = 300
-KIND_ICONS = {"image": "layer-image", "mask": "layer-mask", "region": "layer-region", "scribble": "layer-scribble"}
 
 
 def layer_badge(layer: Layer) -> str:

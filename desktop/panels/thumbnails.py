@@ -122,8 +122,3 @@ def result_thumbnail(rgb: np.ndarray, box: int = 72) -> QPixmap:
     return image_thumbnail(rgb, box)
 
 
-def blank_pixmap(box: int) -> QPixmap:
-    pix = QPixmap(box, box)
-    pix.fill(Qt.GlobalColor.transparent)
-    return pix
-

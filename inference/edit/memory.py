@@ -21,10 +21,6 @@ GIB = 1024**3
 ACTIVATION_RESERVE_BYTES = 3 * GIB
 ACTIVATION_RESERVE_FRACTION = 0.10
 
-SAFETENSORS_DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-}  # fmt: skip
 # diffusers component weights without a variant infix (".fp16"): those are what from_pretrained loads
 _PLAIN_WEIGHTS = re.compile(r"^[^.]+(-\d+-of-\d+)?\.safetensors$")
 # components Collagen never loads for editing (see loading.py: the safety checker is left out)

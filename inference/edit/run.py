@@ -30,11 +30,7 @@ import numpy as np
 from PIL import Image
 
 from inference.api import (
-    MAX_BATCH,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_SIDE,
-    MAX_STEPS,
+    MAX_SEED,
     Cancelled,
     Event,
     Finished,
@@ -60,8 +56,7 @@ from inference.edit.images import (
 )
 from inference.edit.model import FAMILY_IP2P, FAMILY_KONTEXT, EditModel
 from inference.edit.preview import preview_image
-
-MAX_SEED = 2**64 - 1
+from inference.validate import validate_request
 
 
 @dataclass
@@ -86,28 +81,15 @@ class StepCounter:
         self.finished = 0
 
 
-def _check_limits(request: GenerationRequest, image: np.ndarray) -> None:
+def check_edit_image(request: GenerationRequest, image: np.ndarray) -> None:
+    """What only an edit needs beyond validate_request: a picture big enough and an instruction."""
     height, width = image.shape[:2]
     if min(width, height) < 8:
         raise RequestError(
             f"The image to edit is {width}x{height}; it must be at least 8 pixels on each side."
         )
-    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise RequestError(
-            f"The image to edit is {width}x{height}; the largest side allowed is {MAX_SIDE} px."
-        )
     if not request.prompt.strip():
         raise RequestError("Edit mode needs an instruction: the prompt is empty.")
-    if len(request.prompt) > MAX_PROMPT_CHARS or len(request.negative) > MAX_PROMPT_CHARS:
-        raise RequestError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters.")
-    if not 1 <= request.steps <= MAX_STEPS:
-        raise RequestError(f"Steps must be between 1 and {MAX_STEPS}, not {request.steps}.")
-    if not 1 <= request.batch_count <= MAX_BATCH:
-        raise RequestError(f"Batch count must be between 1 and {MAX_BATCH}, not {request.batch_count}.")
-    if not -1 <= request.seed <= MAX_SEED:
-        raise RequestError(f"The seed must be -1 (random) or between 0 and {MAX_SEED}, not {request.seed}.")
-    if request.mask_blur < 0:
-        raise RequestError(f"The mask blur must be 0 px or more, not {request.mask_blur}.")
 
 
 def prepare_feather(request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray | None:
@@ -135,10 +117,9 @@ def prepare_edit_inputs(
     model: EditModel, request: GenerationRequest, emit: Callable[[Event], None]
 ) -> EditInputs:
     """Validate the request and build the picture(s) the model receives."""
-    if request.init_image is None:
-        raise RequestError("Edit mode needs a picture to edit, but the canvas is empty.")
+    validate_request(request)
     original = as_rgb(request.init_image, "image to edit")
-    _check_limits(request, original)
+    check_edit_image(request, original)
     height, width = original.shape[:2]
     feather = prepare_feather(request, (height, width))
 
@@ -181,8 +162,8 @@ def prepare_edit_inputs(
 
 def prepare_seeds(request: GenerationRequest) -> list[int]:
     """One seed per batch item: the request's seed (random for -1), then +1, +2 ... (A1111 batches)."""
-    first = random.SystemRandom().randrange(0, 2**32) if request.seed == -1 else request.seed
-    return [(first + i) % (MAX_SEED + 1) for i in range(request.batch_count)]
+    first = random.SystemRandom().randrange(0, MAX_SEED + 1) if request.seed == -1 else request.seed
+    return [first + i for i in range(request.batch_count)]
 
 
 def prepare_text_kwargs(model: EditModel, request: GenerationRequest) -> dict:
@@ -245,7 +226,7 @@ def _step_callback(model, request, inputs, counter, emit, cancel):
         if request.preview != "none":
             latents = tensors["latents"]
             image = preview_image(pipeline, model.family, latents, inputs.height, inputs.width)
-            emit(Preview(counter.finished, image))
+            emit(Preview(counter.finished, image, rect=whole_image_box(inputs)))
         return {}
 
     return on_step_end
@@ -349,9 +330,22 @@ def run_edit(
             return _cancelled(emit, counter)
         images.append(finish_result(edited, inputs))
         parameters.append(edit_parameters(model, request, inputs, seed))
-    finished = Finished(images=tuple(images), parameters=tuple(parameters))
+    finished = Finished(images=tuple(images), parameters=tuple(parameters), rect=changed_box(inputs))
     emit(finished)
     return finished
+
+
+def whole_image_box(inputs: EditInputs) -> tuple[int, int, int, int]:
+    height, width = inputs.original.shape[:2]
+    return (0, 0, width, height)
+
+
+def changed_box(inputs: EditInputs) -> tuple[int, int, int, int]:
+    """Where the result may differ from the picture: the feathered mask's box, or all of it."""
+    if inputs.feather is None:
+        return whole_image_box(inputs)
+    ys, xs = np.nonzero(inputs.feather)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
 def _cancelled(emit: Callable[[Event], None], counter: StepCounter) -> Cancelled:

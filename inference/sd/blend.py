@@ -35,9 +35,6 @@ class StrengthMap:
             raise RequestError("A strength map must hold values between 0 and 1.")
         object.__setattr__(self, "values", values.astype(np.float32))
 
-    @property
-    def max_strength(self) -> float:
-        return float(self.values.max())
 
     def latent_values(self, cell: int) -> np.ndarray:
         """Mean strength of each latent pixel (cell x cell block of pixels)."""

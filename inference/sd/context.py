@@ -78,6 +78,7 @@ class DenoiseContext:
     source_image: np.ndarray | None = None
     init_image: np.ndarray | None = None
     crop_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) on the canvas, set by inpaint
+    changed_box: tuple[int, int, int, int] | None = None  # where finish may change the canvas (None: all of it)
     # Conditioning (extensions may replace these in `prepare`)
     cond: Any = None  # PromptEmbedding of the prompt
     uncond: Any = None  # PromptEmbedding of the negative prompt
@@ -114,6 +115,13 @@ class DenoiseContext:
 
     def notify(self, message: str) -> None:
         self.emit(Notice(message))
+
+    @property
+    def canvas_box(self) -> tuple[int, int, int, int]:
+        """The whole canvas as (x0, y0, x1, y1): the request's image, or the request size without one."""
+        if self.canvas_image is not None:
+            return (0, 0, int(self.canvas_image.shape[1]), int(self.canvas_image.shape[0]))
+        return (0, 0, int(self.request.width), int(self.request.height))
 
     def unet_forward(self, latent_input, t, encoder_hidden_states, added_cond_kwargs=None, cross_attention_kwargs=None):
         """One UNet evaluation; adds `conditioning_channels` for 9-channel models. Returns float32."""

@@ -58,6 +58,14 @@ def crop_scale(box: tuple[int, int, int, int], ctx: DenoiseContext) -> float:
     return max((x1 - x0) / ctx.width, (y1 - y0) / ctx.height)
 
 
+def weight_box(weight: np.ndarray) -> tuple[int, int, int, int]:
+    """The (x0, y0, x1, y1) box of the pixels a composite weight lets change ((0, 0, 0, 0): none)."""
+    ys, xs = np.nonzero(weight > 0)
+    if ys.size == 0:
+        return (0, 0, 0, 0)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
 class InpaintExtension(LoopExtension):
     """Regenerate under the mask; paste everything else back from the original."""
 
@@ -181,6 +189,7 @@ class InpaintExtension(LoopExtension):
         if self.color_match:
             image = self.match_colors(ctx, image)
         canvas = ctx.canvas_image
+        ctx.changed_box = weight_box(self.composite_weight)
         if ctx.crop_box is None:
             return composite(canvas, image, self.composite_weight)
         x0, y0, x1, y1 = ctx.crop_box

@@ -18,6 +18,7 @@ modes is the list of extensions (see inference/sd/context.py for the hooks). Rea
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,15 @@ from inference.sd.context import DenoiseContext, LoopExtension
 
 # on_step(step_index, total_steps, preview_latents); may raise GenerationCancelled.
 StepCallback = Callable[[int, int, object], None]
+
+
+@dataclass
+class CanvasBoxes:
+    """Where one image's pixels sit on the canvas, each as (x0, y0, x1, y1): the engine reports them
+    in Preview and Finished, so the editor draws there without computing any geometry itself."""
+
+    preview: tuple[int, int, int, int] | None = None  # what the step previews show (the only_masked crop)
+    changed: tuple[int, int, int, int] | None = None  # where the finished image may differ from the input
 
 
 def generate_image(
@@ -44,8 +54,10 @@ def generate_image(
     sampler: str | None = None,
     loras: tuple = (),
     apply_loras: Callable[[list], None] | None = None,
+    canvas_boxes: CanvasBoxes | None = None,
 ) -> np.ndarray:
-    """Run one image of the request with the given seed; returns HxWx3 uint8 (finish hooks applied)."""
+    """Run one image of the request with the given seed; returns HxWx3 uint8 (finish hooks applied).
+    `canvas_boxes`, when given, is filled in with where the previews and the result sit on the canvas."""
     import torch
 
     ctx = DenoiseContext(
@@ -64,9 +76,18 @@ def generate_image(
         loras=tuple(loras),
         apply_loras=apply_loras,
     )
+    boxes = canvas_boxes if canvas_boxes is not None else CanvasBoxes()
+
+    def step(step_index: int, total: int, preview) -> None:
+        boxes.preview = ctx.crop_box or ctx.canvas_box  # the crop is chosen before the first step
+        on_step(step_index, total, preview)
+
     try:
         with torch.no_grad():
-            return run_denoise(ctx, extensions, on_step, sampler or request.sampler)
+            image = run_denoise(ctx, extensions, step, sampler or request.sampler)
+        boxes.preview = ctx.crop_box or ctx.canvas_box
+        boxes.changed = ctx.changed_box or ctx.canvas_box
+        return image
     finally:
         for extension in reversed(extensions):
             extension.cleanup(ctx)

@@ -20,11 +20,6 @@ from inference.sd.inpaint import InpaintExtension, prepare_inpaint_mask
 from inference.sd.masks import dilate
 
 SKETCH_DILATION = 8  # px around the strokes that are regenerated with them
-SKETCH_MODES = ("generate", "inpaint")
-
-
-def uses_sketch(request: GenerationRequest) -> bool:
-    return request.sketch_mask is not None and request.mode in SKETCH_MODES
 
 
 def sketch_area(sketch_mask: np.ndarray, dilation: int = SKETCH_DILATION) -> np.ndarray:

@@ -20,11 +20,13 @@ from inference.api import (
 class FakeEngine:
     """Steps of `step_seconds`, a Progress and a Preview each, then Finished.
 
-    `fail_with` raises that exception at step `fail_at`; `notice` is emitted first when set.
+    `fail_with` raises that exception at step `fail_at`; `notice` is emitted first when set;
+    `changed_rect` is the Finished event's rect (None: the whole canvas).
     """
 
     def __init__(self, step_seconds: float = 0.01, *, fail_with: BaseException | None = None, fail_at: int = 1,
-                 notice: str | None = None, preview_scale: int = 1):
+                 notice: str | None = None, preview_scale: int = 1, changed_rect: tuple | None = None):
+        self.changed_rect = changed_rect
         self.step_seconds = step_seconds
         self.fail_with = fail_with
         self.fail_at = fail_at
@@ -54,7 +56,7 @@ class FakeEngine:
         images = tuple(np.full((h, w, 3), (40 * (i + 1)) % 256, np.uint8) for i in range(request.batch_count))
         params = tuple({"prompt": request.prompt, "seed": seed + i, "steps": request.steps,
                         "sampler": request.sampler, "model": request.model} for i in range(request.batch_count))
-        on_event(Finished(images, params))
+        on_event(Finished(images, params, rect=self.changed_rect))
 
 
 class BrokenFactory:

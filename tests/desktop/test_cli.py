@@ -4,6 +4,10 @@ give one sentence and a non-zero exit status, never a traceback."""
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -11,8 +15,18 @@ import pytest
 from PIL import Image
 
 from desktop.cli import main
+from desktop.settings import LOG_FILE_NAME, log_dir
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "resources" / "samples"
+# Every line `collagen render` itself writes to stderr; anything else is library chatter.
+OWN_LINES = re.compile(r"step \d+/\d+  \d+\.\d+s elapsed(, ~\d+\.\d+s left)?|wrote .+ \(seed -?\d+\)|warning: .+")
+
+
+@pytest.fixture(autouse=True)
+def private_log_dir(tmp_path, monkeypatch):
+    """The CLI's log file goes to the user's log folder: a private one here."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
 def run_cli(args, capsys):
@@ -113,24 +127,40 @@ def test_render_unknown_model_is_one_sentence(tmp_path, capsys, tmp_models):
 MODE_SAMPLES = ["prompt.ora", "regions.ora", "regions-latent.ora", "composite.ora", "refine.ora", "sketch.ora"]
 
 
-@pytest.mark.parametrize("model", ["builtin:tiny-sd15", "builtin:tiny-sdxl"])
 @pytest.mark.parametrize("sample", MODE_SAMPLES)
-def test_render_every_mode_sample(tmp_path, capsys, tmp_models, sample, model):
+def test_render_every_mode_sample_with_tiny_sdxl(tmp_path, capsys, tmp_models, sample):
     out_png = tmp_path / "out.png"
-    code, _, err = run_cli(["render", SAMPLES / sample, "--model", model, "--steps", "2", "--out", out_png],
-                           capsys)
+    code, _, err = run_cli(["render", SAMPLES / sample, "--model", "builtin:tiny-sdxl", "--steps", "2",
+                            "--out", out_png], capsys)
     assert code == 0, err
     params = Image.open(out_png).info["parameters"]
-    assert f'Model: "{model}"' in params and "Steps: 2" in params
+    assert 'Model: "builtin:tiny-sdxl"' in params and "Steps: 2" in params
 
 
-def test_render_edit_sample(tmp_path, capsys, tmp_models):
-    out_png = tmp_path / "edit.png"
-    code, _, err = run_cli(["render", SAMPLES / "edit.ora", "--steps", "2", "--out", out_png], capsys)
-    assert code == 0, err
+@pytest.mark.parametrize("sample", sorted(path.name for path in SAMPLES.glob("*.ora")))
+def test_render_prints_only_its_own_lines_on_stderr(tmp_path, tmp_models, sample):
+    """The real `collagen render` process on every sample: no tracebacks, progress bars or library
+    warnings on stderr (they go to the log file), only the CLI's step/wrote/warning lines."""
+    out_png = tmp_path / "out.png"
+    args = [sys.executable, "-m", "desktop.cli", "render", str(SAMPLES / sample), "--steps", "2",
+            "--out", str(out_png)]
+    if sample != "edit.ora":  # the edit sample names its own (built-in edit) model
+        args += ["--model", "builtin:tiny-sd15"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if not OWN_LINES.fullmatch(line)] == []
+    assert lines[-1] == f"wrote {out_png} (seed 1234)" and done.stdout == ""
     with Image.open(out_png) as im:
         assert im.size == (512, 512)
-        assert im.info["parameters"].startswith("put a red balloon where the circle is")
+        parameters = im.info["parameters"]
+    assert "Steps: 2" in parameters
+    if sample == "edit.ora":
+        assert parameters.startswith("put a red balloon where the circle is")
+    else:
+        assert 'Model: "builtin:tiny-sd15"' in parameters
+    assert (log_dir() / LOG_FILE_NAME).is_file()  # where the details went
 
 
 def test_cli_runs_share_the_persistent_model_hash_cache(tmp_path, tmp_models):

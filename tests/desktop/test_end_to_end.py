@@ -251,3 +251,58 @@ def test_the_real_editor_process_exits_cleanly_when_closed_mid_generation(user_d
     assert line.startswith("STEP"), err[-2000:]
     assert proc.returncode == 0 and "EXITED 0" in out, err[-2000:]
     assert time.monotonic() - closed_at < 30
+
+
+def test_only_masked_inpaint_previews_and_result_are_drawn_over_the_engines_rectangles(qtbot, editor, monkeypatch):
+    """Issue 13 acceptance 3: the editor draws each step preview over the crop the engine chose and the
+    result over the area the engine's composite may change; the GUI computes no geometry of its own."""
+    import numpy as np
+    from PySide6.QtCore import QRectF
+
+    import inference.sd.inpaint as inpaint
+    from canvas.model.commands import AddLayer
+    from desktop.main_window import new_document
+
+    crops, changed = [], []
+    choose_crop_box, weight_box = inpaint.InpaintExtension.choose_crop_box, inpaint.weight_box
+    monkeypatch.setattr(inpaint.InpaintExtension, "choose_crop_box",
+                        lambda self, ctx: crops.append(choose_crop_box(self, ctx)) or crops[-1])
+    monkeypatch.setattr(inpaint, "weight_box", lambda weight: changed.append(weight_box(weight)) or changed[-1])
+
+    width, height = 96, 64
+    window = editor.window
+    doc = new_document(width, height, settings=dict(
+        mode="inpaint", inpaint_area="only_masked", padding=4, mask_blur=2, steps=2, seed=7, strength=1.0,
+        model="builtin:tiny-sd15", prompt="a red ball", sampler="Euler"))
+    background = np.random.default_rng(3).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    background[..., 3] = 255
+    doc.execute(AddLayer(ImageLayer(name="Background", pixels=background)))
+    mask = np.zeros((height, width), np.uint8)
+    mask[36:50, 60:78] = 255
+    doc.execute(AddLayer(MaskLayer(pixels=mask)))
+    window._replace_document(doc, None)
+    overlay = window.view.staging
+    drawn = []
+    window.controller.preview_ready.connect(lambda rect, rgb: drawn.append(QRectF(overlay.area)))
+
+    job = window.controller.generate()
+    assert job is not None
+    qtbot.waitUntil(lambda: window.controller.staging is not None, timeout=120_000)
+    assert job.state is JobState.FINISHED
+
+    def as_qrect(box):
+        x0, y0, x1, y1 = box
+        return QRectF(x0, y0, x1 - x0, y1 - y0)
+
+    (crop,) = set(crops)
+    assert crop != (0, 0, width, height)  # a real crop, or the test would prove nothing
+    assert len(drawn) == 2 and all(rect == as_qrect(crop) for rect in drawn)
+    (area,) = set(changed)
+    assert overlay.area == as_qrect(area)
+    result = job.images[0]
+    outside = np.ones((height, width), bool)
+    x0, y0, x1, y1 = area
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(result[outside], background[..., :3][outside])  # nothing changed beyond it
+    layer = window.controller.accept()
+    assert (layer.x, layer.y, layer.pixels.shape[:2]) == (x0, y0, (y1 - y0, x1 - x0))

@@ -8,9 +8,9 @@ import pytest
 from canvas.model.commands import AddLayer, SetSetting
 from canvas.model.document import Document
 from canvas.model.layers import ImageLayer, MaskLayer, Rect
-from desktop.generation import AcceptCandidate, GenerationController, JobState, result_area
+from desktop.generation import AcceptCandidate, GenerationController, JobState
 from desktop.worker import InferenceWorker
-from inference.api import GenerationRequest, InferenceError
+from inference.api import InferenceError
 from tests.desktop.fakes import BrokenFactory, FakeEngine
 
 W, H = 64, 48
@@ -109,7 +109,9 @@ def test_candidates_cycle_and_regenerate_uses_a_new_seed(qtbot, make_controller)
     assert controller.staging is None
 
 
-def test_inpaint_accept_covers_only_the_masked_area(qtbot, make_controller):
+def test_accept_covers_the_rectangle_the_engine_reports(qtbot, make_controller):
+    """The engine says where its result may differ from the input (Finished.rect); the accepted
+    layer covers exactly that, cut from the canvas-size result."""
     doc = new_document(mode="inpaint", mask_blur=0)
     background = np.zeros((H, W, 4), np.uint8)
     background[..., 3] = 255
@@ -117,10 +119,11 @@ def test_inpaint_accept_covers_only_the_masked_area(qtbot, make_controller):
     mask = np.zeros((H, W), np.uint8)
     mask[20:30, 30:40] = 255
     doc.execute(AddLayer(MaskLayer(pixels=mask)))
-    controller = make_controller(doc=doc)
+    controller = make_controller(FakeEngine(changed_rect=(22, 12, 48, 38)), doc=doc)
     job = controller.generate()
     qtbot.waitUntil(lambda: controller.staging is not None, timeout=5000)
-    assert job.area == Rect(22, 12, 26, 26)  # mask bbox + 8 px margin, clipped to the canvas
+    assert job.area == Rect(22, 12, 26, 26) == controller.staging.area
+    assert controller.staging.candidates[0].shape == (26, 26, 3)
     layer = controller.accept()
     assert (layer.x, layer.y) == (22.0, 12.0) and layer.pixels.shape == (26, 26, 4)
 
@@ -175,12 +178,3 @@ def test_restore_settings_is_one_undo_step(qtbot, make_controller):
     doc.undo()
     assert doc.settings.to_dict() == old
     assert controller.restore_settings(old) == 0
-
-
-def test_result_area_for_not_masked_inpaint_is_everything_else():
-    mask = np.zeros((H, W), np.float32)
-    mask[:, :] = 1.0
-    mask[0:4, 0:4] = 0.0
-    request = GenerationRequest(mode="inpaint", width=W, height=H, mask=mask, mask_mode="not_masked", mask_blur=0)
-    assert result_area(request) == Rect(0, 0, 12, 12)
-    assert result_area(GenerationRequest(width=W, height=H)) == Rect(0, 0, W, H)

@@ -160,7 +160,7 @@ def test_regions_ride_along_in_inpaint_but_regions_mode_needs_one():
 
 
 def test_region_strength_out_of_range_is_a_clear_error():
-    with pytest.raises(RequestError, match="between 0 and 2"):
+    with pytest.raises(RequestError, match="from 0 to 2"):
         build_request(FakeComposition(regions=(Region(box_mask(0, 0, 5, 5), "x", strength=3.0),)),
                       settings(mode="regions"))
 
@@ -211,7 +211,7 @@ def test_edit_without_annotation_strokes_sends_none():
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
-        ({"mode": "teleport"}, "Unknown generation mode"),
+        ({"mode": "teleport"}, "Unknown mode"),
         ({"sampler": "Heun++"}, "Unknown sampler"),
         ({"steps": 0}, "Steps must be"),
         ({"cfg": 99.0}, "CFG scale"),
@@ -235,7 +235,7 @@ def test_bad_preview_method_and_oversized_canvas_are_refused():
     with pytest.raises(RequestError, match="preview"):
         build_request(FakeComposition(), settings(), preview="hologram")
     huge = FakeComposition(init_image=np.zeros((8, 5000, 3), np.uint8), has_content=False)
-    with pytest.raises(RequestError, match="4096 px per side"):
+    with pytest.raises(RequestError, match="limit of 4096 pixels per side"):
         build_request(huge, settings())
 
 

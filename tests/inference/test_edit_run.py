@@ -329,14 +329,14 @@ def test_tiny_qwen_encodes_the_instruction_into_prompt_embeddings(tiny_models):
     [
         ({"init_image": None}, "canvas is empty"),
         ({"prompt": "   "}, "instruction"),
-        ({"mask": np.ones((10, 10), np.float32)}, "same size"),
+        ({"mask": np.ones((10, 10), np.float32)}, "10x10 but the image is 64x64"),
         ({"mask": np.zeros((SIZE, SIZE), np.float32)}, "mask is empty"),
         ({"annotation_image": np.zeros((SIZE, SIZE, 3), np.uint8)}, "RGBA"),
         ({"annotation_image": np.zeros((8, 8, 4), np.uint8)}, "same size"),
         ({"reference_images": (np.zeros((8, 8, 3), np.float32),)}, "reference image 1"),
         ({"init_image": np.zeros((SIZE, SIZE), np.uint8)}, "RGB"),
         ({"steps": 0}, "Steps"),
-        ({"seed": -5}, "seed"),
+        ({"seed": -5}, "Seed must be"),
     ],
 )
 def test_bad_requests_fail_with_one_clear_sentence(tiny_models, overrides, words):

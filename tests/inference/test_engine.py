@@ -40,18 +40,18 @@ BAD_REQUESTS = [
     (dict(width=60), "multiple of 8"),
     (dict(width=8192, height=64), "larger than the limit"),
     (dict(width=0), "positive whole numbers"),
-    (dict(steps=0), "steps must be"),
-    (dict(steps=5000), "steps must be"),
-    (dict(batch_count=0), "batch_count must be"),
-    (dict(cfg=0.0), "cfg must be"),
-    (dict(cfg=float("nan")), "cfg must be"),
-    (dict(seed=-2), "seed must be"),
-    (dict(seed=1.5), "seed must be"),
+    (dict(steps=0), "Steps must be"),
+    (dict(steps=5000), "Steps must be"),
+    (dict(batch_count=0), "Batch count must be"),
+    (dict(cfg=0.0), "CFG scale must be"),
+    (dict(cfg=float("nan")), "CFG scale must be"),
+    (dict(seed=-2), "Seed must be"),
+    (dict(seed=1.5), "Seed must be"),
     (dict(strength=1.5), "strength must be"),
-    (dict(clip_skip=0), "clip_skip must be"),
+    (dict(clip_skip=0), "Clip skip must be"),
     (dict(sampler="Heun++"), "Unknown sampler 'Heun++'; choose one of: Euler, Euler a"),
     (dict(prompt="x" * 20_001), "prompt is 20001 characters"),
-    (dict(negative=None), "negative must be text"),
+    (dict(negative=None), "negative prompt must be text"),
     (dict(mode="dream"), "Unknown mode"),
     (dict(preview="gif"), "Unknown preview"),
     (dict(init_image=np.zeros((32, 64, 3), np.uint8)), "input image is 64x32 but the request is 64x64"),
@@ -63,8 +63,8 @@ BAD_REQUESTS = [
     (dict(mode="inpaint", init_image=np.zeros((64, 64, 3), np.uint8), mask=np.full((64, 64), 2.0, np.float32)),
      "between 0 and 1"),
     (dict(mode="inpaint", init_image=np.zeros((64, 64, 3), np.uint8), mask=MASK), "mask is empty"),
-    (dict(masked_content="blur"), "Unknown masked_content"),
-    (dict(mask_blur=-1), "mask_blur must be"),
+    (dict(masked_content="blur"), "Unknown masked content"),
+    (dict(mask_blur=-1), "Mask blur must be"),
     (dict(regions=(RegionSpec(mask=np.ones((8, 8), np.float32), prompt="a"),)), "region 1 is 8x8"),
     (dict(loras=(LoraSpec("style", float("inf")),)), "not a finite number"),
 ]
@@ -250,6 +250,6 @@ def test_an_edit_family_model_in_generate_mode_is_refused(monkeypatch):
 
 
 def test_request_default_size_is_valid():
-    from inference.engine import validate_request
+    from inference.validate import validate_request
 
     validate_request(GenerationRequest())

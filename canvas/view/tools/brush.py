@@ -49,11 +49,7 @@ class BrushTool(Tool):
     def set_hardness(self, hardness: float) -> None:
         self._set_brush(Brush(self.brush.size, hardness, self.brush.opacity, self.brush.spacing))
 
-    def set_opacity(self, opacity: float) -> None:
-        self._set_brush(Brush(self.brush.size, self.brush.hardness, opacity, self.brush.spacing))
 
-    def set_spacing(self, spacing: float) -> None:
-        self._set_brush(Brush(self.brush.size, self.brush.hardness, self.brush.opacity, spacing))
 
     def grow(self) -> None:
         self.set_size(min(MAX_BRUSH_SIZE, max(self.brush.size + 1.0, self.brush.size * SIZE_STEP)))

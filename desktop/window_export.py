@@ -1,0 +1,68 @@
+"""The editor window's PNG export: the flattened canvas with the A1111 parameters and a Collagen record.
+
+A mixin of `MainWindow` (desktop/main_window.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog
+
+from canvas.io.errors import ProjectError
+from canvas.io.png_info import write_png
+from canvas.model.compose import compose
+from canvas.model.document import DocumentError
+from desktop import dialogs
+from desktop.generation import AcceptCandidate
+
+
+class PngExport:
+    """MainWindow's export (mixed into the window class)."""
+
+    # ==== export ===================================================================================
+    def action_export_png(self) -> None:
+        start = (self.path.with_suffix(".png") if self.path else Path(self._start_dir()) / "Untitled.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Export PNG", str(start), "PNG images (*.png)")
+        if path:
+            path = Path(path)
+            self.export_png(path if path.suffix.lower() == ".png" else path.with_suffix(".png"))
+
+    def export_png(self, path: Path) -> bool:
+        try:
+            composition = compose(self.document)
+            parameters, record = self.export_metadata(composition)
+            write_png(path, composition.init_image, parameters, record)
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+            return False
+        except (DocumentError, OSError) as exc:
+            dialogs.show_error(self, f"{Path(path).name}: could not be exported ({exc}).")
+            return False
+        self.statusBar().showMessage(f"Exported {Path(path).name}.", 4000)
+        return True
+
+    def export_metadata(self, composition) -> tuple[dict, dict]:
+        """The A1111 parameters of the topmost accepted generation still visible (else the
+        current settings), and a Collagen record with mode, regions and layer summary."""
+        parameters = None
+        visible = {id(la) for la in self.document.layers if la.visible}
+        for command in self.document.history.done_commands():
+            if isinstance(command, AcceptCandidate) and id(command.layer) in visible:
+                parameters = {k: v for k, v in command.parameters.items() if k != "job_settings"}
+                break
+        s = self.document.settings
+        if parameters is None:
+            parameters = {"prompt": s.prompt, "negative_prompt": s.negative, "steps": s.steps, "sampler": s.sampler,
+                          "cfg_scale": s.cfg, "model": s.model, "mode": s.mode}
+            if s.seed >= 0:
+                parameters["seed"] = s.seed
+        record = {
+            "mode": s.mode,
+            "settings": s.to_dict(),
+            "regions": [{"name": r.name, "prompt": r.prompt, "negative": r.negative, "strength": r.strength,
+                         "loras": [list(lo) for lo in r.loras], "mask": r.mask} for r in composition.regions],
+            "inpaint_mask": composition.inpaint_mask,
+            "layers": [{"name": la.name, "kind": la.kind, "visible": la.visible} for la in self.document.layers],
+        }
+        return parameters, record
