@@ -87,7 +87,7 @@ class StrengthBlend(LoopExtension):
             latent_strength = self.strength_map.latent_values(ctx.model.vae_scale_factor)
         if latent_strength.shape != ctx.latent_size:
             raise RequestError("The latent strength map does not match the latent size.")
-        start = start_steps(latent_strength, ctx.steps, ctx.scheduler.order, ctx.run_start, len(ctx.timesteps))
+        start = ctx.start_steps(latent_strength)
         self.start = torch.from_numpy(start)[None, None].to(ctx.device)
 
     def after_step(self, ctx: DenoiseContext, step_index: int, latents):

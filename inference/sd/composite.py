@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from inference.api import CompositePiece, GenerationRequest, RequestError
-from inference.sd.blend import start_steps
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.latent_couple import MAX_BATCH, batch_limit, batches_by_length, unet_batch
@@ -162,8 +161,7 @@ class CompositeExtension(LoopExtension):
         if piece.image is not None:
             image = ctx.to_generation_space(piece.image, is_mask=False)
             trajectory.image_latents = encode_image(ctx.model, image, ctx.device)
-            start = start_steps(np.array([self.strength]), ctx.steps, ctx.scheduler.order, ctx.run_start,
-                                len(ctx.timesteps))
+            start = ctx.start_steps(np.array([self.strength]))
             trajectory.start = int(start[0])
             trajectory.latents = ctx.scheduler.add_noise(trajectory.image_latents, ctx.noise, ctx.timesteps[:1])
         return trajectory

@@ -151,6 +151,30 @@ class DenoiseContext:
         noise_uncond, noise_cond = noise_pred.chunk(2)
         return self.combine_guidance(noise_uncond, noise_cond)
 
+    def start_steps(self, latent_strength: np.ndarray) -> np.ndarray:
+        """Per latent pixel of this strength, the index into `timesteps` where its denoising starts
+        (the loop's own img2img cut applied per pixel; the flow loop rounds as FLUX's pipelines do)."""
+        from inference.sd.blend import start_steps
+
+        return start_steps(latent_strength, self.steps, self.scheduler.order, self.run_start, len(self.timesteps))
+
+    def inpaint_conditioning(self, image: np.ndarray | None, grid_mask: np.ndarray | None, latent_mask):
+        """The extra input channels of an inpaint model: 9-channel SD takes [mask, latents of the image
+        with the regenerated cells greyed out]. `image` None: everything counts as masked (txt2img)."""
+        import torch
+
+        from inference.sd.loop import encode_image
+
+        if image is None:
+            image = np.full((self.height, self.width, 3), 128, dtype=np.uint8)
+            latent_mask = torch.ones((1, 1, *self.latent_size), device=self.device)
+        else:
+            keep = (grid_mask <= 0)[..., None]
+            # 127/128 grey is 0 in the VAE's [-1, 1] input range, what diffusers' masked image holds.
+            image = np.where(keep, image, np.uint8(128)).astype(np.uint8)
+        masked_latents = encode_image(self.model, image, self.device)
+        return torch.cat([latent_mask.to(masked_latents.dtype), masked_latents], dim=1)
+
     def to_generation_space(self, canvas_array: np.ndarray, *, is_mask: bool = True) -> np.ndarray:
         """A canvas-sized HxW (mask) or HxWx3 (image) array as the generation sees it (crop + resize)."""
         from inference.sd.masks import resize_image, resize_mask
