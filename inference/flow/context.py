@@ -80,6 +80,22 @@ class FlowContext(DenoiseContext):
         )[0]
         return packing.unpack(velocity, height, width).float()
 
+    def encode_prompt_pair(self, prompt: str, negative: str, clip_skip: int = 1):
+        """(cond, uncond) of a part's own prompt pair; FLUX has no clip skip."""
+        from inference.flow.prompt import encode_flow_prompt_pair
+
+        return encode_flow_prompt_pair(self.model, prompt, negative)
+
+    def model_batch(self, latent_inputs: list, embeddings: list, t) -> list:
+        """One transformer call on several (latents, prompt) pairs of equal token length."""
+        import torch
+
+        from inference.sd.prompt import PromptEmbedding
+
+        stacked = PromptEmbedding(hidden_states=torch.cat([e.hidden_states for e in embeddings]),
+                                  pooled=torch.cat([e.pooled for e in embeddings]))
+        return list(self.transformer_forward(torch.cat(latent_inputs), t, stacked).split(1))
+
     def predict_noise_default(self, latents, t):
         """The plain evaluation: the prompt, then (true CFG) the negative, as two passes like diffusers."""
         velocity = self.transformer_forward(latents, t, self.cond, self.joint_attention_kwargs)

@@ -37,7 +37,7 @@ from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.latent_couple import MAX_BATCH, batch_limit, batches_by_length, unet_batch
 from inference.sd.loop import encode_image, prepare_latents
 from inference.sd.masks import cell_mean
-from inference.sd.prompt import PromptEmbedding, encode_prompt_pair, parse_lora_tags
+from inference.sd.prompt import PromptEmbedding, parse_lora_tags
 from inference.sd.regions import (
     AttentionCoupleExtension,
     base_negative_text,
@@ -156,7 +156,7 @@ class CompositeExtension(LoopExtension):
     def prepare_piece(self, ctx: DenoiseContext, piece: CompositePiece, start_latents) -> Trajectory:
         prompt = parse_lora_tags(piece.prompt)[0]
         negative = parse_lora_tags(piece.negative)[0] or self.base_negative
-        cond, uncond = encode_prompt_pair(ctx.model, prompt, negative, self.clip_skip)
+        cond, uncond = ctx.encode_prompt_pair(prompt, negative, self.clip_skip)
         trajectory = self.prepare_trajectory(ctx, cond, uncond, start_latents)
         if piece.image is not None:
             image = ctx.to_generation_space(piece.image, is_mask=False)

@@ -134,6 +134,28 @@ class DenoiseContext:
         )[0]
         return noise_pred.float()
 
+    def encode_prompt_pair(self, prompt: str, negative: str, clip_skip: int = 1):
+        """(cond, uncond) PromptEmbeddings of a part's own prompt pair (regions, composite pieces)."""
+        from inference.sd.prompt import encode_prompt_pair
+
+        return encode_prompt_pair(self.model, prompt, negative, clip_skip)
+
+    def model_batch(self, latent_inputs: list, embeddings: list, t) -> list:
+        """One UNet call on several (latents, prompt) pairs of equal token length; one prediction per pair.
+
+        SDXL gets each prompt's own pooled embedding and the run's time ids.
+        """
+        import torch
+
+        states = torch.cat([embedding.hidden_states for embedding in embeddings])
+        added_cond_kwargs = None
+        if self.added_cond_kwargs is not None:
+            pooled = torch.cat([embedding.pooled for embedding in embeddings]).to(self.device, self.dtype)
+            time_ids = self.added_cond_kwargs["time_ids"][:1].repeat(len(embeddings), 1)
+            added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
+        noise = self.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, self.cross_attention_kwargs)
+        return list(noise.split(1))
+
     def combine_guidance(self, noise_uncond, noise_cond):
         return noise_uncond + self.guidance_scale * (noise_cond - noise_uncond)
 

@@ -37,7 +37,7 @@ from inference.api import GenerationRequest, RegionSpec, RequestError
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.masks import cell_mean
-from inference.sd.prompt import PromptEmbedding, encode_prompt_pair
+from inference.sd.prompt import PromptEmbedding
 from inference.sd.regions import base_negative_text, move_embedding, prepare_region_texts
 
 BASE_WEIGHT = 0.25  # weight of the base prompt's prediction where a region covers the pixel fully
@@ -133,7 +133,7 @@ class LatentCoupleExtension(LoopExtension):
             raise RequestError("Per-region LoRAs need a LoRA loader, which this run was not given.")
         # Text-encoder LoRAs change the embedding, so the region's prompt is encoded under its own set.
         self.use_loras(ctx, loras)
-        cond, uncond = encode_prompt_pair(ctx.model, prompt, negative, self.clip_skip)
+        cond, uncond = ctx.encode_prompt_pair(prompt, negative, self.clip_skip)
         cond_evaluation = self.evaluation(loras, move_embedding(cond, ctx.device))
         uncond_evaluation = None
         if ctx.do_cfg:
@@ -197,20 +197,8 @@ class LatentCoupleExtension(LoopExtension):
 
 
 def unet_batch(ctx: DenoiseContext, latent_inputs: list, embeddings: list[PromptEmbedding], t) -> list:
-    """One UNet call on several (latents, prompt) pairs of equal token length; one prediction per pair.
-
-    SDXL gets each prompt's own pooled embedding and the run's time ids.
-    """
-    import torch
-
-    states = torch.cat([embedding.hidden_states for embedding in embeddings])
-    added_cond_kwargs = None
-    if ctx.added_cond_kwargs is not None:
-        pooled = torch.cat([embedding.pooled for embedding in embeddings]).to(ctx.device, ctx.dtype)
-        time_ids = ctx.added_cond_kwargs["time_ids"][:1].repeat(len(embeddings), 1)
-        added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
-    noise = ctx.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, ctx.cross_attention_kwargs)
-    return list(noise.split(1))
+    """One model call on several (latents, prompt) pairs of equal token length (`ctx.model_batch`)."""
+    return ctx.model_batch(latent_inputs, embeddings, t)
 
 
 def batch_limit(ctx: DenoiseContext, max_batch: int) -> int:
