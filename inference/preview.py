@@ -2,10 +2,11 @@
 
 Two ways, both at *latent* resolution times the decoder's own scale:
 - linear (default, weights-free): each latent pixel is mapped to RGB with a fixed 4x3 matrix (+ bias
-  for SDXL). The image is H/8 x W/8; the UI scales it up (nearest or smooth, its choice) so the
+  for SDXL; FLUX: 16x3 + bias). The image is H/8 x W/8; the UI scales it up (nearest or smooth, its choice) so the
   preview costs nothing here.
 - TAESD: when a tiny-autoencoder decoder is available (`taesd_decoder.safetensors` /
-  `taesdxl_decoder.safetensors` as published by madebyollin, a diffusers AutoencoderTiny
+  `taesdxl_decoder.safetensors`, FLUX's `taef1_decoder.safetensors` (16 latent channels, read from
+  the weights) as published by madebyollin, a diffusers AutoencoderTiny
   `.safetensors`, or a diffusers AutoencoderTiny folder), it decodes to the full H x W.
 
 Both take the latents exactly as the denoise loop holds them (already multiplied by the VAE's
@@ -33,7 +34,21 @@ SDXL_LATENT_RGB = np.array(
 )
 SDXL_LATENT_RGB_BIAS = np.array([0.1084, -0.0175, -0.0011], dtype=np.float32)
 
-LINEAR_FACTORS = {"sd15": (SD15_LATENT_RGB, SD15_LATENT_RGB_BIAS), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS)}
+# FLUX.1's 16-channel VAE (the factors ComfyUI publishes for its Flux latent format).
+FLUX_LATENT_RGB = np.array(
+    [[-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275, -0.0668, -0.0433], [-0.0174, 0.0160, 0.0617],
+     [0.0859, 0.0721, 0.0329], [0.0004, 0.0383, 0.0115], [0.0405, 0.0861, 0.0915], [-0.0236, -0.0185, -0.0259],
+     [-0.0245, 0.0250, 0.1180], [0.1008, 0.0755, -0.0421], [-0.0515, 0.0201, 0.0011], [0.0428, -0.0012, -0.0036],
+     [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499], [-0.1262, -0.0982, -0.0778]],
+    dtype=np.float32,
+)
+FLUX_LATENT_RGB_BIAS = np.array([-0.0329, -0.0718, -0.0851], dtype=np.float32)
+
+LINEAR_FACTORS = {
+    "sd15": (SD15_LATENT_RGB, SD15_LATENT_RGB_BIAS),
+    "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS),
+    **{family: (FLUX_LATENT_RGB, FLUX_LATENT_RGB_BIAS) for family in ("flux-dev", "flux-schnell", "flux-fill")},
+}
 
 # The published TAESD decoders all use AutoencoderTiny's default decoder shape.
 TAESD_DECODER_SHAPE = dict(num_blocks=(3, 3, 3, 1), block_out_channels=(64, 64, 64, 64), upsampling_scaling_factor=2)
@@ -45,15 +60,15 @@ def signed_unit_to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def linear_preview(latents, family: str) -> np.ndarray:
-    """(1 x 4 x h x w) latents (tensor or array) -> h x w x 3 uint8 with the SPEC's factors."""
+    """(1 x C x h x w) latents (tensor or array) -> h x w x 3 uint8 with the family's factors (C = 4, FLUX 16)."""
     if family not in LINEAR_FACTORS:
         raise ModelError(f"There are no linear preview factors for model family {family!r}.")
     factors, bias = LINEAR_FACTORS[family]
     array = latents.detach().float().cpu().numpy() if hasattr(latents, "detach") else np.asarray(latents, np.float32)
     if array.ndim == 4:
         array = array[0]
-    if array.shape[0] != 4:
-        raise ModelError(f"Linear previews need 4 latent channels, not {array.shape[0]}.")
+    if array.shape[0] != factors.shape[0]:
+        raise ModelError(f"Linear previews of {family} need {factors.shape[0]} latent channels, not {array.shape[0]}.")
     rgb = np.einsum("chw,cr->hwr", array.astype(np.float32), factors) + bias
     return signed_unit_to_uint8(rgb)
 
@@ -82,6 +97,9 @@ def prepare_taesd_decoder(path: Path):
         weights = path
     state = read_safetensors(weights)
     layers_state = taesd_decoder_layers_state(state, weights)
+    first = layers_state.get("0.weight")
+    if not path.is_dir() and first is not None and first.ndim == 4:
+        latent_channels = int(first.shape[1])  # TAESD 4, TAEF1 (FLUX) 16
     decoder = DecoderTiny(
         in_channels=latent_channels, out_channels=3, act_fn="relu", upsample_fn="nearest", **shape
     )
