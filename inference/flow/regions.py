@@ -24,6 +24,11 @@ negative of its own) is folded into the base, as in the SD processor: its segmen
 sequence and its weight goes onto the base, b(p) = (1 + sum_folded m_j s_j) / T(p). A full-canvas
 region carrying the base prompt therefore runs exactly the plain computation.
 
+A region's segment is its text's own T5 tokens (up to and with the end token), without the padding
+the base prompt carries to 512/256 tokens: the states are those of the padded encoding (T5 reads
+without an attention mask), so the region's words read as in a plain run, and each region costs
+only its own length in every block (`trim_padding`).
+
 With true CFG the negative pass has the same layout with each region's own negative (or the base
 negative) and a mask of its own. The masks are built once per run and reach diffusers' own
 FluxAttnProcessor through `joint_attention_kwargs` (every FluxAttention takes `attention_mask`).
@@ -122,11 +127,14 @@ class FlowAttentionCoupleExtension(LoopExtension):
     """Regions as a mask over FLUX's joint attention (one transformer pass per guidance branch)."""
 
     def __init__(self, regions: tuple[RegionSpec, ...], *, base_negative: str = "", base_prompt: str | None = None,
-                 fold: bool = True):
+                 fold: bool = True, trim_padding: bool = True):
         self.regions = tuple(regions)
         self.base_negative = base_negative
         self.base_prompt = base_prompt
-        self.fold = fold  # fold base-prompt copies into the base (exact and cheaper); off only to test the mask
+        # Both on in every run; off only to test the mask against the plain computation.
+        self.fold = fold  # fold base-prompt copies into the base (exact and cheaper)
+        self.trim_padding = trim_padding  # region segments without their padding tokens
+        self.token_counts: dict[str, int] = {}
         self.bias = RegionSwitch()
         self.masks: dict[str, np.ndarray] = {}  # "cond"/"uncond" -> the float64 bias, for diagnostics
 
@@ -163,7 +171,17 @@ class FlowAttentionCoupleExtension(LoopExtension):
         missing = [text for text in dict.fromkeys(texts) if text not in known]
         for text, embedding in zip(missing, encode_flow_prompts(ctx.model, missing, on_truncated=ctx.notify)):
             known[text] = embedding
+        if self.trim_padding:
+            distinct = list(dict.fromkeys(texts))
+            ids = ctx.model.tokenizer_2(distinct, padding=False, truncation=False).input_ids
+            self.token_counts = {text: len(tokens) for text, tokens in zip(distinct, ids)}
         return known
+
+    def segment_of(self, text: str, embedding: PromptEmbedding):
+        """A region's token states: its own tokens (with the end token) when trimming, else all of them."""
+        states = embedding.hidden_states
+        count = self.token_counts.get(text) if self.trim_padding else None
+        return states if count is None else states[:, : max(1, min(count, states.shape[1]))]
 
     def prepare_pass(self, ctx, name: str, base: PromptEmbedding, base_text: str | None, embeddings, region_texts,
                      token_masks, strengths):
@@ -172,10 +190,11 @@ class FlowAttentionCoupleExtension(LoopExtension):
 
         folded = [self.fold and (embedding is base or (base_text is not None and text == base_text))
                   for embedding, text in zip(embeddings, region_texts)]
-        lengths = [int(embedding.hidden_states.shape[1]) for embedding in embeddings]
+        segments = [self.segment_of(text, embedding) for embedding, text in zip(embeddings, region_texts)]
+        lengths = [int(segment.shape[1]) for segment in segments]
         bias = joint_attention_bias(token_masks, strengths, int(base.hidden_states.shape[1]), lengths, folded)
         self.masks[name] = bias
-        states = [base.hidden_states] + [e.hidden_states for e, f in zip(embeddings, folded) if not f]
+        states = [base.hidden_states] + [segment for segment, f in zip(segments, folded) if not f]
         sequence = PromptEmbedding(hidden_states=torch.cat([s.to(ctx.device) for s in states], dim=1),
                                    pooled=base.pooled)
         if not np.any(bias):  # every region folded at the base's weight: the plain computation

@@ -100,7 +100,7 @@ def test_a_full_canvas_region_with_the_base_prompt_is_the_plain_run():
     assert torch.equal(plain, folded)
     # Not folded: the copy's tokens really are attended, half weight each beside the base.
     unfolded = final_latents(model, request, [FlowAttentionCoupleExtension((full,), base_prompt=request.prompt,
-                                                                            fold=False)])
+                                                                            fold=False, trim_padding=False)])
     assert (plain - unfolded).abs().max() <= 1e-5 * plain.abs().max()
 
 
@@ -114,7 +114,7 @@ def test_a_full_canvas_region_is_float64_exact():
         full = RegionSpec(np.ones((HEIGHT, WIDTH), np.float32), request.prompt)
         plain = final_latents(model, request)
         unfolded = final_latents(model, request, [FlowAttentionCoupleExtension((full,), base_prompt=request.prompt,
-                                                                                fold=False)])
+                                                                                fold=False, trim_padding=False)])
         assert (plain - unfolded).abs().max() <= 1e-12 * plain.abs().max()
     finally:
         for part in (model.transformer, model.vae, model.text_encoder, model.text_encoder_2):
@@ -134,9 +134,12 @@ def test_a_region_negative_changes_only_the_negative_pass_of_its_own_image_token
         extension = FlowAttentionCoupleExtension(regions, base_negative="blurry", base_prompt=request.prompt)
         final_latents(model, request, [extension], true_cfg=3.0)
         masks[negative] = extension.masks
-    # The right region has no negative of its own: it folds into the base negative.
-    assert masks["grey fog"]["uncond"].shape[0] == 512 * 2 + 12
-    assert masks["grey fog"]["cond"].shape[0] == 512 * 3 + 12
+    # The right region has no negative of its own: it folds into the base negative; region segments are
+    # their own tokens without padding.
+    tokens = {text: len(model.tokenizer_2(text).input_ids) for text in ("grey fog", "neon lights", "a cat", "a dog")}
+    for negative in ("grey fog", "neon lights"):
+        assert masks[negative]["uncond"].shape[0] == 512 + tokens[negative] + 12
+        assert masks[negative]["cond"].shape[0] == 512 + tokens["a cat"] + tokens["a dog"] + 12
 
 
 def test_region_negatives_move_their_own_half_more_than_the_other():
