@@ -98,3 +98,25 @@ def test_the_size_must_fit_the_packed_latents():
     model = tiny_flux("dev")
     with pytest.raises(RequestError, match="multiple of 16"):
         run_flow(model, flux_request(width=72, height=64))
+
+
+def test_an_inpaint_sketch_on_flux_regenerates_only_around_the_strokes():
+    model = tiny_flux("dev")
+    sketch = np.zeros((SIZE, SIZE), np.float32)
+    sketch[28:36, 28:36] = 1.0
+    request = flux_request(init_image=random_image(SIZE, SIZE, seed=9), sketch_mask=sketch, width=SIZE,
+                           height=SIZE, steps=2, mask_blur=2)
+    extensions = build_flow_extensions(request, model)
+    result = run_flow(model, request, extensions=extensions)
+    weight = extensions[0].composite_weight
+    assert np.array_equal(result[weight == 0], request.init_image[weight == 0])
+    assert not np.array_equal(result[weight > 0], request.init_image[weight > 0])
+
+
+def test_fill_outside_inpainting_regenerates_everything():
+    model = tiny_flux("fill")
+    request = flux_request(model=model.name, width=SIZE, height=SIZE, steps=2)
+    extensions = build_flow_extensions(request, model)
+    assert [type(e).__name__ for e in extensions] == ["WholeImageConditioning"]
+    image = run_flow(model, request, extensions=extensions, guidance=30.0)
+    assert image.shape == (SIZE, SIZE, 3) and image.std() > 0
