@@ -136,7 +136,8 @@ class GenerationRequest:
     reference_images: tuple[np.ndarray, ...] = ()
     annotation_image: np.ndarray | None = None  # HxWx4 uint8 RGBA markup, never in the output
     image_guidance_scale: float = 1.5
-    true_cfg_scale: float = 4.0
+    true_cfg_scale: float = 4.0  # edit models and FLUX: true CFG with the negative prompt (1 = off)
+    guidance: float | None = None  # FLUX distilled guidance (not CFG); None: the family's default
     # Previews
     preview: PreviewMethod = "linear"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import sys
 import threading
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any, Callable
 import numpy as np
 
 from inference.api import (
-    MAX_SEED,
     Cancelled,
     Event,
     Failed,
@@ -42,6 +40,7 @@ from inference.api import (
     RequestError,
 )
 from inference.families import FAMILIES, Family
+from inference.records import NoticeOnce, RunProgress, generation_parameters, resolve_seed, union_box
 from inference.validate import validate_request
 
 log = logging.getLogger(__name__)
@@ -263,38 +262,10 @@ class Engine:
         return self.previews.render(latents, model.family, taesd_path)
 
 
-def union_box(boxes) -> tuple[int, int, int, int]:
-    """The smallest (x0, y0, x1, y1) holding every box (the batch's images share the mask)."""
-    x0s, y0s, x1s, y1s = zip(*boxes)
-    return (min(x0s), min(y0s), max(x1s), max(y1s))
-
-
 def prompt_texts_of_parts(request: GenerationRequest) -> list[str]:
     """The prompts of regions and composite pieces: their embeddings must be loaded too."""
     parts = [*request.regions, *request.pieces]
     return [text for part in parts for text in (part.prompt, part.negative)]
-
-
-class NoticeOnce:
-    """Passes events on, dropping a Notice whose message was already sent in this run."""
-
-    def __init__(self, on_event: Callable[[Event], None]):
-        self.on_event = on_event
-        self.sent: set[str] = set()
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Notice):
-            if event.message in self.sent:
-                return
-            self.sent.add(event.message)
-        self.on_event(event)
-
-
-class RunProgress:
-    """Steps finished so far in the current run (what a Cancelled event reports)."""
-
-    def __init__(self) -> None:
-        self.finished = 0
 
 
 # ---- checks that need the model (the request was validated before loading it) ---------------
@@ -305,60 +276,6 @@ def check_model_fits_request(model, request: GenerationRequest) -> None:
     scale = model.vae_scale_factor
     if request.width % scale or request.height % scale:
         raise RequestError(f"The size must be a multiple of {scale} pixels for {model.name}.")
-
-
-# ---- results ----------------------------------------------------------------------------------
-
-
-def resolve_seed(seed: int) -> int:
-    """-1 picks a fresh random seed (from the OS, not the global RNG other code may have seeded)."""
-    if seed == -1:
-        return random.SystemRandom().randrange(0, MAX_SEED + 1)
-    return int(seed)
-
-
-def generation_parameters(request, model, sampler: str, seed: int, batch_index: int, loras, image) -> dict:
-    """Everything the PNG export needs to describe (and reproduce) one image; JSON-ready values only."""
-    has_image = request.init_image is not None
-    parameters = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative,
-        "steps": int(request.steps),
-        "sampler": sampler,
-        "cfg_scale": float(request.cfg),
-        "seed": int(seed),
-        "width": int(request.width),
-        "height": int(request.height),
-        "size": f"{request.width}x{request.height}",
-        "output_size": f"{image.shape[1]}x{image.shape[0]}",
-        "model": model.name,
-        "model_hash": model.model_hash,
-        "family": model.family,
-        "builtin_model": bool(model.builtin),
-        "clip_skip": int(request.clip_skip),
-        "mode": request.mode,
-        "denoising_strength": float(request.strength) if has_image else None,
-        "loras": [{"name": str(name), "weight": float(weight)} for name, weight in loras_as_pairs(loras)],
-        "lcm": bool(request.lcm),
-        "lcm_lora": request.lcm_lora,
-        "vae": request.vae,
-        "batch_count": int(request.batch_count),
-        "batch_index": int(batch_index),
-    }
-    if request.mask is not None:
-        parameters.update(
-            mask_mode=request.mask_mode,
-            masked_content=request.masked_content,
-            inpaint_area=request.inpaint_area,
-            padding=int(request.padding),
-            mask_blur=int(request.mask_blur),
-            color_match=bool(request.color_match),
-        )
-    return parameters
-
-
-def loras_as_pairs(loras) -> list[tuple[str, float]]:
-    return [(spec.name, spec.weight) for spec in loras]
 
 
 # ---- failures ---------------------------------------------------------------------------------

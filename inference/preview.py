@@ -75,6 +75,9 @@ def prepare_taesd_decoder(path: Path):
         weights = path
     state = read_safetensors(weights)
     layers_state = taesd_decoder_layers_state(state, weights)
+    first = layers_state.get("0.weight")
+    if not path.is_dir() and first is not None and first.ndim == 4:
+        latent_channels = int(first.shape[1])  # TAESD 4, TAEF1 (FLUX) 16
     decoder = DecoderTiny(
         in_channels=latent_channels, out_channels=3, act_fn="relu", upsample_fn="nearest", **shape
     )

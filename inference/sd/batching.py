@@ -28,20 +28,8 @@ class Evaluation:
 
 
 def unet_batch(ctx: DenoiseContext, latent_inputs: list, embeddings: list[PromptEmbedding], t) -> list:
-    """One UNet call on several (latents, prompt) pairs of equal token length; one prediction per pair.
-
-    SDXL gets each prompt's own pooled embedding and the run's time ids.
-    """
-    import torch
-
-    states = torch.cat([embedding.hidden_states for embedding in embeddings])
-    added_cond_kwargs = None
-    if ctx.added_cond_kwargs is not None:
-        pooled = torch.cat([embedding.pooled for embedding in embeddings]).to(ctx.device, ctx.dtype)
-        time_ids = ctx.added_cond_kwargs["time_ids"][:1].repeat(len(embeddings), 1)
-        added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
-    noise = ctx.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, ctx.cross_attention_kwargs)
-    return list(noise.split(1))
+    """One model call on several (latents, prompt) pairs of equal token length (`ctx.model_batch`)."""
+    return ctx.model_batch(latent_inputs, embeddings, t)
 
 
 def batch_limit(ctx: DenoiseContext, max_batch: int) -> int:

@@ -44,18 +44,6 @@ class StrengthMap:
         return cell_mean(self.values, cell)
 
 
-def start_steps(latent_strength: np.ndarray, steps: int, order: int, run_start: int, run_length: int) -> np.ndarray:
-    """For each latent pixel, the index into the run's timesteps at which it starts being denoised.
-
-    Mirrors the img2img timestep cut: strength s skips the first `steps - int(steps * s)` steps of
-    the full schedule (times the scheduler's order). Pixels asking to start before the run does
-    start with it; pixels that never start (strength 0) get `run_length`.
-    """
-    init_steps = np.minimum((steps * latent_strength.astype(np.float64) + 1e-6).astype(np.int64), steps)
-    absolute = (steps - init_steps) * order
-    return np.clip(absolute - run_start, 0, run_length).astype(np.int64)
-
-
 class StrengthBlend(LoopExtension):
     """Holds each latent pixel to the (re-noised) original until its own start step.
 
@@ -84,7 +72,7 @@ class StrengthBlend(LoopExtension):
             latent_strength = self.strength_map.latent_values(ctx.model.vae_scale_factor)
         if latent_strength.shape != ctx.latent_size:
             raise RequestError("The latent strength map does not match the latent size.")
-        start = start_steps(latent_strength, ctx.steps, ctx.scheduler.order, ctx.run_start, len(ctx.timesteps))
+        start = ctx.start_steps(latent_strength)
         self.start = torch.from_numpy(start)[None, None].to(ctx.device)
 
     def after_step(self, ctx: DenoiseContext, step_index: int, latents):

@@ -33,12 +33,11 @@ import numpy as np
 
 from inference.api import CompositePiece, GenerationRequest, RequestError
 from inference.sd.batching import MAX_BATCH, batch_limit, batches_by_length, unet_batch
-from inference.sd.blend import start_steps
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.loop import encode_image, prepare_latents
 from inference.sd.masks import cell_mean
-from inference.sd.prompt import PromptEmbedding, encode_prompt_pair, parse_lora_tags
+from inference.sd.prompt import PromptEmbedding, parse_lora_tags
 from inference.sd.region_prompts import base_negative_text, move_embedding
 from inference.sd.regions import AttentionCoupleExtension, region_extensions
 
@@ -153,13 +152,12 @@ class CompositeExtension(LoopExtension):
     def prepare_piece(self, ctx: DenoiseContext, piece: CompositePiece, start_latents) -> Trajectory:
         prompt = parse_lora_tags(piece.prompt)[0]
         negative = parse_lora_tags(piece.negative)[0] or self.base_negative
-        cond, uncond = encode_prompt_pair(ctx.model, prompt, negative, self.clip_skip)
+        cond, uncond = ctx.encode_prompt_pair(prompt, negative, self.clip_skip)
         trajectory = self.prepare_trajectory(ctx, cond, uncond, start_latents)
         if piece.image is not None:
             image = ctx.to_generation_space(piece.image, is_mask=False)
             trajectory.image_latents = encode_image(ctx.model, image, ctx.device)
-            start = start_steps(np.array([self.strength]), ctx.steps, ctx.scheduler.order, ctx.run_start,
-                                len(ctx.timesteps))
+            start = ctx.start_steps(np.array([self.strength]))
             trajectory.start = int(start[0])
             trajectory.latents = ctx.scheduler.add_noise(trajectory.image_latents, ctx.noise, ctx.timesteps[:1])
         return trajectory

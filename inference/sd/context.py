@@ -142,6 +142,28 @@ class DenoiseContext:
         )[0]
         return noise_pred.float()
 
+    def encode_prompt_pair(self, prompt: str, negative: str, clip_skip: int = 1):
+        """(cond, uncond) PromptEmbeddings of a part's own prompt pair (regions, composite pieces)."""
+        from inference.sd.prompt import encode_prompt_pair
+
+        return encode_prompt_pair(self.model, prompt, negative, clip_skip)
+
+    def model_batch(self, latent_inputs: list, embeddings: list, t) -> list:
+        """One UNet call on several (latents, prompt) pairs of equal token length; one prediction per pair.
+
+        SDXL gets each prompt's own pooled embedding and the run's time ids.
+        """
+        import torch
+
+        states = torch.cat([embedding.hidden_states for embedding in embeddings])
+        added_cond_kwargs = None
+        if self.added_cond_kwargs is not None:
+            pooled = torch.cat([embedding.pooled for embedding in embeddings]).to(self.device, self.dtype)
+            time_ids = self.added_cond_kwargs["time_ids"][:1].repeat(len(embeddings), 1)
+            added_cond_kwargs = {"text_embeds": pooled, "time_ids": time_ids}
+        noise = self.unet_forward(torch.cat(latent_inputs), t, states, added_cond_kwargs, self.cross_attention_kwargs)
+        return list(noise.split(1))
+
     def combine_guidance(self, noise_uncond, noise_cond):
         return noise_uncond + self.guidance_scale * (noise_cond - noise_uncond)
 
@@ -158,6 +180,30 @@ class DenoiseContext:
             return noise_pred
         noise_uncond, noise_cond = noise_pred.chunk(2)
         return self.combine_guidance(noise_uncond, noise_cond)
+
+    def start_steps(self, latent_strength: np.ndarray) -> np.ndarray:
+        """Per latent pixel of this strength, the index into `timesteps` where its denoising starts
+        (the loop's own img2img cut applied per pixel; the flow loop rounds as FLUX's pipelines do)."""
+        from inference.sd.steps import start_steps
+
+        return start_steps(latent_strength, self.steps, self.scheduler.order, self.run_start, len(self.timesteps))
+
+    def inpaint_conditioning(self, image: np.ndarray | None, grid_mask: np.ndarray | None, latent_mask):
+        """The extra input channels of an inpaint model: 9-channel SD takes [mask, latents of the image
+        with the regenerated cells greyed out]. `image` None: everything counts as masked (txt2img)."""
+        import torch
+
+        from inference.sd.vae import encode_image
+
+        if image is None:
+            image = np.full((self.height, self.width, 3), 128, dtype=np.uint8)
+            latent_mask = torch.ones((1, 1, *self.latent_size), device=self.device)
+        else:
+            keep = (grid_mask <= 0)[..., None]
+            # 127/128 grey is 0 in the VAE's [-1, 1] input range, what diffusers' masked image holds.
+            image = np.where(keep, image, np.uint8(128)).astype(np.uint8)
+        masked_latents = encode_image(self.model, image, self.device)
+        return torch.cat([latent_mask.to(masked_latents.dtype), masked_latents], dim=1)
 
     def to_generation_space(self, canvas_array: np.ndarray, *, is_mask: bool = True) -> np.ndarray:
         """A canvas-sized HxW (mask) or HxWx3 (image) array as the generation sees it (crop + resize)."""

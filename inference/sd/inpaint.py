@@ -27,7 +27,6 @@ import numpy as np
 from inference.api import RequestError
 from inference.sd.blend import StrengthBlend
 from inference.sd.context import DenoiseContext, LoopExtension
-from inference.sd.loop import encode_image
 from inference.sd.masks import (
     cell_max,
     color_match,
@@ -163,20 +162,10 @@ class InpaintExtension(LoopExtension):
         elif self.masked_content == "latent_nothing":
             ctx.image_latents = ctx.image_latents * (1 - latent_mask)
         if ctx.model.inpaint:
-            ctx.conditioning_channels = self.prepare_conditioning_channels(ctx, latent_mask)
+            ctx.conditioning_channels = ctx.inpaint_conditioning(ctx.init_image, self.generation_grid_mask, latent_mask)
         else:
             self.blend = StrengthBlend(latent_strength=self.latent_mask * ctx.strength)
             self.blend.prepare(ctx)
-
-    def prepare_conditioning_channels(self, ctx: DenoiseContext, latent_mask):
-        """9-channel input: [latents, mask, latents of the image with the regenerated cells greyed out]."""
-        import torch
-
-        keep = (self.generation_grid_mask <= 0)[..., None]
-        # 127/128 grey is 0 in the VAE's [-1, 1] input range, what diffusers' masked image holds.
-        masked_image = np.where(keep, ctx.init_image, np.uint8(128)).astype(np.uint8)
-        masked_latents = encode_image(ctx.model, masked_image, ctx.device)
-        return torch.cat([latent_mask.to(masked_latents.dtype), masked_latents], dim=1)
 
     def after_step(self, ctx: DenoiseContext, step_index: int, latents):
         if self.blend is None:
@@ -215,9 +204,4 @@ class WholeImageConditioning(LoopExtension):
     """
 
     def prepare(self, ctx: DenoiseContext) -> None:
-        import torch
-
-        grey = np.full((ctx.height, ctx.width, 3), 128, dtype=np.uint8)
-        masked_latents = encode_image(ctx.model, grey, ctx.device)
-        mask = torch.ones((1, 1, *ctx.latent_size), dtype=masked_latents.dtype, device=masked_latents.device)
-        ctx.conditioning_channels = torch.cat([mask, masked_latents], dim=1)
+        ctx.conditioning_channels = ctx.inpaint_conditioning(None, None, None)

@@ -38,7 +38,7 @@ from inference.sd.batching import MAX_BATCH, Evaluation, batch_limit, batches_by
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.masks import cell_mean
-from inference.sd.prompt import PromptEmbedding, encode_prompt_pair
+from inference.sd.prompt import PromptEmbedding
 from inference.sd.region_prompts import base_negative_text, move_embedding, prepare_region_texts
 
 BASE_WEIGHT = 0.25  # weight of the base prompt's prediction where a region covers the pixel fully
@@ -121,7 +121,7 @@ class LatentCoupleExtension(LoopExtension):
             raise RequestError("Per-region LoRAs need a LoRA loader, which this run was not given.")
         # Text-encoder LoRAs change the embedding, so the region's prompt is encoded under its own set.
         self.use_loras(ctx, loras)
-        cond, uncond = encode_prompt_pair(ctx.model, prompt, negative, self.clip_skip)
+        cond, uncond = ctx.encode_prompt_pair(prompt, negative, self.clip_skip)
         cond_evaluation = self.evaluation(loras, move_embedding(cond, ctx.device))
         uncond_evaluation = None
         if ctx.do_cfg:

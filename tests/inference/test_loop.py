@@ -252,7 +252,7 @@ def test_step_callback_sees_every_step(models):
 
 
 def test_half_precision_vae_that_asks_for_upcast_is_kept_in_float32():
-    from inference.sd.loop import decode_latents, encode_image
+    from inference.sd.vae import decode_latents, encode_image
     from inference.tiny import build_tiny
 
     model = build_tiny("sdxl")  # its VAE config says force_upcast, like SDXL's original VAE
