@@ -278,17 +278,31 @@ def find_flux_files(roots: Iterable[Path]) -> FluxFiles:
                     folder = base / folder_name
                     if not folder.is_dir():
                         continue
-                    for path in sorted(folder.rglob("*")):
-                        if kind == "transformer" and path.is_dir() and (path / "model_index.json").is_file():
-                            _add_diffusers(found, path)
-                        elif path.suffix.lower() == ".safetensors" and path.is_file():
-                            try:
-                                header = read_safetensors_header(path)
-                            except ModelError as error:
-                                found.problems.append(str(error))
-                                continue
-                            _add_file(found, path, header)
+                    for path in _weight_files(folder, found if kind == "transformer" else None):
+                        try:
+                            header = read_safetensors_header(path)
+                        except ModelError as error:
+                            found.problems.append(str(error))
+                            continue
+                        _add_file(found, path, header)
     return found
+
+
+def _weight_files(folder: Path, found: FluxFiles | None) -> list[Path]:
+    """The .safetensors files under `folder`; a diffusers folder is one model (noted in `found`), not files."""
+    files: list[Path] = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            if (path / "model_index.json").is_file():
+                if found is not None:
+                    _add_diffusers(found, path)
+            elif not (path / "config.json").is_file():  # a diffusers component folder is not ours to list
+                files += _weight_files(path, found)
+        elif path.suffix.lower() == ".safetensors":
+            files.append(path)
+    return files
 
 
 def _add_diffusers(found: FluxFiles, folder: Path) -> None:

@@ -26,42 +26,37 @@ from tests.inference.ckpt_helpers import vae_original_key
 
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                       torch.float8_e4m3fn: "F8_E4M3"}
+TIED = {"encoder.embed_tokens.weight": "shared.weight"}  # T5: one table under two names; files store `shared`
 WEIGHT_SCALE = 0.05  # keeps random activations of a 3072-wide model in a sane range
 
 
-BASE_LENGTH = 2**24 + 43  # one random buffer; each tensor is a window of it at its own offset
+BASE_LENGTH = 2**24 + 43  # random values; each tensor is a window of them at its own offset
+WINDOW_ROOM = 32128 * 4096  # the longest tensor (T5's token table) fits in one window
 
 
 class Seeded(Mapping):
-    """float32 tensors of the given shapes, the same every time, distinct per (name, key).
+    """Tensors of the given shapes, the same every time, distinct per (name, key).
 
-    Real-width FLUX files hold ~10^9 values; drawing each from a generator takes minutes on a
-    small CPU, so every tensor is instead a window into one random buffer, starting at an offset
-    from crc32(name/key) (wrapping around for tensors longer than the buffer). Two tensors of one
-    file only coincide when their offsets do, so a swapped or misplaced tensor still shows.
+    Real-width FLUX files hold ~10^9 values; drawing (and casting) each from a generator takes
+    minutes on a small CPU, so every tensor is a window into one random buffer, kept once per
+    dtype, starting at an offset from crc32(name/key). Two tensors only coincide when their
+    offsets do, so a swapped or misplaced tensor still shows. Norm gains (1-D `*norm*.weight`)
+    come from a second buffer around 1.0, as trained models have.
     """
 
     def __init__(self, name: str, shapes: Mapping[str, tuple[int, ...]]):
         self.name = name
         self.shapes = dict(shapes)
 
-    def __getitem__(self, key: str) -> torch.Tensor:
+    def tensor(self, key: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         shape = self.shapes[key]
-        count = torch.Size(shape).numel()
         start = zlib.crc32(f"{self.name}/{key}".encode()) % BASE_LENGTH
-        base = _base()
-        pieces, remaining, position = [], count, start
-        while remaining:
-            piece = base[position : position + remaining]
-            pieces.append(piece)
-            remaining -= piece.numel()
-            position = 0
-        values = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        values = values.reshape(shape)
         parts = key.split(".")
-        if len(parts) >= 2 and "norm" in parts[-2] and parts[-1] == "weight" and len(shape) == 1:
-            return 1.0 + 0.1 * values  # norm gains near one, as trained models have
-        return values * WEIGHT_SCALE
+        kind = "gain" if len(parts) >= 2 and "norm" in parts[-2] and parts[-1] == "weight" and len(shape) == 1 else "weight"
+        return _base(kind, dtype)[start : start + torch.Size(shape).numel()].view(shape)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensor(key)
 
     def __iter__(self):
         return iter(self.shapes)
@@ -70,13 +65,24 @@ class Seeded(Mapping):
         return len(self.shapes)
 
 
-_BASE: list[torch.Tensor] = []
+_BASES: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
 
-def _base() -> torch.Tensor:
-    if not _BASE:
-        _BASE.append(torch.randn(BASE_LENGTH, generator=torch.Generator().manual_seed(20240801)))
-    return _BASE[0]
+def _base(kind: str, dtype: torch.dtype) -> torch.Tensor:
+    if (kind, dtype) not in _BASES:
+        if (kind, torch.float32) not in _BASES:
+            values = torch.randn(BASE_LENGTH, generator=torch.Generator().manual_seed(20240801 + (kind == "gain")))
+            values = 1.0 + 0.1 * values if kind == "gain" else values * WEIGHT_SCALE
+            repeats = 1 + (BASE_LENGTH + WINDOW_ROOM) // BASE_LENGTH
+            _BASES[kind, torch.float32] = values.repeat(repeats)[: BASE_LENGTH + WINDOW_ROOM]
+        _BASES[kind, dtype] = _BASES[kind, torch.float32].to(dtype)
+    return _BASES[kind, dtype]
+
+
+def _bytes_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat along dim 0 for any dtype (the CPU has no cat kernel for float8)."""
+    dtype = tensors[0].dtype
+    return torch.cat([tensor.contiguous().view(torch.uint8) for tensor in tensors]).view(dtype)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class FileTensor:
     key: str
     shape: tuple[int, ...]
     dtype: torch.dtype
-    make: Callable[[], torch.Tensor]  # float32 values; cast to `dtype` when written
+    make: Callable[[torch.dtype], torch.Tensor]  # the tensor in the given dtype
 
 
 def write_streamed(path: Path, tensors: list[FileTensor], metadata: Mapping[str, str] | None = None) -> Path:
@@ -103,9 +109,9 @@ def write_streamed(path: Path, tensors: list[FileTensor], metadata: Mapping[str,
         handle.write(len(header_bytes).to_bytes(8, "little"))
         handle.write(header_bytes)
         for entry in tensors:
-            tensor = entry.make().to(entry.dtype).contiguous()
-            assert tuple(tensor.shape) == entry.shape, entry.key
-            handle.write(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            tensor = entry.make(entry.dtype)
+            assert tuple(tensor.shape) == entry.shape and tensor.dtype == entry.dtype, entry.key
+            handle.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
     return path
 
 
@@ -158,20 +164,20 @@ def vae_shapes() -> dict[str, tuple[int, ...]]:
 # ---- diffusers -> file layouts ----------------------------------------------------------------------
 
 
-def _copy(source: Seeded, key: str) -> Callable[[], torch.Tensor]:
-    return lambda: source[key]
+def _copy(source: Seeded, key: str) -> Callable[[torch.dtype], torch.Tensor]:
+    return lambda dtype: source.tensor(key, dtype)
 
 
-def _cat(source: Seeded, keys: list[str]) -> Callable[[], torch.Tensor]:
-    return lambda: torch.cat([source[key] for key in keys], dim=0)
+def _cat(source: Seeded, keys: list[str]) -> Callable[[torch.dtype], torch.Tensor]:
+    return lambda dtype: _bytes_cat([source.tensor(key, dtype) for key in keys])
 
 
-def _swap_halves(source: Seeded, key: str) -> Callable[[], torch.Tensor]:
+def _swap_halves(source: Seeded, key: str) -> Callable[[torch.dtype], torch.Tensor]:
     """diffusers' AdaLayerNormContinuous is (scale, shift); BFL's final layer is (shift, scale)."""
 
-    def make():
-        scale, shift = source[key].chunk(2, dim=0)
-        return torch.cat([shift, scale], dim=0)
+    def make(dtype):
+        scale, shift = source.tensor(key, dtype).chunk(2, dim=0)
+        return _bytes_cat([shift, scale])
 
     return make
 
@@ -274,9 +280,8 @@ def diffusers_tensors(source: Seeded, dtype: torch.dtype, prefix: str = "",
 def clip_l_tensors(source: Seeded, dtype: torch.dtype, prefix: str = "") -> list[FileTensor]:
     """HF CLIPTextModel layout with `text_model.` (ComfyUI's clip_l.safetensors), plus its projection."""
     tensors = diffusers_tensors(source, dtype, prefix, rename=lambda key: "text_model." + key)
-    projection = torch.Generator().manual_seed(7)
-    tensors.append(FileTensor(prefix + "text_projection.weight", (768, 768), dtype,
-                              lambda: torch.randn(768, 768, generator=projection) * WEIGHT_SCALE))
+    extra = Seeded("clip_l_projection", {"text_projection.weight": (768, 768)})
+    tensors.append(FileTensor(prefix + "text_projection.weight", (768, 768), dtype, _copy(extra, "text_projection.weight")))
     return tensors
 
 
@@ -293,12 +298,12 @@ def bfl_vae_tensors(source: Seeded, dtype: torch.dtype, prefix: str = "") -> lis
         original, transform = vae_original_key(key, up_blocks)
         if transform == "conv1x1":
             tensors.append(FileTensor(prefix + original, (*shape, 1, 1), dtype,
-                                      (lambda k=key: source[k].reshape(*source.shapes[k], 1, 1))))
+                                      (lambda d, k=key: source.tensor(k, d).reshape(*source.shapes[k], 1, 1))))
         else:
             tensors.append(FileTensor(prefix + original, shape, dtype, _copy(source, key)))
     return tensors
 
 
-def expected(source: Seeded, key: str, file_dtype: torch.dtype) -> torch.Tensor:
-    """What a loaded tensor must equal: the seeded value as the file stored it, upcast to float32."""
-    return source[key].to(_file_dtype(key, file_dtype)).to(torch.float32)
+def stored(source: Seeded, key: str, file_dtype: torch.dtype) -> torch.Tensor:
+    """The tensor as a file of `file_dtype` stores it (fp8 files keep norm scales in bf16)."""
+    return source.tensor(key, _file_dtype(key, file_dtype))
