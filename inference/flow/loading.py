@@ -293,6 +293,8 @@ def _load_transformer(part, path: Path, config_folder: Path, device: str, dtype,
     if layout is None or layout[1]:
         raise ModelError(f"{path}: the FLUX transformer's tensors are not where they were found in the header.")
     if layout[0] == "bfl":
+        if not count_blocks(part, "double_blocks.") or not count_blocks(part, "single_blocks."):
+            raise ModelError(f"{path}: the FLUX transformer has no double or no single blocks; the file is incomplete.")
         try:
             converted = convert_flux_transformer_checkpoint_to_diffusers(dict(part))
         except KeyError as error:

@@ -340,6 +340,7 @@ def test_bad_files_are_one_sentence_naming_them(library, tmp_path):
     small["double_blocks.0.img_attn.norm.key_norm.scale"] = torch.zeros(128)
     small["img_in.weight"] = torch.zeros(3072, 64)
     small["guidance_in.in_layer.weight"] = torch.zeros(3072, 256)
+    small["single_blocks.0.linear2.weight"] = torch.zeros(3072, 15360)
     broken = ff.write_streamed(tmp_path / "flux-broken.safetensors",
                                [ff.FileTensor(key, tuple(value.shape), BF16, lambda dtype, v=value: v.to(dtype))
                                 for key, value in small.items()])
