@@ -14,6 +14,8 @@ at load to the compute dtype (float32 on the CPU). fp8 -> bf16 and fp8 -> fp32 a
 
 Placement follows the edit models' memory plan (inference.edit.memory): all on the GPU when the
 weights fit, else model CPU offload (one component on the GPU at a time), else sequential offload.
+One component's tensors are read into RAM at a time (as for SD checkpoints), so loading the bf16
+FLUX.1 transformer needs about its size (~24 GB; ~12 GB for fp8) of free RAM on the way.
 """
 
 from __future__ import annotations
