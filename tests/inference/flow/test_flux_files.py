@@ -351,5 +351,5 @@ def test_bad_files_are_one_sentence_naming_them(library, tmp_path):
                                 for key, value in dict(small, scaled_fp8=torch.zeros(0)).items()])
     with pytest.raises(UnsupportedModelError, match="scaled fp8"):
         load_flux_split(scaled, **companions)
-    with pytest.raises(ModelError, match="no T5-XXL text encoder inside"):
+    with pytest.raises(ModelError, match="no CLIP-L text encoder inside; choose a separate file"):
         load_flux_all_in_one(library.models / "diffusion_models" / "flux1-dev.safetensors")
