@@ -11,7 +11,7 @@ The session fixture writes, once, a ComfyUI models folder with
 - checkpoints/flux1-schnell-fp8.safetensors: an all-in-one schnell file (transformer fp8, CLIP-L
   fp16, T5 fp8, VAE bf16 under ComfyUI's checkpoint prefixes);
 - diffusers/FLUX.1-dev/: a diffusers folder (transformer bf16, encoders, VAE, tokenizers).
-About 5.0 GB on disk (written in ~50 s here); peak memory ~4 GB. Every loaded tensor is compared with what was written.
+About 5.0 GB on disk (written in ~50 s here). Every loaded tensor is compared with what was written.
 """
 
 from __future__ import annotations
