@@ -41,7 +41,7 @@ def apply_loras(model: SDModel, loras: list[tuple[Path, float]]) -> None:
     pipeline = None
     for path, weight in loras:
         path = Path(path)
-        key = _file_key(path)
+        key = file_key(path)
         if key not in adapters:
             pipeline = pipeline or _adapter_pipeline(model)
             adapters[key] = _load_lora(pipeline, model, path, len(adapters))
@@ -56,7 +56,7 @@ def apply_loras(model: SDModel, loras: list[tuple[Path, float]]) -> None:
     model.extra[ACTIVE_LORAS_KEY] = active
 
 
-def _file_key(path: Path) -> tuple:
+def file_key(path: Path) -> tuple:
     try:
         stat = path.stat()
     except OSError as error:

@@ -28,7 +28,6 @@ from typing import Any
 from inference.api import ModelError, UnsupportedModelError
 from inference.edit.loading import default_dtype
 from inference.edit.memory import (
-    SAFETENSORS_DTYPE_BYTES,
     MemoryPlan,
     available_ram_bytes,
     free_vram_bytes,
@@ -43,14 +42,9 @@ from inference.flow.files import (
     flux_vae_prefix,
     load_t5_tokenizer,
 )
-from inference.models import (
-    _CheckpointWeights,
-    _first_line,
-    _materialise,
-    bundled_config_root,
-    load_clip_tokenizer,
-    read_weight_shapes,
-)
+from inference.models import bundled_config_root, load_clip_tokenizer, read_weight_shapes
+from inference.models.single_file import materialise
+from inference.models.weights import CheckpointWeights, first_line
 from inference.safetensors_header import read_safetensors_header
 
 FP8_DTYPES = ("F8_E4M3",)  # what torch.float8_e4m3fn is in a safetensors header
@@ -218,7 +212,7 @@ def _part_bytes(path: Path, prefix: str, fp8_storage: bool, compute_bytes: int) 
     for key, info in read_safetensors_header(path).tensors.items():
         if key.startswith(prefix):
             kept_fp8 = fp8_storage and info.dtype in FP8_DTYPES
-            total += _numel(info.shape) * (SAFETENSORS_DTYPE_BYTES[info.dtype] if kept_fp8 else compute_bytes)
+            total += (info.end - info.start) if kept_fp8 else _numel(info.shape) * compute_bytes
     return total
 
 
@@ -283,7 +277,7 @@ def _load_from_sources(
 
 def _read_part(path: Path, prefix: str) -> dict[str, Any]:
     """The tensors under `prefix`, with the prefix taken off (one component in memory at a time)."""
-    part = _CheckpointWeights(path).part(prefix)
+    part = CheckpointWeights(path).part(prefix)
     return {key[len(prefix):]: value for key, value in part.items()}
 
 
@@ -313,7 +307,7 @@ def _load_transformer(part, path: Path, config_folder: Path, device: str, dtype,
     transformer = _empty(FluxTransformer2DModel, config)
     if keep_fp8:
         return _materialise_fp8(transformer, converted, path, "FLUX transformer", device, dtype, diffusers=True)
-    return _materialise(transformer, converted, path, "FLUX transformer", device, dtype)
+    return materialise(transformer, converted, path, "FLUX transformer", device, dtype)
 
 
 def _load_clip_l(part, path: Path, config_folder: Path, device: str, dtype, keep_fp8: bool, family: str):
@@ -323,7 +317,7 @@ def _load_clip_l(part, path: Path, config_folder: Path, device: str, dtype, keep
     encoder = _empty(CLIPTextModel, config, part, "encoder.layers.", "num_hidden_layers", path, "CLIP-L")
     if not hasattr(encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         part = {key.removeprefix("text_model."): value for key, value in part.items()}
-    return _materialise(encoder, part, path, "CLIP-L text encoder", device, dtype)
+    return materialise(encoder, part, path, "CLIP-L text encoder", device, dtype)
 
 
 def _load_t5(part, path: Path, config_folder: Path, device: str, dtype, keep_fp8: bool, family: str):
@@ -340,7 +334,7 @@ def _load_t5(part, path: Path, config_folder: Path, device: str, dtype, keep_fp8
     if keep_fp8:
         encoder = _materialise_fp8(encoder, part, path, "T5-XXL text encoder", device, dtype, diffusers=False)
     else:
-        encoder = _materialise(encoder, part, path, "T5-XXL text encoder", device, dtype)
+        encoder = materialise(encoder, part, path, "T5-XXL text encoder", device, dtype)
     encoder.tie_weights()
     return encoder
 
@@ -355,7 +349,7 @@ def _load_vae(part, path: Path, config_folder: Path, device: str, dtype, keep_fp
         converted = part  # already diffusers names
     else:
         converted = convert_ldm_vae_checkpoint(part, dict(vae.config))  # ae.safetensors: the BFL/LDM names
-    return _materialise(vae, converted, path, "FLUX VAE", device, dtype)
+    return materialise(vae, converted, path, "FLUX VAE", device, dtype)
 
 
 def _empty(cls, config, part=None, block_prefix: str = "", depth_key: str = "", path=None, what: str = ""):
@@ -400,7 +394,7 @@ def _materialise_fp8(module, converted, path: Path, what: str, device: str, comp
         # T5: the token table and the relative-position bias are Embeddings, which stay in bf16.
         apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
                                 skip_modules_pattern=("norm", "embed", "shared", "relative_attention_bias"))
-    return _materialise(module, converted, path, what, device, None)
+    return materialise(module, converted, path, what, device, None)
 
 
 # ---- placement ---------------------------------------------------------------------------------------------
@@ -483,7 +477,7 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelError(f"{path}: the {what} cannot be read ({_first_line(error)}).") from error
+        raise ModelError(f"{path}: the {what} cannot be read ({first_line(error)}).") from error
     if not isinstance(document, dict):
         raise ModelError(f"{path}: the {what} is not a JSON object.")
     return document

@@ -22,13 +22,13 @@ from pathlib import Path
 from inference.adapters import (
     ACTIVE_LORAS_KEY,
     LORA_ADAPTERS_KEY,
-    _file_key,
-    _first_line,
+    file_key,
     quiet_loading,
     read_lora_file,
 )
 from inference.api import ModelError
 from inference.flow.components import FlowModel
+from inference.models.weights import first_line
 
 LORA_MARKERS = ("lora_down", "lora_A", "lora.down", "lora_up", "lora_B")
 
@@ -40,7 +40,7 @@ def apply_flux_loras(model: FlowModel, loras: list[tuple[Path, float]]) -> None:
     pipeline = None
     for path, weight in loras:
         path = Path(path)
-        key = _file_key(path)
+        key = file_key(path)
         if key not in adapters:
             pipeline = pipeline or _adapter_pipeline(model)
             adapters[key] = _load_lora(pipeline, model, path, len(adapters))
@@ -88,7 +88,7 @@ def _load_lora(pipeline, model: FlowModel, path: Path, index: int) -> str:
     except Exception as error:  # the converters, peft and diffusers raise many types for foreign files
         with contextlib.suppress(Exception):
             pipeline.delete_adapters(adapter_name)
-        raise ModelError(f"{path}: this LoRA does not fit the {model.family} model ({_first_line(error)}).") from error
+        raise ModelError(f"{path}: this LoRA does not fit the {model.family} model ({first_line(error)}).") from error
     if not any(adapter_name in names for names in pipeline.get_list_adapters().values()):
         raise ModelError(f"{path}: none of this LoRA's layers exist in the {model.family} model.")
     return adapter_name

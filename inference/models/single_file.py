@@ -57,7 +57,7 @@ def _empty_component(cls, config_folder: Path, subfolder: str):
         return cls(config)
 
 
-def _materialise(module, converted: Mapping[str, Any], path: Path, what: str, device: str, dtype):
+def materialise(module, converted: Mapping[str, Any], path: Path, what: str, device: str, dtype):
     """Fill an empty component from diffusers-format tensors, after checking that every weight is there.
 
     Checking first matters: a missing tensor would otherwise stay on the meta device and fail later
@@ -92,7 +92,7 @@ def _load_unet_from_part(part, path: Path, config_folder: Path, device: str, dty
 
     unet = _empty_component(UNet2DConditionModel, config_folder, "unet")
     converted = convert_ldm_unet_checkpoint(part, dict(unet.config))
-    return _materialise(unet, converted, path, "UNet", device, dtype)
+    return materialise(unet, converted, path, "UNet", device, dtype)
 
 
 def load_vae_from_part(part, path: Path, config_folder: Path, device: str, dtype):
@@ -104,7 +104,7 @@ def load_vae_from_part(part, path: Path, config_folder: Path, device: str, dtype
         converted = part  # already diffusers names (e.g. the VAE files published with diffusers)
     else:
         converted = convert_ldm_vae_checkpoint(part, dict(vae.config))
-    return _materialise(vae, converted, path, "VAE", device, dtype)
+    return materialise(vae, converted, path, "VAE", device, dtype)
 
 
 def _load_clip_from_part(cls, part, path: Path, config_folder: Path, subfolder: str, device: str, dtype):
@@ -121,7 +121,7 @@ def _load_clip_from_part(cls, part, path: Path, config_folder: Path, subfolder: 
         converted = convert_ldm_clip_checkpoint(part)
     if not hasattr(encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         converted = {key.removeprefix("text_model."): value for key, value in converted.items()}
-    return _materialise(encoder, converted, path, what, device, dtype)
+    return materialise(encoder, converted, path, what, device, dtype)
 
 
 def load_single_file(

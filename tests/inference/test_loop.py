@@ -6,10 +6,11 @@ import torch
 
 from inference.api import SAMPLERS, GenerationCancelled
 from inference.engine import Engine
-from inference.sd.blend import StrengthBlend, StrengthMap, start_steps
+from inference.sd.blend import StrengthBlend, StrengthMap
 from inference.sd.context import LoopExtension
 from inference.sd.loop import generate_image
 from inference.sd.prompt import encode_prompt_pair
+from inference.sd.steps import start_steps
 from tests.inference.engine_fakes import (
     FakeModels,
     finished,
