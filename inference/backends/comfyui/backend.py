@@ -333,9 +333,9 @@ def prepare_job(request: GenerationRequest, emit: Callable[[Event], None]) -> Pr
         inputs.pieces = tuple(prepare_piece(ctx, piece) for piece in request.pieces)
         if not inputs.pieces:
             raise RequestError("Composite mode needs at least one piece.")
-    if regions and request.region_method == "attention":
-        emit(Notice("On a ComfyUI backend regions run as masked conditioning (ComfyUI's area prompts), "
-                    "close to but not the same as Collagen's attention regions."))
+    if regions:
+        emit(Notice("On a ComfyUI backend regions run as ComfyUI's masked area prompts, close to but not the"
+                    " same as Collagen's own region methods."))
     return PreparedJob(ctx=ctx, extensions=extensions, inputs=inputs, sampler=sampler, loras=loras)
 
 
