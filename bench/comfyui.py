@@ -34,10 +34,21 @@ from pathlib import Path
 import numpy as np
 
 from inference.api import GenerationRequest
-from inference.backends.comfyui.backend import ComfyUIBackend, JobProgress, PromptWatch, finish_image, prepare_job
+from inference.backends.comfyui.backend import (
+    ComfyUIBackend,
+    JobProgress,
+    PromptWatch,
+    finish_image,
+    prepare_job,
+)
 from inference.backends.comfyui.client import decode_png
 from inference.backends.comfyui.graph import build_graph
-from tests.inference.backends.comfyui_server import CACHE_ROOT, comfyui_environment, start_server, write_test_models
+from tests.inference.backends.comfyui_server import (
+    CACHE_ROOT,
+    comfyui_environment,
+    start_server,
+    write_test_models,
+)
 
 MODEL = "collagen-random-sd15"
 PHASES = ("build", "upload", "queue", "wait", "download", "decode")
