@@ -98,8 +98,10 @@ def timed_job(backend: ComfyUIBackend, request: GenerationRequest) -> dict:
     finally:
         socket.close()
     history = backend.client.history(prompt_id)
-    image_ref = history["outputs"][plan.output_node]["images"][0]
-    data = backend.client.view(image_ref)
+    while not history.get("status"):
+        time.sleep(0.05)
+        history = backend.client.history(prompt_id)
+    data = backend.client.view(history["outputs"][plan.output_node]["images"][0])
     lap("download")
     finish_image(job, decode_png(data, "a result"))
     lap("decode")

@@ -61,7 +61,8 @@ from inference.backends.comfyui.graph import (
 )
 
 RECEIVE_WAIT_S = 0.2  # how often the wait for events looks at the cancel flag
-CANCEL_WAIT_S = 30.0  # how long an interrupted prompt may take to say it stopped
+CANCEL_WAIT_S = 30.0
+HISTORY_WAIT_S = 30.0  # how long a finished prompt may take to appear in /history  # how long an interrupted prompt may take to say it stopped
 LATENT_CELL = 8  # pixels per latent pixel of the SD families a ComfyUI backend runs
 
 
@@ -183,7 +184,12 @@ class ComfyUIBackend:
         return self.fetch_result(plan, prompt_id)
 
     def fetch_result(self, plan: GraphPlan, prompt_id: str) -> np.ndarray:
+        # ComfyUI announces the end on the websocket just before it files the prompt's history entry.
+        deadline = time.monotonic() + HISTORY_WAIT_S
         history = self.client.history(prompt_id)
+        while not history.get("status") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            history = self.client.history(prompt_id)
         images = history.get("outputs", {}).get(plan.output_node, {}).get("images", [])
         if not images:
             raise InferenceError(f"The ComfyUI server at {self.name} finished the job without an image.")
@@ -211,6 +217,7 @@ class PromptWatch:
         self.progress = progress
         self.base = progress.finished  # steps of earlier batch images
         self.started = False
+        self.node_steps: dict[str, int] = {}  # sampler node -> its steps finished
         self.cancel_sent_at: float | None = None
 
     def wait(self) -> None:
@@ -248,10 +255,11 @@ class PromptWatch:
         return False
 
     def report_progress(self, node: str, value: int) -> None:
+        """Steps are summed over the graph's samplers in whatever order the server runs them."""
         if node not in self.plan.sampler_steps:
             return
-        earlier = sum(self.plan.sampler_steps[n] for n in self.plan.sampler_order[: self.plan.sampler_order.index(node)])
-        step = self.base + earlier + min(value, self.plan.sampler_steps[node])
+        self.node_steps[node] = max(self.node_steps.get(node, 0), min(value, self.plan.sampler_steps[node]))
+        step = self.base + sum(self.node_steps.values())
         if step > self.progress.finished:
             self.progress.finished = step
             self.on_event(Progress(step=step, total=self.progress.total))

@@ -88,6 +88,8 @@ def write_test_models(folder: Path) -> tuple[Path, Path]:
     folder = folder / f"v{TEST_MODELS_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint, lora = folder / CHECKPOINT_NAME, folder / LORA_NAME
+    if checkpoint.is_file() and lora.is_file():
+        return checkpoint, lora
     config_folder = bundled_config_root() / "sd15"
     modules = build_components(config_folder, on_meta=True)
     if not checkpoint.is_file():
