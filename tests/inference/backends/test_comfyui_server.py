@@ -214,12 +214,26 @@ def test_two_servers_share_six_jobs_each_as_it_would_run_alone(servers):
         pool.shutdown()
     assert all(job.state == DONE for job in jobs)
     assert {job.backend for job in jobs} == {servers[0].url, servers[1].url}
-    alone = ComfyUIBackend(servers[1].url)
-    for job, request in zip(jobs, requests):
+    for job in jobs:
         assert isinstance(job.outcome, Finished), job.outcome
         assert job.outcome.parameters[0]["backend"] == job.backend
-        single = finished(run_job(alone, request)).images[0]
-        assert np.array_equal(job.outcome.images[0], single), f"job {job.number} on {job.backend}"
+    # Each job again, alone on a single-server backend: the server it did NOT run on in the pool
+    # (both servers at once, one job at a time each), so equal also means equal across servers.
+    alone: dict[int, np.ndarray] = {}
+
+    def rerun_on(server_url: str) -> None:
+        backend = ComfyUIBackend(server_url)
+        for job in jobs:
+            if job.backend != server_url:
+                alone[job.number] = finished(run_job(backend, job.request)).images[0]
+
+    threads = [threading.Thread(target=rerun_on, args=(server.url,)) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=400)
+    for job in jobs:
+        assert np.array_equal(job.outcome.images[0], alone[job.number]), f"job {job.number} from {job.backend}"
 
 
 def test_a_server_killed_mid_job_gives_one_sentence_and_the_job_reruns_on_the_other(servers):
