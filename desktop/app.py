@@ -221,9 +221,11 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
                           hash_cache_file=default_hash_cache_file())
     if engine_factory is None:
         def engine_factory():
+            from inference.backends.config import build_backend
             from inference.engine import Engine
 
-            return Engine(models)
+            # The settings' backends (ComfyUI servers, a pool of them); none: the local engine.
+            return build_backend(settings.backends, lambda: Engine(models))
 
     worker = InferenceWorker(engine_factory)
     autosave = Autosave(data_dir() / "autosave", keep=settings.autosave_keep)

@@ -58,7 +58,8 @@ def shown(text: str) -> str:
 
 
 def render(project: Path, out: Path, *, model: str | None = None, steps: int | None = None,
-           seed: int | None = None, models_dir: str | None = None, quiet: bool = False) -> list[Path]:
+           seed: int | None = None, models_dir: str | None = None, quiet: bool = False,
+           backends: list[str] | None = None) -> list[Path]:
     """Run a project's saved generation settings and write the result PNG(s) with metadata."""
     from canvas.io.ora import load_ora
     from canvas.io.png_info import write_png
@@ -79,7 +80,10 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         raise CliError(f"{project}: {error}") from None
     quiet_libraries()
 
-    engine = Engine(_model_manager(models_dir))
+    from inference.backends.config import build_backend
+
+    # No --backend: the local engine (built here, so the model folders are only scanned when used).
+    engine = build_backend(list(backends or ()), lambda: Engine(_model_manager(models_dir)))
     finished: list[Finished] = []
     failure: list[str] = []
     started = time.monotonic()
@@ -123,7 +127,8 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         write_png(target, image, params, collagen_record)
         written.append(target)
         if not quiet:
-            _say(f"wrote {target} (seed {params.get('seed')})")
+            where = f" on {params['backend']}" if params.get("backend") else ""
+            _say(f"wrote {target} (seed {params.get('seed')}{where})")
     return written
 
 
@@ -257,6 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int)
     r.add_argument("--seed", type=int)
     r.add_argument("--models", dest="sub_models", metavar="DIR")
+    r.add_argument("--backend", action="append", metavar="URL", dest="backends",
+                   help="run on this ComfyUI server (repeat for a pool; 'local' is the built-in engine)")
     m = sub.add_parser("models", help="list discovered models")
     m.add_argument("--json", action="store_true")
     m.add_argument("--models", dest="sub_models", metavar="DIR")
@@ -280,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_self_test(models_dir)
         if args.command == "render":
             render(args.project, args.out, model=args.model, steps=args.steps, seed=args.seed,
-                   models_dir=models_dir)
+                   models_dir=models_dir, backends=args.backends)
             return EXIT_OK
         if args.command == "models":
             return list_models(models_dir, args.json)

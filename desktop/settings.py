@@ -48,6 +48,8 @@ class AppSettings:
     last_directory: str = ""
     window_geometry: str = ""  # base64 of QMainWindow.saveGeometry()
     window_state: str = ""  # base64 of QMainWindow.saveState()
+    # Where jobs run: empty = the local engine; else "local" and/or ComfyUI URLs (inference/backends/config.py)
+    backends: list[str] = field(default_factory=list)
 
     def normalised(self) -> AppSettings:
         """A copy with every value inside its allowed range (a hand-edited file may say anything)."""
@@ -61,6 +63,7 @@ class AppSettings:
         out.autosave_keep = int(min(max(out.autosave_keep, 1), 100))
         out.theme = out.theme if out.theme in THEMES else "system"
         out.recent_files = list(dict.fromkeys(str(p) for p in out.recent_files))[:MAX_RECENT]
+        out.backends = list(dict.fromkeys(" ".join(str(b).split()) for b in out.backends if str(b).strip()))
         return out
 
     def with_recent(self, path: str | os.PathLike[str]) -> AppSettings:
