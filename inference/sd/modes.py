@@ -16,7 +16,7 @@ from inference.sd.context import LoopExtension
 from inference.sd.inpaint import InpaintExtension, WholeImageConditioning
 from inference.sd.refine import refine_extensions
 from inference.sd.regions import region_extensions
-from inference.sd.sketch import sketch_extension
+from inference.sd.sketch import sketch_extension, uses_sketch
 
 ExtensionsOf = Callable[[GenerationRequest, SDModel], list[LoopExtension]]
 
@@ -31,7 +31,7 @@ MODE_EXTENSIONS: dict[str, ExtensionsOf] = {
 def build_extensions(request: GenerationRequest, model: SDModel) -> list[LoopExtension]:
     extensions: list[LoopExtension] = []
     # Inpaint sketch: in generate/inpaint the sketched strokes' area is (part of) the inpaint mask.
-    if request.sketch_mask is not None and request.mode in ("generate", "inpaint"):
+    if uses_sketch(request):
         extensions.append(sketch_extension(request))
     # Regions combine with inpaint: with a mask they regenerate only under it.
     elif request.mode == "inpaint" or (request.mode == "regions" and request.mask is not None):

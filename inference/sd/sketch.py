@@ -22,6 +22,14 @@ from inference.sd.masks import dilate
 SKETCH_DILATION = 8  # px around the strokes that are regenerated with them
 
 
+SKETCH_MODES = ("generate", "inpaint")  # the modes whose strokes' area is the inpaint mask
+
+
+def uses_sketch(request: GenerationRequest) -> bool:
+    """Whether the request's sketch strokes decide what is regenerated (generate and inpaint)."""
+    return request.sketch_mask is not None and request.mode in SKETCH_MODES
+
+
 def sketch_area(sketch_mask: np.ndarray, dilation: int = SKETCH_DILATION) -> np.ndarray:
     """The strokes' area grown by `dilation` px, as an HxW float32 mask of 0 and 1."""
     return dilate(np.asarray(sketch_mask) > VISIBLE, dilation).astype(np.float32)

@@ -148,7 +148,8 @@ class ComfyUIBackend:
     # ---- one job ----
 
     def run_job(self, request: GenerationRequest, on_event, cancel: threading.Event, progress: JobProgress) -> None:
-        from inference.engine import generation_parameters, resolve_seed, validate_request
+        from inference.records import generation_parameters, resolve_seed
+        from inference.validate import validate_request
 
         validate_request(request)
         job = prepare_job(request, on_event)
@@ -161,24 +162,27 @@ class ComfyUIBackend:
         progress.total = sum(plan.total_steps for plan in plans)
         remote_model = RemoteModel(name=find_file(request.model, models.checkpoints) or request.model)
         images, parameters = [], []
+        preview_rect = job.ctx.crop_box or job.ctx.canvas_box  # where the step previews are drawn
         for index, plan in enumerate(plans):
-            generated = self.run_plan(plan, on_event, cancel, progress)
+            generated = self.run_plan(plan, on_event, cancel, progress, preview_rect)
             image = finish_image(job, generated)
             images.append(image)
             record = generation_parameters(request, remote_model, job.sampler, first_seed + index, index,
                                            job.loras, image)
             record["backend"] = self.name
             parameters.append(record)
-        on_event(Finished(images=tuple(images), parameters=tuple(parameters)))
+        changed = job.ctx.changed_box or job.ctx.canvas_box  # the batch's images share the mask
+        on_event(Finished(images=tuple(images), parameters=tuple(parameters), rect=changed))
 
-    def run_plan(self, plan: GraphPlan, on_event, cancel: threading.Event, progress: JobProgress) -> np.ndarray:
+    def run_plan(self, plan: GraphPlan, on_event, cancel: threading.Event, progress: JobProgress,
+                 preview_rect=None) -> np.ndarray:
         client_id = uuid.uuid4().hex
         socket = self.client.open_socket(client_id)  # before queueing: no event of the prompt is missed
         try:
             for upload in plan.uploads:
                 self.client.upload(upload)
             prompt_id = self.client.queue_prompt(plan.graph, client_id)
-            PromptWatch(self.client, socket, plan, prompt_id, on_event, cancel, progress).wait()
+            PromptWatch(self.client, socket, plan, prompt_id, on_event, cancel, progress, preview_rect).wait()
         finally:
             socket.close()
         return self.fetch_result(plan, prompt_id)
@@ -207,8 +211,10 @@ class JobProgress:
 class PromptWatch:
     """Follows one queued prompt on the websocket until it is done, failed, or cancelled."""
 
-    def __init__(self, client: ComfyClient, socket, plan: GraphPlan, prompt_id: str, on_event, cancel, progress):
+    def __init__(self, client: ComfyClient, socket, plan: GraphPlan, prompt_id: str, on_event, cancel, progress,
+                 preview_rect=None):
         self.client = client
+        self.preview_rect = preview_rect
         self.socket = socket
         self.plan = plan
         self.prompt_id = prompt_id
@@ -229,7 +235,7 @@ class PromptWatch:
             if message.kind == "preview":
                 if self.started:
                     image = fit_preview(message.image, self.plan.width, self.plan.height)
-                    self.on_event(Preview(step=self.progress.finished, image=image))
+                    self.on_event(Preview(step=self.progress.finished, image=image, rect=self.preview_rect))
                 continue
             if message.data.get("prompt_id") not in (None, self.prompt_id):
                 continue
@@ -296,7 +302,7 @@ def prepare_job(request: GenerationRequest, emit: Callable[[Event], None]) -> Pr
     from inference.sd.inpaint import InpaintExtension
     from inference.sd.loop import prepare_source_image
     from inference.sd.prompt import parse_lora_tags
-    from inference.sd.regions import prepare_region_texts
+    from inference.sd.region_prompts import prepare_region_texts
 
     if request.mode == "edit":
         raise RequestError("The edit mode does not run on a ComfyUI backend yet; run it on the local engine.")
