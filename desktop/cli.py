@@ -65,7 +65,9 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from inference.api import Cancelled, Failed, Finished, Notice, Progress
     from inference.engine import Engine
 
+    check_project_file(project)
     document = load_ora(project)
+    targets = output_paths(out, max(1, int(document.settings.batch_count)))  # before any generating
     if steps is not None:
         document.settings.steps = int(steps)
     if seed is not None:
@@ -106,7 +108,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     result = finished[0]
     written = []
     for i, (image, params) in enumerate(zip(result.images, result.parameters)):
-        target = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+        target = targets[i] if i < len(targets) else batch_path(out, i)
         collagen_record = {
             **params,
             "project": project.name,
@@ -119,6 +121,32 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         if not quiet:
             _say(f"wrote {target} (seed {params.get('seed')})")
     return written
+
+
+def batch_path(out: Path, index: int) -> Path:
+    """Where image `index` of a batch goes: OUT.png, OUT-1.png, OUT-2.png, ..."""
+    return out if index == 0 else out.with_name(f"{out.stem}-{index}{out.suffix}")
+
+
+def output_paths(out: Path, count: int) -> list[Path]:
+    """The `count` files a render writes, each checked before the generation starts (a missing
+    folder, a device, a FIFO or a folder as --out would otherwise fail only after it)."""
+    from canvas.io.regular_file import output_target
+
+    paths = [batch_path(out, i) for i in range(count)]
+    for path in paths:
+        output_target(path)
+    return paths
+
+
+def check_project_file(path: Path) -> None:
+    """A project path must be a regular file of at most the size a project may have: the zip
+    reader would otherwise wait forever on a FIFO or read a device without end."""
+    from canvas.io.limits import DEFAULT_LIMITS
+    from canvas.io.regular_file import open_regular_file
+
+    with open_regular_file(path, DEFAULT_LIMITS.max_project_bytes, what="project"):
+        pass
 
 
 def _model_manager(models_dir: str | None):
@@ -144,8 +172,6 @@ def list_models(models_dir: str | None, as_json: bool) -> int:
 
 
 def info(path: Path) -> int:
-    if not path.exists():
-        raise CliError(f"{path}: no such file")
     if path.suffix.lower() == ".png":
         from canvas.io.png_info import read_png_parameters
 
@@ -161,6 +187,7 @@ def info(path: Path) -> int:
     from canvas.io.ora import load_ora
     from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer
 
+    check_project_file(path)
     doc = load_ora(path)
     s = doc.settings
     _out(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")
