@@ -243,7 +243,9 @@ def start_editor(editor: Editor, path: str | None) -> None:
     window = editor.window
     window.show()
     offer_restore(editor)
-    editor.autosave.start()
+    problem = editor.autosave.start()
+    if problem:
+        window.statusBar().showMessage(problem, 10_000)
     if path:
         window.open_path(path, ask=False)
     window.refresh_models()

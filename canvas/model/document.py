@@ -61,34 +61,51 @@ class GenerationSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
-        """Known keys only, each coerced to the field's type; unknown keys are ignored
-        (a newer file), missing keys keep defaults (an older one)."""
+        """Known keys only, each taken only when it already has the field's JSON type; unknown keys
+        are ignored (a newer file), missing keys and values of the wrong type keep the defaults.
+        Nothing is coerced: `"lcm": "false"` is a string, and bool("false") would turn LCM on."""
         out = cls()
         for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if value is None:  # null in a file: keep the default rather than store "None"
-                continue
-            default = getattr(out, f.name)
-            try:
-                if isinstance(default, bool):
-                    value = bool(value)
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-                    if not math.isfinite(value):  # a project file cannot store it again
-                        continue
-                elif isinstance(default, str):
-                    value = str(value)
-                elif isinstance(default, list):
-                    value = list(value)
-                    json.dumps(value, allow_nan=False)  # what a project file can store again
-            except (TypeError, ValueError, OverflowError, RecursionError):  # OverflowError: int(inf) from a file
-                continue
-            setattr(out, f.name, value)
+            if f.name in data:
+                value = typed_setting(getattr(out, f.name), data[f.name])
+                if value is not None:
+                    setattr(out, f.name, value)
         return out
+
+
+def typed_setting(default: Any, value: Any) -> Any:
+    """`value` when a project file may hold it for a field whose default is `default`, else None.
+
+    bool: true/false only. int: a whole number (2.0 as written by some tools counts; true does
+    not). float: any finite number. str: a string. list: a list a project can store again.
+    """
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):  # JSON true/false is no number or text
+        return None
+    if isinstance(default, int):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else None
+    if isinstance(default, float):
+        if isinstance(value, (int, float)):
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                return None
+            return value if math.isfinite(value) else None  # a project file cannot store inf/nan
+        return None
+    if isinstance(default, str):
+        return value if isinstance(value, str) else None
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)):
+            return None
+        try:
+            json.dumps(value, allow_nan=False)  # what a project file can store again
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return list(value)
+    return None
 
 
 class DocumentEvents(SignalGroup):
