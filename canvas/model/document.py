@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from psygnal import Signal, SignalGroup
 
@@ -132,6 +132,7 @@ class Document:
         self.events = DocumentEvents()
         self.history = History(self, history_budget)
         self._active: Layer | None = None
+        self._stroke_work_cache: dict[str, tuple[Any, float]] = {}  # layer id -> (its strokes, their work)
 
     # -- queries -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Layer]:
@@ -188,9 +189,39 @@ class Document:
         return self.history.redo()
 
     # -- primitives the commands use (not for tools or views) ----------------------------------
+    def stroke_work(self) -> float:
+        """Upper bound of the pixel evaluations rendering every stroke of the document costs."""
+        return sum(self._layer_stroke_work(layer) for layer in self.layers)
+
+    def check_new_strokes(self, strokes: Iterable[Any], where: str) -> None:
+        """Refuse (DocumentError) strokes that would take the document's stroke rendering past
+        MAX_STROKE_WORK: a crafted project of 50 KB (one 200 000-point, 10 000 px wide stroke)
+        used to hang rendering and saving for an hour."""
+        from canvas.model.raster import MAX_STROKE_WORK, stroke_work
+
+        added = sum(stroke_work(s.points, s.width, self.width, self.height) for s in strokes)
+        if added and self.stroke_work() + added > MAX_STROKE_WORK:
+            raise DocumentError(
+                f"The strokes of {where} are too costly to draw ({added:.3g} pixel evaluations; a document's "
+                f"strokes may take {MAX_STROKE_WORK:.3g}): fewer points or a narrower pen.")
+
+    def _layer_stroke_work(self, layer: Layer) -> float:
+        strokes = getattr(layer, "strokes", None)
+        if not strokes:
+            return 0.0
+        cached = self._stroke_work_cache.get(layer.id)
+        if cached is None or cached[0] is not strokes:
+            from canvas.model.raster import stroke_work
+
+            cached = (strokes, sum(stroke_work(s.points, s.width, self.width, self.height) for s in strokes))
+            self._stroke_work_cache[layer.id] = cached
+        return cached[1]
+
     def _insert_layer(self, index: int, layer: Layer) -> None:
         if len(self.layers) >= MAX_LAYERS:
             raise DocumentError(f"A document holds at most {MAX_LAYERS} layers.")
+        if getattr(layer, "strokes", None):
+            self.check_new_strokes(layer.strokes, f"layer {layer.name[:60]!r}")
         index = max(0, min(index, len(self.layers)))
         self.layers.insert(index, layer)
         self.events.layer_added.emit(layer, index)
