@@ -80,8 +80,20 @@ def expand_embeddings(prompt: str, model) -> str:
     return expand_embedding_names(prompt, model)
 
 
+def encodable_text(text: str) -> str:
+    """The text with lone surrogates (valid in a project's JSON, "\\ud800", but no character)
+    replaced by U+FFFD; the tokenizers fail on them deep inside with a UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # utf-16 with surrogatepass pairs up halves that belong together and marks the rest.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def tokenize_chunks(prompt: str, tokenizer) -> list[list[int]]:
     """Token ids of the prompt as 77-id chunks: start, up to 75 text ids, end, padding."""
+    prompt = encodable_text(prompt)
     text_ids = tokenizer(prompt, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     start, end = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
