@@ -19,6 +19,7 @@ truncates at 77 tokens. Here:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from inference.api import LoraSpec, RequestError
 
 CHUNK_TOKENS = 75  # tokens of text per chunk; + start and end tokens = CLIP's 77 positions
-LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
 
 
 @dataclass
@@ -42,19 +43,42 @@ class PromptEmbedding:
 
 
 def parse_lora_tags(prompt: str) -> tuple[str, list[LoraSpec]]:
-    """Remove `<lora:name>` / `<lora:name:weight>` tags; return the cleaned text and the LoRAs in order."""
+    """Remove `<lora:name>` tags; return the cleaned text and the LoRAs in order.
+
+    As A1111: `<lora:name:w>` weighs text encoder and UNet alike, `<lora:name:te:unet>` each on its
+    own; `te=`, `unet=` (and `dyn=`, which only LyCORIS' dynamic rank uses and is ignored) may be named.
+    """
     loras: list[LoraSpec] = []
 
     def take(match: re.Match) -> str:
-        name = match.group(1).strip()
-        weight_text = (match.group(2) or "").strip()
-        try:
-            weight = float(weight_text) if weight_text else 1.0
-        except ValueError:
-            raise RequestError(f"The LoRA tag {match.group(0)!r} has a weight that is not a number.") from None
+        tag, name = match.group(0), match.group(1).strip()
         if not name:
-            raise RequestError(f"The LoRA tag {match.group(0)!r} names no LoRA.")
-        loras.append(LoraSpec(name=name, weight=weight))
+            raise RequestError(f"The LoRA tag {tag!r} names no LoRA.")
+        positional: list[float] = []
+        named: dict[str, float] = {}
+        for part in match.group(2).split(":")[1:]:
+            key, equals, value = part.partition("=")
+            key = key.strip().lower() if equals else ""
+            value = (value if equals else part).strip()
+            if key not in ("", "te", "unet", "dyn"):
+                raise RequestError(f"The LoRA tag {tag!r} has an unknown setting {key!r} (te, unet or dyn).")
+            if not value and not key:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                raise RequestError(f"The LoRA tag {tag!r} has a weight that is not a number.") from None
+            if not math.isfinite(number):
+                raise RequestError(f"The LoRA tag {tag!r} has a weight that is not a finite number.")
+            if key:
+                named[key] = number
+            else:
+                positional.append(number)
+        if len(positional) > 3:
+            raise RequestError(f"The LoRA tag {tag!r} has more than a text-encoder and a UNet weight.")
+        te = named.get("te", positional[0] if positional else 1.0)
+        unet = named.get("unet", positional[1] if len(positional) > 1 else None)
+        loras.append(LoraSpec(name=name, weight=te, unet_weight=None if unet is None or unet == te else unet))
         return ""
 
     cleaned = LORA_TAG.sub(take, prompt)
