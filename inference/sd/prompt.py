@@ -85,6 +85,44 @@ def parse_lora_tags(prompt: str) -> tuple[str, list[LoraSpec]]:
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), loras
 
 
+# ComfyUI's way of naming an embedding in a prompt; A1111 users write the bare name.
+EMBEDDING_REFERENCE = re.compile(r"(?<![\w-])embedding:([^\s,()\[\]{}<>|:]+)", re.IGNORECASE)
+_EMBEDDING_SUFFIX = re.compile(r"\.(safetensors|pt|pth|bin|ckpt)$", re.IGNORECASE)
+
+
+def strip_embedding_syntax(prompt: str) -> str:
+    """`embedding:name` and `embedding:name.pt` become `name`: the prefix is no text to encode."""
+    return EMBEDDING_REFERENCE.sub(lambda m: _EMBEDDING_SUFFIX.sub("", m.group(1)), prompt)
+
+
+def embedding_notices(texts: list[str], usable: list[str], everywhere: list[str], family: str) -> list[str]:
+    """Sentences for prompt words that name an embedding this model cannot use: read as plain text
+    otherwise, without a word (A1111 warns). `usable`: names that fit the model's family;
+    `everywhere`: every discovered embedding name; `family`: the model family's display name."""
+    fits = {name.casefold() for name in usable}
+    known = {name.casefold(): name for name in everywhere}
+    notices: list[str] = []
+    told: set[str] = set()
+    for text in texts:
+        for match in EMBEDDING_REFERENCE.finditer(text):
+            name = _EMBEDDING_SUFFIX.sub("", match.group(1))
+            key = name.casefold()
+            if key in fits or key in told:
+                continue
+            told.add(key)
+            if key in known:
+                notices.append(f"The embedding {name!r} is not for {family} models; {match.group(0)!r} is read "
+                               "as plain text.")
+            else:
+                notices.append(f"No embedding named {name!r} was found in the model folders; "
+                               f"{match.group(0)!r} is read as plain text.")
+    others = [name for key, name in known.items() if key not in fits and key not in told]
+    for name in find_embedding_names(texts, others):
+        notices.append(f"The prompt word {name!r} names an embedding for another model family, not {family}; "
+                       "it is read as plain text.")
+    return notices
+
+
 def find_embedding_names(texts: list[str], available: list[str]) -> list[str]:
     """The textual-inversion names (file stems) that occur as whole words in any of the texts."""
     found = []
@@ -182,7 +220,7 @@ def encode_chunk_rows(model, chunks: list[list[int]], chunks_2: list[list[int]] 
 
 def prepare_token_chunks(model, prompt: str, min_chunks: int = 1) -> tuple[list, list | None]:
     """Chunks for encoder 1 (and 2 for SDXL), padded with empty chunks to a common count >= min_chunks."""
-    prompt = expand_embeddings(prompt, model)
+    prompt = expand_embeddings(strip_embedding_syntax(prompt), model)
     chunks = tokenize_chunks(prompt, model.tokenizer)
     chunks_2 = None
     count = max(len(chunks), min_chunks)

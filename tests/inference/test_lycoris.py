@@ -1,5 +1,5 @@
-"""LyCORIS LoHa/LoKr files in the kohya key layout on the tiny SD model, two-weight LoRA tags, and
-prompts with lone surrogates."""
+"""LyCORIS LoHa/LoKr files in the kohya key layout on the tiny SD model, two-weight LoRA tags,
+prompts with lone surrogates, and notices for embedding names a model cannot use."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import pytest
 import torch
 
 from inference.adapters import apply_loras
-from inference.api import Finished, LoraSpec, ModelError, RequestError
+from inference.api import Finished, LoraSpec, ModelError, Notice, RequestError
 from inference.engine import Engine
-from inference.sd.prompt import encode_prompt, parse_lora_tags, tokenize_chunks
+from inference.sd.prompt import (
+    embedding_notices,
+    encode_prompt,
+    parse_lora_tags,
+    strip_embedding_syntax,
+    tokenize_chunks,
+)
 from inference.tiny import build_tiny
 from tests.inference.ckpt_helpers import kohya_lora_tensors, write_safetensors
 from tests.inference.engine_fakes import FakeModels, run_events, tiny_request
@@ -138,3 +144,42 @@ def test_a_prompt_with_lone_surrogates_is_encoded_not_a_traceback():
 def test_a_generation_with_lone_surrogates_finishes():
     events = run_events(Engine(FakeModels()), tiny_request(prompt=LONE, negative="\udc80"))
     assert isinstance(events[-1], Finished), events[-1]
+
+
+# ---- embeddings a prompt names but this model cannot use -------------------------------------------
+
+
+def test_embedding_notices_name_the_word_and_why():
+    texts = ["a photo of XLStyle, embedding:missing", "embedding:sdstyle.pt, embedding:xlstyle"]
+    notices = embedding_notices(texts, ["sdstyle"], ["sdstyle", "xlstyle"], "SD1.5")
+    assert notices == [
+        "No embedding named 'missing' was found in the model folders; 'embedding:missing' is read as plain text.",
+        "The embedding 'xlstyle' is not for SD1.5 models; 'embedding:xlstyle' is read as plain text.",
+    ]
+    assert embedding_notices(["XLStyle portrait"], ["sdstyle"], ["sdstyle", "xlstyle"], "SD1.5") == [
+        "The prompt word 'xlstyle' names an embedding for another model family, not SD1.5; it is read as plain text."]
+    assert embedding_notices(["sdstyle, embedding:SDSTYLE"], ["sdstyle"], ["sdstyle"], "SD1.5") == []
+    assert strip_embedding_syntax("embedding:sdstyle.pt, (embedding:x:1.2)") == "sdstyle, (x:1.2)"
+
+
+class FamilyEmbeddings(FakeModels):
+    """Serves embeddings by family, as ModelManager.embeddings does."""
+
+    def __init__(self, by_family: dict[str, dict]):
+        super().__init__()
+        self.by_family = by_family
+
+    def embeddings(self, family: str = ""):
+        if family:
+            return dict(self.by_family.get(family, {}))
+        return {name: path for files in self.by_family.values() for name, path in files.items()}
+
+
+def test_a_generation_tells_which_embedding_words_are_read_as_text(tmp_path):
+    xl = write_safetensors(tmp_path / "xlstyle.safetensors", {"clip_l": torch.zeros(1, 32), "clip_g": torch.zeros(1, 32)})
+    engine = Engine(FamilyEmbeddings({"sdxl": {"xlstyle": xl}}))
+    events = run_events(engine, tiny_request(prompt="xlstyle cat", negative="embedding:nothing"))
+    assert isinstance(events[-1], Finished)
+    messages = [event.message for event in events if isinstance(event, Notice)]
+    assert any("'xlstyle' names an embedding for another model family, not SD1.5" in m for m in messages)
+    assert any("No embedding named 'nothing'" in m for m in messages)
