@@ -204,7 +204,8 @@ class Engine:
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:
         """Set exactly these LoRAs on the model (none = base weights); skipped when nothing changed."""
-        resolved = tuple((self.resolve_lora(spec.name), float(spec.weight), float(spec.unet_strength))
+        resolved = tuple((self.resolve_lora(spec.name), float(spec.weight)) if spec.unet_weight is None
+                         else (self.resolve_lora(spec.name), float(spec.weight), float(spec.unet_weight))
                          for spec in loras)
         if self._applied_loras.get(id(model), ()) == resolved:
             return

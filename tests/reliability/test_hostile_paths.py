@@ -166,3 +166,37 @@ def test_a_string_false_in_a_project_does_not_turn_lcm_on(tmp_path):
     settings = load_ora(path).settings
     assert (settings.lcm, settings.color_match, settings.steps, settings.cfg, settings.prompt) == \
         (False, False, 20, 7.0, "")
+
+
+# ---- strokes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [0.5, 3.0, 40.0, 400.0])
+def test_the_outline_tiles_give_exactly_what_the_direct_method_gives(monkeypatch, width):
+    from canvas.model import raster
+
+    rng = np.random.default_rng(int(width * 10))
+    points = np.cumsum(rng.normal(0, 4, (300, 2)), axis=0) + 100
+    points[::7] = points[::7].round()  # pixel-aligned points as well
+    monkeypatch.setattr(raster, "DIRECT_WORK", float("inf"))
+    direct = raster.stroke_coverage(points, width, 200, 160)
+    monkeypatch.setattr(raster, "DIRECT_WORK", -1.0)
+    tiles = raster.stroke_coverage(points, width, 200, 160)
+    assert direct[0] == tiles[0] and np.array_equal(direct[1], tiles[1])
+
+
+def test_a_wide_stroke_going_back_and_forth_renders_quickly_and_a_crafted_one_is_refused():
+    import time
+
+    from canvas.model.document import DocumentError
+    from canvas.model.layers import ScribbleLayer, Stroke
+    from canvas.model.raster import render_strokes
+
+    back_and_forth = Stroke(tuple((float(i % 50), float(i % 37)) for i in range(20_000)), "#ff0000", 400.0)
+    started = time.process_time()
+    image, _ = render_strokes([back_and_forth], 512, 512)
+    assert time.process_time() - started < 5 and image[..., 3].max() == 255
+    doc = Document(512, 512)
+    crafted = Stroke(((0.0, 0.0), (1.0, 1.0)) * 100_000, "#ff0000", 10_000.0)
+    with pytest.raises(DocumentError, match="too costly to draw"):
+        doc.add_layer_untracked(ScribbleLayer(strokes=(crafted,)))
