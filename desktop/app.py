@@ -243,9 +243,11 @@ def start_editor(editor: Editor, path: str | None) -> None:
     window = editor.window
     window.show()
     offer_restore(editor)
-    editor.autosave.start()
+    problem = editor.autosave.start()  # a full disk: autosave is off for now, the editor still starts
     if path:
         window.open_path(path, ask=False)
+    if problem:
+        window.statusBar().showMessage(problem, 10_000)
     window.refresh_models()
 
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,20 +52,28 @@ class Autosave:
         self._counter = 0
         self._source_path = ""
 
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_lock()
+    def start(self) -> str | None:
+        """Create this session's folder and lock; returns None, or the sentence saying why autosave
+        is off for now (a full disk or a read-only data folder must not stop the editor opening:
+        `save()` tries again at each tick)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write_lock()
+        except OSError as exc:
+            return f"Autosave is off for now: {self.folder} cannot be written ({exc.strerror or exc})."
+        return None
 
     def set_source(self, path: str | os.PathLike[str] | None) -> None:
         """The project file being edited, remembered so a restore can say what it was."""
         self._source_path = str(path) if path else ""
         if self.folder.exists():
-            self._write_lock()
+            with suppress(OSError):  # written again with the next autosave
+                self._write_lock()
 
     def save(self, document: Document) -> Path:
         """Write the document to the next rotating file and drop the oldest beyond `keep`."""
         if not self.folder.exists():
-            self.start()
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._counter += 1
         path = self.folder / f"{FILE_PREFIX}{self._counter:06d}.ora"
         save_ora(document, path)
@@ -84,22 +93,33 @@ class Autosave:
     def find_orphans(self) -> list[Orphan]:
         """Sessions of editors that died without finishing, newest first (ours excluded)."""
         found = []
-        if not self.root.is_dir():
+        try:
+            folders = [f for f in self.root.iterdir() if f.name.startswith("session-") and f != self.folder]
+        except OSError:
             return found
-        for folder in self.root.iterdir():
-            if not folder.is_dir() or folder == self.folder or not folder.name.startswith("session-"):
-                continue
-            lock = _read_lock(folder / LOCK_NAME)
-            pid = int(lock.get("pid", -1))
-            if lock.get("host", socket.gethostname()) == socket.gethostname() and pid_alive(pid):
-                continue  # another editor that is running right now
-            files = sorted(folder.glob(f"{FILE_PREFIX}*.ora"))
-            if not files:
-                shutil.rmtree(folder, ignore_errors=True)  # died before its first autosave
-                continue
-            newest = files[-1]
-            found.append(Orphan(folder, newest, str(lock.get("source_path", "")), newest.stat().st_mtime, pid))
+        for folder in folders:
+            with suppress(OSError):  # a folder that vanishes or cannot be read is no orphan to offer
+                orphan = self._orphan(folder)
+                if orphan is not None:
+                    found.append(orphan)
         return sorted(found, key=lambda o: o.saved_at, reverse=True)
+
+    def _orphan(self, folder: Path) -> Orphan | None:
+        if not folder.is_dir():
+            return None
+        lock = _read_lock(folder / LOCK_NAME)
+        pid = _lock_pid(lock)
+        host = lock.get("host")
+        same_host = not isinstance(host, str) or host == socket.gethostname()
+        if same_host and pid_alive(pid):
+            return None  # another editor that is running right now
+        files = sorted(folder.glob(f"{FILE_PREFIX}*.ora"))
+        if not files:
+            shutil.rmtree(folder, ignore_errors=True)  # died before its first autosave
+            return None
+        newest = files[-1]
+        source = lock.get("source_path")
+        return Orphan(folder, newest, source if isinstance(source, str) else "", newest.stat().st_mtime, pid)
 
     @staticmethod
     def restore(orphan: Orphan) -> Document:
@@ -126,12 +146,30 @@ class Autosave:
         os.replace(tmp, self.folder / LOCK_NAME)
 
 
+MAX_LOCK_BYTES = 64 * 1024  # a lock is a few hundred bytes; anything larger is damage
+
+
 def _read_lock(path: Path) -> dict:
+    """The lock's fields, or {} when it is missing or damaged (any damage: a crash mid-write, a
+    full disk, another program): a damaged lock must never stop the editor starting."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as stream:
+            text = stream.read(MAX_LOCK_BYTES + 1)
+        if len(text) > MAX_LOCK_BYTES:
+            return {}
+        data = json.loads(text.decode("utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return {}
+
+
+def _lock_pid(lock: dict) -> int:
+    """The lock's process id, or -1 (read as "dead") for anything but a plausible whole number:
+    "abc", null, 1e30, true, 2**80 in a damaged lock."""
+    pid = lock.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return -1
+    return pid
 
 
 def pid_alive(pid: int) -> bool:

@@ -68,7 +68,9 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
 
+    check_project_file(project)
     document = load_ora(project)
+    targets = output_paths(out, max(1, int(document.settings.batch_count)))  # before any generating
     if steps is not None:
         document.settings.steps = int(steps)
     if seed is not None:
@@ -116,7 +118,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     result = finished[0]
     written = []
     for i, (image, params) in enumerate(zip(result.images, result.parameters)):
-        target = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+        target = targets[i] if i < len(targets) else batch_path(out, i)
         collagen_record = {
             **params,
             "project": project.name,
@@ -178,6 +180,32 @@ class LogSetup:
         root.setLevel(self.level)
 
 
+def batch_path(out: Path, index: int) -> Path:
+    """Where image `index` of a batch goes: OUT.png, OUT-1.png, OUT-2.png, ..."""
+    return out if index == 0 else out.with_name(f"{out.stem}-{index}{out.suffix}")
+
+
+def output_paths(out: Path, count: int) -> list[Path]:
+    """The `count` files a render writes, each checked before the generation starts (a missing
+    folder, a device, a FIFO or a folder as --out would otherwise fail only after it)."""
+    from canvas.io.regular_file import output_target
+
+    paths = [batch_path(out, i) for i in range(count)]
+    for path in paths:
+        output_target(path)
+    return paths
+
+
+def check_project_file(path: Path) -> None:
+    """A project path must be a regular file of at most the size a project may have: the zip
+    reader would otherwise wait forever on a FIFO or read a device without end."""
+    from canvas.io.limits import DEFAULT_LIMITS
+    from canvas.io.regular_file import open_regular_file
+
+    with open_regular_file(path, DEFAULT_LIMITS.max_project_bytes, what="project"):
+        pass
+
+
 def _model_manager(models_dir: str | None):
     """Discovery in SPEC §6 order: --models DIR first, then COLLAGEN_MODELS, settings, default folder."""
     from inference.models import ModelManager, default_hash_cache_file, find_model_folders
@@ -202,8 +230,6 @@ def list_models(models_dir: str | None, as_json: bool) -> int:
 
 
 def info(path: Path) -> int:
-    if not path.exists():
-        raise CliError(f"{path}: no such file")
     if path.suffix.lower() == ".png":
         from canvas.io.png_info import read_png_parameters
 
@@ -219,6 +245,7 @@ def info(path: Path) -> int:
     from canvas.io.ora import load_ora
     from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer
 
+    check_project_file(path)
     doc = load_ora(path)
     s = doc.settings
     _out(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")

@@ -13,6 +13,7 @@ several vectors becomes several tokens; `expand_embedding_names` spells them out
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,9 @@ from typing import Any
 
 from inference.api import ModelError
 from inference.components import SDModel
+from inference.lycoris import lycoris_as_lora, lycoris_kind
+
+log = logging.getLogger(__name__)
 
 LORA_ADAPTERS_KEY = "lora_adapters"  # model.extra: {(path, size, mtime): adapter name}
 ACTIVE_LORAS_KEY = "active_loras"  # model.extra: {path: weight} as last applied
@@ -31,29 +35,35 @@ MAX_EMBEDDING_VECTORS = 75  # one CLIP window; more than that cannot be a real e
 # ---- LoRA -----------------------------------------------------------------------------------------------------
 
 
-def apply_loras(model: SDModel, loras: list[tuple[Path, float]]) -> None:
+def apply_loras(model: SDModel, loras: list[tuple]) -> None:
     """Make exactly `loras` active with their weights; an empty list turns every LoRA off.
 
-    Weight 0 leaves the output exactly as without the LoRA. The same file listed twice adds up.
+    Each item is (path, weight) or (path, text-encoder weight, UNet weight), as A1111's
+    `<lora:name:te:unet>`. Weight 0 leaves the output exactly as without the LoRA. The same file
+    listed twice adds up.
     """
     adapters: dict[tuple, str] = model.extra.setdefault(LORA_ADAPTERS_KEY, {})
-    wanted: dict[str, float] = {}
+    wanted: dict[str, tuple[float, float]] = {}
+    active: dict[str, float] = {}
     pipeline = None
-    for path, weight in loras:
-        path = Path(path)
+    for path, te_weight, unet_weight in (_weights_of(item) for item in loras):
         key = file_key(path)
         if key not in adapters:
             pipeline = pipeline or _adapter_pipeline(model)
             adapters[key] = _load_lora(pipeline, model, path, len(adapters))
-        wanted[adapters[key]] = wanted.get(adapters[key], 0.0) + float(weight)
-    active: dict[str, float] = {}
-    for path, weight in loras:
-        active[str(Path(path))] = active.get(str(Path(path)), 0.0) + float(weight)
+        te_sum, unet_sum = wanted.get(adapters[key], (0.0, 0.0))
+        wanted[adapters[key]] = (te_sum + te_weight, unet_sum + unet_weight)
+        active[str(path)] = active.get(str(path), 0.0) + unet_weight
     if not adapters:
         return  # nothing was ever loaded: the modules are plain, nothing to switch off
     pipeline = pipeline or _adapter_pipeline(model)
     _activate(pipeline, model, wanted)
     model.extra[ACTIVE_LORAS_KEY] = active
+
+
+def _weights_of(item: tuple) -> tuple[Path, float, float]:
+    path, weight, *unet = item
+    return Path(path), float(weight), float(unet[0]) if unet else float(weight)
 
 
 def file_key(path: Path) -> tuple:
@@ -100,8 +110,14 @@ def read_lora_file(path: Path) -> dict[str, Any]:
 
 def _load_lora(pipeline, model: SDModel, path: Path, index: int) -> str:
     state = read_lora_file(path)
+    if lycoris_kind(state):
+        state = lycoris_as_lora(state, str(path), conv_kernels(model))
     if not any(("lora_down" in key or "lora_A" in key or "lora.down" in key) for key in state):
-        raise ModelError(f"{path}: is not a LoRA (no lora_down / lora_A weights in it).")
+        raise ModelError(f"{path}: is not a LoRA (no lora_down / lora_A / LoHa / LoKr weights in it).")
+    fits = lora_family(state)
+    if fits is not None and fits != model.family:
+        raise ModelError(f"{path}: is {_article(fits)} {family_name(fits)} LoRA; the model is "
+                         f"{family_name(model.family)}.")
     adapter_name = f"lora{index}_" + re.sub(r"[^0-9A-Za-z_]", "_", path.stem)[:40]
     try:
         with quiet_loading(), warnings.catch_warnings():
@@ -111,16 +127,69 @@ def _load_lora(pipeline, model: SDModel, path: Path, index: int) -> str:
     except Exception as error:  # peft/diffusers raise many types when layers or shapes do not match
         with contextlib.suppress(Exception):
             pipeline.delete_adapters(adapter_name)
-        raise ModelError(
-            f"{path}: this LoRA does not fit the {model.family} model ({_first_line(error)})."
-        ) from error
+        log.debug("LoRA %s did not load", path, exc_info=True)  # the pages of size mismatches, for -v
+        raise ModelError(f"{path}: this LoRA does not fit the {family_name(model.family)} model "
+                         f"({_mismatch_summary(error)}).") from error
     if not any(adapter_name in names for names in pipeline.get_list_adapters().values()):
-        raise ModelError(f"{path}: none of this LoRA's layers exist in the {model.family} model.")
+        raise ModelError(f"{path}: none of this LoRA's layers exist in the {family_name(model.family)} model.")
     return adapter_name
 
 
-def _activate(pipeline, model: SDModel, wanted: Mapping[str, float]) -> None:
-    """Per component, only the adapters that component has (a LoRA may not touch the text encoder)."""
+FAMILY_NAMES = {"sd15": "SD1.5", "sd2": "SD2", "sdxl": "SDXL", "flux": "FLUX", "sd3": "SD3"}
+# The width of the text a UNet's cross-attention reads: what a LoRA's attn2 to_k/to_v down weights take.
+_CONTEXT_WIDTHS = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
+
+
+def _article(family: str) -> str:
+    return "an" if family_name(family)[:1] in "AEHILMNORSX" else "a"
+
+
+def lora_family(state: Mapping[str, Any]) -> str | None:
+    """The model family a LoRA was trained for, from its key layout and widths (None: cannot tell)."""
+    keys = list(state)
+    if any(marker in key for key in keys for marker in ("double_blocks", "single_blocks",
+                                                       "single_transformer_blocks")):
+        return "flux"
+    for key in keys:  # the cross-attention width says it best where the file has those layers
+        if ("attn2" in key and ("to_k" in key or "to_v" in key)
+                and ("lora_down" in key or "lora_A" in key or "lora.down" in key)):
+            shape = getattr(state[key], "shape", ())
+            if len(shape) == 2 and int(shape[1]) in _CONTEXT_WIDTHS:
+                return _CONTEXT_WIDTHS[int(shape[1])]
+    if any(key.startswith(("lora_te2_", "lora_te1_", "text_encoder_2.", "lora_unet_input_blocks",
+                           "lora_unet_middle_block", "lora_unet_output_blocks")) for key in keys):
+        return "sdxl"
+    if any(key.startswith("lora_te_") for key in keys):
+        return "sd15"  # one text encoder: SD1.x/SD2 (their widths told them apart above when present)
+    return None
+
+
+def _mismatch_summary(error: BaseException) -> str:
+    text = str(error)
+    if "size mismatch" in text:
+        return f"{text.count('size mismatch')} of its layers have other sizes than the model's"
+    return _first_line(error).rstrip(":")
+
+
+def conv_kernels(model: SDModel) -> dict[str, tuple[int, int, int]]:
+    """kohya module name -> (in_channels, kh, kw) of the UNet's convolutions (diffusers names, as SD1.x
+    LoRAs use), so a LoHa for a convolution can be shaped as one."""
+    import torch
+
+    kernels = {}
+    for name, module in model.unet.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            kernels["lora_unet_" + name.replace(".", "_")] = (module.in_channels, *module.kernel_size)
+    return kernels
+
+
+def _activate(pipeline, model: SDModel, wanted: Mapping[str, tuple[float, float]]) -> None:
+    """Per component, only the adapters that component has (a LoRA may not touch the text encoder);
+    the UNet takes each adapter's UNet weight, the text encoders its text-encoder weight."""
     from diffusers.loaders.lora_base import (
         disable_lora_for_text_encoder,
         enable_lora_for_text_encoder,
@@ -131,7 +200,7 @@ def _activate(pipeline, model: SDModel, wanted: Mapping[str, float]) -> None:
     for component, component_adapters in present.items():
         module = getattr(model, component)
         names = [name for name in wanted if name in component_adapters]
-        weights = [wanted[name] for name in names]
+        weights = [wanted[name][1 if component == "unet" else 0] for name in names]
         if component == "unet":
             if names:
                 module.enable_lora()

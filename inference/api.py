@@ -66,7 +66,12 @@ class GenerationCancelled(Exception):
 @dataclass(frozen=True)
 class LoraSpec:
     name: str  # file stem in the LoRA folders, or a path
-    weight: float = 1.0
+    weight: float = 1.0  # on the text encoder(s), and on the UNet unless unet_weight is given
+    unet_weight: float | None = None  # A1111's `<lora:name:te_weight:unet_weight>`; None = weight
+
+    @property
+    def unet_strength(self) -> float:
+        return self.weight if self.unet_weight is None else self.unet_weight
 
 
 @dataclass(frozen=True)

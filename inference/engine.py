@@ -167,7 +167,8 @@ class Engine:
         if request.lcm and request.lcm_lora:
             loras.append(LoraSpec(name=request.lcm_lora, weight=1.0))
         self.apply_loras(model, loras)
-        self.load_embeddings(model, [prompt, negative, *prompt_texts_of_parts(request)])
+        for message in self.load_embeddings(model, [prompt, negative, *prompt_texts_of_parts(request)]):
+            on_event(Notice(message))
         sampler = "LCM" if request.lcm else request.sampler
         cond, uncond = encode_prompt_pair(model, prompt, negative, request.clip_skip)
         taesd_path = self.preview_decoder(model, request, on_event)
@@ -213,7 +214,9 @@ class Engine:
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:
         """Set exactly these LoRAs on the model (none = base weights); skipped when nothing changed."""
-        resolved = tuple((self.resolve_lora(spec.name), float(spec.weight)) for spec in loras)
+        resolved = tuple((self.resolve_lora(spec.name), float(spec.weight)) if spec.unet_weight is None
+                         else (self.resolve_lora(spec.name), float(spec.weight), float(spec.unet_weight))
+                         for spec in loras)
         if self._applied_loras.get(id(model), ()) == resolved:
             return
         from inference.adapters import apply_loras
@@ -227,20 +230,25 @@ class Engine:
             return candidate
         return Path(self.models.lora_path(name))
 
-    def load_embeddings(self, model, texts: list[str]) -> None:
-        """Load the textual-inversion embeddings the prompts name that this model has not loaded yet."""
-        from inference.sd.prompt import find_embedding_names
+    def load_embeddings(self, model, texts: list[str]) -> list[str]:
+        """Load the textual-inversion embeddings the prompts name that this model has not loaded yet;
+        returns a Notice sentence for each prompt word naming an embedding it cannot use."""
+        from inference.adapters import family_name
+        from inference.sd.prompt import embedding_notices, find_embedding_names
 
         embeddings_of = getattr(self.models, "embeddings", None)
         available = dict(embeddings_of(model.family)) if embeddings_of else {}
+        everywhere = dict(embeddings_of()) if embeddings_of else {}
+        notices = embedding_notices(texts, list(available), list(everywhere), family_name(model.family))
         if not available:
-            return
+            return notices
         from inference.adapters import EMBEDDINGS_KEY, load_embeddings
 
         loaded = model.extra.get(EMBEDDINGS_KEY, {})
         wanted = [name for name in find_embedding_names(texts, list(available)) if name not in loaded]
         if wanted:
             load_embeddings(model, {name: Path(available[name]) for name in wanted})
+        return notices
 
     def preview_decoder(self, model, request, on_event) -> Path | None:
         """The TAESD decoder file for this model's family when asked for and present, else None (linear)."""

@@ -138,7 +138,7 @@ def validate_loras(loras, where: str) -> None:
     for lora in loras:
         if not isinstance(lora, LoraSpec) or not isinstance(lora.name, str) or not lora.name.strip():
             raise RequestError(f"A LoRA in {where} has no name.")
-        if not is_number(lora.weight):
+        if not is_number(lora.weight) or not (lora.unet_weight is None or is_number(lora.unet_weight)):
             raise RequestError(f"The LoRA {lora.name!r} in {where} has a weight that is not a finite number.")
 
 

@@ -36,6 +36,9 @@ class ReadLimits:
     max_text_chunk: int = 1 * MiB  # a PNG text chunk, after decompression
     max_text_total: int = 16 * MiB  # all PNG text chunks of one file together
     max_png_bytes: int = 2 * GiB  # one PNG file (header walk only; pixels are capped above)
+    # One project file: its members may unpack to max_total_unpacked, and PNG members are stored
+    # (incompressible), so a genuine project is never much larger than that.
+    max_project_bytes: int = 4 * GiB + 64 * MiB
 
 
 DEFAULT_LIMITS = ReadLimits()

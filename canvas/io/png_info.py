@@ -33,6 +33,7 @@ from canvas.io.atomic import atomic_file
 from canvas.io.errors import ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
 from canvas.io.png_chunks import PngFormatError, read_png_info
+from canvas.io.regular_file import open_regular_file
 
 COLLAGEN_FORMAT_VERSION = 1
 PARAMETERS_KEY = "parameters"
@@ -191,14 +192,8 @@ def read_png_parameters(path: str | os.PathLike[str], limits: ReadLimits = DEFAU
     """Generation parameters stored in a PNG by Collagen, A1111, ComfyUI or InvokeAI ({} if none)."""
     source = Path(path)
     try:
-        with open(source, "rb") as stream:
+        with open_regular_file(source, limits.max_png_bytes, what="PNG image") as stream:
             info = read_png_info(stream, limits)
-    except FileNotFoundError:
-        raise ProjectError(source, "does not exist") from None
-    except IsADirectoryError:
-        raise ProjectError(source, "is a folder, not an image") from None
-    except PermissionError:
-        raise ProjectError(source, "cannot be read (permission denied)") from None
     except OSError as exc:
         raise ProjectError(source, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     except PngFormatError as exc:

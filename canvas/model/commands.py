@@ -172,6 +172,7 @@ class AddStroke(Command):
         self.label = "Scribble"
 
     def do(self, doc: Document) -> None:
+        doc.check_new_strokes([self.stroke], f"layer {self.layer.name[:60]!r}")
         self.layer.strokes = (*self.layer.strokes, self.stroke)
         self.layer.events.strokes_changed.emit()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from psygnal import Signal, SignalGroup
 
@@ -61,34 +61,51 @@ class GenerationSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
-        """Known keys only, each coerced to the field's type; unknown keys are ignored
-        (a newer file), missing keys keep defaults (an older one)."""
+        """Known keys only, each taken only when it already has the field's JSON type; unknown keys
+        are ignored (a newer file), missing keys and values of the wrong type keep the defaults.
+        Nothing is coerced: `"lcm": "false"` is a string, and bool("false") would turn LCM on."""
         out = cls()
         for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if value is None:  # null in a file: keep the default rather than store "None"
-                continue
-            default = getattr(out, f.name)
-            try:
-                if isinstance(default, bool):
-                    value = bool(value)
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-                    if not math.isfinite(value):  # a project file cannot store it again
-                        continue
-                elif isinstance(default, str):
-                    value = str(value)
-                elif isinstance(default, list):
-                    value = list(value)
-                    json.dumps(value, allow_nan=False)  # what a project file can store again
-            except (TypeError, ValueError, OverflowError, RecursionError):  # OverflowError: int(inf) from a file
-                continue
-            setattr(out, f.name, value)
+            if f.name in data:
+                value = typed_setting(getattr(out, f.name), data[f.name])
+                if value is not None:
+                    setattr(out, f.name, value)
         return out
+
+
+def typed_setting(default: Any, value: Any) -> Any:
+    """`value` when a project file may hold it for a field whose default is `default`, else None.
+
+    bool: true/false only. int: a whole number (2.0 as written by some tools counts; true does
+    not). float: any finite number. str: a string. list: a list a project can store again.
+    """
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):  # JSON true/false is no number or text
+        return None
+    if isinstance(default, int):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else None
+    if isinstance(default, float):
+        if isinstance(value, (int, float)):
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                return None
+            return value if math.isfinite(value) else None  # a project file cannot store inf/nan
+        return None
+    if isinstance(default, str):
+        return value if isinstance(value, str) else None
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)):
+            return None
+        try:
+            json.dumps(value, allow_nan=False)  # what a project file can store again
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return list(value)
+    return None
 
 
 class DocumentEvents(SignalGroup):
@@ -115,6 +132,7 @@ class Document:
         self.events = DocumentEvents()
         self.history = History(self, history_budget)
         self._active: Layer | None = None
+        self._stroke_work_cache: dict[str, tuple[Any, float]] = {}  # layer id -> (its strokes, their work)
 
     # -- queries -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Layer]:
@@ -171,9 +189,39 @@ class Document:
         return self.history.redo()
 
     # -- primitives the commands use (not for tools or views) ----------------------------------
+    def stroke_work(self) -> float:
+        """Upper bound of the pixel evaluations rendering every stroke of the document costs."""
+        return sum(self._layer_stroke_work(layer) for layer in self.layers)
+
+    def check_new_strokes(self, strokes: Iterable[Any], where: str) -> None:
+        """Refuse (DocumentError) strokes that would take the document's stroke rendering past
+        MAX_STROKE_WORK: a crafted project of 50 KB (one 200 000-point, 10 000 px wide stroke)
+        used to hang rendering and saving for an hour."""
+        from canvas.model.raster import MAX_STROKE_WORK, stroke_work
+
+        added = sum(stroke_work(s.points, s.width, self.width, self.height) for s in strokes)
+        if added and self.stroke_work() + added > MAX_STROKE_WORK:
+            raise DocumentError(
+                f"The strokes of {where} are too costly to draw ({added:.3g} pixel evaluations; a document's "
+                f"strokes may take {MAX_STROKE_WORK:.3g}): fewer points or a narrower pen.")
+
+    def _layer_stroke_work(self, layer: Layer) -> float:
+        strokes = getattr(layer, "strokes", None)
+        if not strokes:
+            return 0.0
+        cached = self._stroke_work_cache.get(layer.id)
+        if cached is None or cached[0] is not strokes:
+            from canvas.model.raster import stroke_work
+
+            cached = (strokes, sum(stroke_work(s.points, s.width, self.width, self.height) for s in strokes))
+            self._stroke_work_cache[layer.id] = cached
+        return cached[1]
+
     def _insert_layer(self, index: int, layer: Layer) -> None:
         if len(self.layers) >= MAX_LAYERS:
             raise DocumentError(f"A document holds at most {MAX_LAYERS} layers.")
+        if getattr(layer, "strokes", None):
+            self.check_new_strokes(layer.strokes, f"layer {layer.name[:60]!r}")
         index = max(0, min(index, len(self.layers)))
         self.layers.insert(index, layer)
         self.events.layer_added.emit(layer, index)

@@ -19,6 +19,7 @@ truncates at 77 tokens. Here:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from inference.api import LoraSpec, RequestError
 
 CHUNK_TOKENS = 75  # tokens of text per chunk; + start and end tokens = CLIP's 77 positions
-LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
 
 
 @dataclass
@@ -42,23 +43,84 @@ class PromptEmbedding:
 
 
 def parse_lora_tags(prompt: str) -> tuple[str, list[LoraSpec]]:
-    """Remove `<lora:name>` / `<lora:name:weight>` tags; return the cleaned text and the LoRAs in order."""
+    """Remove `<lora:name>` tags; return the cleaned text and the LoRAs in order.
+
+    As A1111: `<lora:name:w>` weighs text encoder and UNet alike, `<lora:name:te:unet>` each on its
+    own; `te=`, `unet=` (and `dyn=`, which only LyCORIS' dynamic rank uses and is ignored) may be named.
+    """
     loras: list[LoraSpec] = []
 
     def take(match: re.Match) -> str:
-        name = match.group(1).strip()
-        weight_text = (match.group(2) or "").strip()
-        try:
-            weight = float(weight_text) if weight_text else 1.0
-        except ValueError:
-            raise RequestError(f"The LoRA tag {match.group(0)!r} has a weight that is not a number.") from None
+        tag, name = match.group(0), match.group(1).strip()
         if not name:
-            raise RequestError(f"The LoRA tag {match.group(0)!r} names no LoRA.")
-        loras.append(LoraSpec(name=name, weight=weight))
+            raise RequestError(f"The LoRA tag {tag!r} names no LoRA.")
+        positional: list[float] = []
+        named: dict[str, float] = {}
+        for part in match.group(2).split(":")[1:]:
+            key, equals, value = part.partition("=")
+            key = key.strip().lower() if equals else ""
+            value = (value if equals else part).strip()
+            if key not in ("", "te", "unet", "dyn"):
+                raise RequestError(f"The LoRA tag {tag!r} has an unknown setting {key!r} (te, unet or dyn).")
+            if not value and not key:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                raise RequestError(f"The LoRA tag {tag!r} has a weight that is not a number.") from None
+            if not math.isfinite(number):
+                raise RequestError(f"The LoRA tag {tag!r} has a weight that is not a finite number.")
+            if key:
+                named[key] = number
+            else:
+                positional.append(number)
+        if len(positional) > 3:
+            raise RequestError(f"The LoRA tag {tag!r} has more than a text-encoder and a UNet weight.")
+        te = named.get("te", positional[0] if positional else 1.0)
+        unet = named.get("unet", positional[1] if len(positional) > 1 else None)
+        loras.append(LoraSpec(name=name, weight=te, unet_weight=None if unet is None or unet == te else unet))
         return ""
 
     cleaned = LORA_TAG.sub(take, prompt)
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), loras
+
+
+# ComfyUI's way of naming an embedding in a prompt; A1111 users write the bare name.
+EMBEDDING_REFERENCE = re.compile(r"(?<![\w-])embedding:([^\s,()\[\]{}<>|:]+)", re.IGNORECASE)
+_EMBEDDING_SUFFIX = re.compile(r"\.(safetensors|pt|pth|bin|ckpt)$", re.IGNORECASE)
+
+
+def strip_embedding_syntax(prompt: str) -> str:
+    """`embedding:name` and `embedding:name.pt` become `name`: the prefix is no text to encode."""
+    return EMBEDDING_REFERENCE.sub(lambda m: _EMBEDDING_SUFFIX.sub("", m.group(1)), prompt)
+
+
+def embedding_notices(texts: list[str], usable: list[str], everywhere: list[str], family: str) -> list[str]:
+    """Sentences for prompt words that name an embedding this model cannot use: read as plain text
+    otherwise, without a word (A1111 warns). `usable`: names that fit the model's family;
+    `everywhere`: every discovered embedding name; `family`: the model family's display name."""
+    fits = {name.casefold() for name in usable}
+    known = {name.casefold(): name for name in everywhere}
+    notices: list[str] = []
+    told: set[str] = set()
+    for text in texts:
+        for match in EMBEDDING_REFERENCE.finditer(text):
+            name = _EMBEDDING_SUFFIX.sub("", match.group(1))
+            key = name.casefold()
+            if key in fits or key in told:
+                continue
+            told.add(key)
+            if key in known:
+                notices.append(f"The embedding {name!r} is not for {family} models; {match.group(0)!r} is read "
+                               "as plain text.")
+            else:
+                notices.append(f"No embedding named {name!r} was found in the model folders; "
+                               f"{match.group(0)!r} is read as plain text.")
+    others = [name for key, name in known.items() if key not in fits and key not in told]
+    for name in find_embedding_names(texts, others):
+        notices.append(f"The prompt word {name!r} names an embedding for another model family, not {family}; "
+                       "it is read as plain text.")
+    return notices
 
 
 def find_embedding_names(texts: list[str], available: list[str]) -> list[str]:
@@ -80,8 +142,20 @@ def expand_embeddings(prompt: str, model) -> str:
     return expand_embedding_names(prompt, model)
 
 
+def encodable_text(text: str) -> str:
+    """The text with lone surrogates (valid in a project's JSON, "\\ud800", but no character)
+    replaced by U+FFFD; the tokenizers fail on them deep inside with a UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # utf-16 with surrogatepass pairs up halves that belong together and marks the rest.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def tokenize_chunks(prompt: str, tokenizer) -> list[list[int]]:
     """Token ids of the prompt as 77-id chunks: start, up to 75 text ids, end, padding."""
+    prompt = encodable_text(prompt)
     text_ids = tokenizer(prompt, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     start, end = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
@@ -146,7 +220,7 @@ def encode_chunk_rows(model, chunks: list[list[int]], chunks_2: list[list[int]] 
 
 def prepare_token_chunks(model, prompt: str, min_chunks: int = 1) -> tuple[list, list | None]:
     """Chunks for encoder 1 (and 2 for SDXL), padded with empty chunks to a common count >= min_chunks."""
-    prompt = expand_embeddings(prompt, model)
+    prompt = expand_embeddings(strip_embedding_syntax(prompt), model)
     chunks = tokenize_chunks(prompt, model.tokenizer)
     chunks_2 = None
     count = max(len(chunks), min_chunks)

@@ -155,11 +155,16 @@ def test_set_setting_undo_merge_and_unknown_names():
     assert names == ["prompt"] * 4
 
 
-def test_generation_settings_from_dict_coerces_and_ignores_unknown_keys():
-    s = GenerationSettings.from_dict({"steps": "30", "cfg": 5, "lcm": 1, "prompt": 12, "future": True,
-                                      "seed": "not a number", "loras": (("a", 1.0),)})
-    assert (s.steps, s.cfg, s.lcm, s.prompt, s.seed) == (30, 5.0, True, "12", -1)
+def test_generation_settings_from_dict_takes_only_values_of_the_fields_type_and_ignores_unknown_keys():
+    # Nothing is coerced: bool("false") is True, so a string "false" used to turn LCM on.
+    s = GenerationSettings.from_dict({"steps": "30", "cfg": 5, "lcm": "false", "color_match": 1, "prompt": 12,
+                                      "future": True, "seed": "not a number", "batch_count": 2.0,
+                                      "clip_skip": True, "mode": ["inpaint"], "loras": (("a", 1.0),)})
+    assert (s.steps, s.cfg, s.lcm, s.color_match, s.prompt, s.seed) == (20, 5.0, False, False, "", -1)
+    assert (s.batch_count, s.clip_skip, s.mode) == (2, 1, "generate")
     assert s.loras == [("a", 1.0)]
+    on = GenerationSettings.from_dict({"lcm": True, "steps": 30, "seed": 2**40, "cfg": 10**400})
+    assert (on.lcm, on.steps, on.seed, on.cfg) == (True, 30, 2**40, 7.0)
     assert GenerationSettings.from_dict(GenerationSettings(prompt="x").to_dict()) == GenerationSettings(prompt="x")
 
 

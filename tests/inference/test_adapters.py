@@ -91,8 +91,11 @@ def test_lora_for_another_family_is_a_clear_error(tmp_path):
     lora = write_safetensors(tmp_path / "sd15-style.safetensors", kohya_lora_tensors(sd15))
     sdxl = build_tiny("sdxl")
     base = unet_output(sdxl)
-    with pytest.raises(ModelError, match=r"sd15-style\.safetensors: .*sdxl model"):
+    with pytest.raises(ModelError, match=r"sd15-style\.safetensors: is an SD1\.5 LoRA; the model is SDXL\.$"):
         apply_loras(sdxl, [(lora, 1.0)])
+    sdxl_lora = write_safetensors(tmp_path / "xl-style.safetensors", kohya_lora_tensors(sdxl))
+    with pytest.raises(ModelError, match=r"xl-style\.safetensors: is an SDXL LoRA; the model is SD1\.5\.$"):
+        apply_loras(sd15, [(sdxl_lora, 1.0)])
     apply_loras(sdxl, [])
     assert torch.equal(unet_output(sdxl), base)
 

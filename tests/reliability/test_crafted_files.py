@@ -1,0 +1,110 @@
+"""No input file under 1 MB makes a command use more than 1 GiB or 10 s of CPU before it answers.
+
+Every case runs `collagen ...` in a fresh interpreter on crafted files and measures that child's
+peak RSS and CPU time (interpreter and library start-up included); a child still running after
+HANG_AFTER seconds of wall time fails as a hang (a FIFO read waits without using any CPU).
+
+Adding a case is one line in CASES: a name, a function that writes the files into a folder and
+returns the command's arguments, the exit status, and a pattern the one stderr line must match.
+`python -m tests.reliability.test_crafted_files` prints the table docs/RELIABILITY.md shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.reliability import crafted as c
+
+MAX_INPUT_BYTES = 1 << 20
+MAX_RSS_MIB = 1024
+MAX_CPU_S = 10.0
+HANG_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[Path], list[str]]  # writes into the folder, returns the collagen arguments
+    status: int
+    error: str  # regex for the single stderr line ("" = no error expected)
+
+
+def _s(path: Path) -> str:
+    return str(path)
+
+
+CASES = [
+    Case("huge stroke: info", lambda d: ["info", _s(c.huge_stroke(d))], 1, r"too costly to draw"),
+    Case("huge stroke: render", lambda d: ["render", _s(c.huge_stroke(d)), "--out", _s(d / "o.png")], 1,
+         r"too costly to draw"),
+    Case("circle stroke: info", lambda d: ["info", _s(c.circle_stroke(d))], 1, r"too costly to draw"),
+    Case("FIFO as project: info", lambda d: ["info", _s(c.fifo(d, "pipe.ora"))], 1, r"FIFO"),
+    Case("FIFO as PNG: info", lambda d: ["info", _s(c.fifo(d, "pipe.png"))], 1, r"FIFO"),
+    Case("FIFO as project: render", lambda d: ["render", _s(c.fifo(d, "p.ora")), "--out", _s(d / "o.png")], 1,
+         r"FIFO"),
+    Case("link to /dev/zero as project: info", lambda d: ["info", _s(c.link(d, "zero.ora", "/dev/zero"))], 1,
+         r"is a device"),
+    Case("link to /dev/zero as PNG: info", lambda d: ["info", _s(c.link(d, "zero.png", "/dev/zero"))], 1,
+         r"is a device"),
+    Case("folder as project: info", lambda d: ["info", _s(d)], 1, r"is a folder"),
+    Case("--out into a missing folder", lambda d: ["render", _s(c.small_project(d)), "--out",
+                                                  _s(d / "missing" / "o.png")], 1, r"folder .* does not exist"),
+    Case("--out is a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out", _s(c.fifo(d, "o.png"))], 1,
+         r"FIFO.*left as it is"),
+    Case("--out is a link to a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out",
+                                                _s(c.link(d, "o.png", _s(c.fifo(d, "f"))))], 1, r"FIFO"),
+    Case("--out is a folder", lambda d: ["render", _s(c.small_project(d)), "--out", _s(d)], 1, r"is a folder"),
+]
+
+
+def input_bytes(folder: Path) -> int:
+    """Bytes of the regular files a case wrote (FIFOs and links to devices count as nothing)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(os, "wait4"), reason="needs POSIX FIFOs and wait4")
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_a_crafted_file_gets_one_sentence_within_the_budgets(case, tmp_path):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    args = case.make(folder)
+    assert input_bytes(folder) < MAX_INPUT_BYTES
+    result = c.run_collagen(args, cwd=tmp_path, hang_after=HANG_AFTER)
+    assert result.status is not None, f"{case.name}: still running after {HANG_AFTER} s (a hang)"
+    lines = result.stderr.strip().splitlines()
+    assert result.status == case.status, result.stderr[-2000:]
+    if case.error:
+        assert len(lines) == 1 and re.search(case.error, lines[0]), result.stderr[-2000:]
+        assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    assert result.peak_rss_mib < MAX_RSS_MIB, f"{case.name}: {result.peak_rss_mib:.0f} MiB"
+    assert result.cpu_s < MAX_CPU_S, f"{case.name}: {result.cpu_s:.1f} s of CPU"
+    assert "step " not in result.stderr  # refused before any generating
+
+
+def main() -> int:
+    import tempfile
+
+    print("| case | input | status | wall | CPU | peak RSS | answer |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as temp:
+            folder = Path(temp) / "case"
+            folder.mkdir()
+            args = case.make(folder)
+            size = input_bytes(folder)
+            result = c.run_collagen(args, cwd=Path(temp), hang_after=HANG_AFTER)
+            answer = (result.stderr.strip().splitlines() or [""])[-1].replace(temp, "…")[:110]
+            print(f"| {case.name} | {size / 1024:.1f} KiB | {result.status} | {result.wall_s:.1f} s | "
+                  f"{result.cpu_s:.1f} s | {result.peak_rss_mib:.0f} MiB | {answer} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
