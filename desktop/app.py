@@ -224,8 +224,9 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
     if engine_factory is None:
         def engine_factory():
             from inference.engine import Engine
+            from inference.sd.fastpath import FastPathHook
 
-            return Engine(models)
+            return Engine(models, fast_path=FastPathHook(settings.fast_path))
 
     worker = InferenceWorker(engine_factory)
     autosave = Autosave(data_dir() / "autosave", keep=settings.autosave_keep)
@@ -278,6 +279,9 @@ def offer_restore(editor: Editor) -> bool:
 
 def run_editor(argv_path: str | None, models_dir: str | None) -> int:
     """The editor's main loop; returns the process exit status."""
+    from inference.allocator import configure_process_allocator
+
+    configure_process_allocator()  # before any model is loaded (idempotent: the CLI may have done it)
     prepare_environment()
     log_file = setup_logging()
     import qasync

@@ -809,7 +809,10 @@ class MainWindow(QMainWindow):
         new = dialog.result_settings()
         folders_changed = new.model_folders != self.settings.model_folders
         device_changed = new.device != self.settings.device
+        fast_path_changed = new.fast_path != self.settings.fast_path
         self.apply_settings(new)
+        if fast_path_changed:
+            asyncio.ensure_future(self.worker.call(lambda engine: set_fast_path(engine, new.fast_path)))
         if folders_changed:
             self._apply_model_folders(new)
         else:
@@ -987,3 +990,10 @@ def _flatten_commands(command) -> list:
         out.extend(_flatten_commands(c))
     return out
 
+
+def set_fast_path(engine, setting: str) -> None:
+    """On the inference thread: the next generation follows the new fast-path setting (an engine
+    without the hook, e.g. a test's, has nothing to switch)."""
+    hook = getattr(engine, "fast_path", None)
+    if hook is not None:
+        hook.setting = setting

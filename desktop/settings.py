@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from inference.models import APP_NAME, default_models_folder, default_settings_file
+from inference.sd.fastpath import FAST_PATH_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PREVIEW_METHODS = ("linear", "taesd", "none")
@@ -36,6 +37,7 @@ class AppSettings:
     model_folders: list[str] = field(default_factory=list)
     extra_model_paths: list[str] = field(default_factory=list)  # ComfyUI extra_model_paths.yaml files
     device: str = "auto"
+    fast_path: str = "auto"  # UNet fast path (inference/sd/fastpath.py): auto = on CUDA, on, off
     preview: str = "linear"
     autosave_minutes: float = 1.0
     autosave_keep: int = 5
@@ -51,6 +53,7 @@ class AppSettings:
         out.model_folders = list(dict.fromkeys(str(p) for p in out.model_folders if str(p).strip()))
         out.extra_model_paths = list(dict.fromkeys(str(p) for p in out.extra_model_paths if str(p).strip()))
         out.device = out.device if out.device in DEVICES else "auto"
+        out.fast_path = out.fast_path if out.fast_path in FAST_PATH_SETTINGS else "auto"
         out.preview = out.preview if out.preview in PREVIEW_METHODS else "linear"
         lo, hi = AUTOSAVE_MINUTES_RANGE
         out.autosave_minutes = float(min(max(out.autosave_minutes, lo), hi))
