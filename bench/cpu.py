@@ -86,16 +86,17 @@ def timing_record(timing: Timing, steps: int) -> dict:
 # ---- the children -----------------------------------------------------------------------------------
 
 
-def build_engine(threads: int):
+def build_engine(threads: int, model_size: str = "full"):
     from bench.runtime import prepare_process
 
     prepare_process(threads)  # first: the allocator is set up before the model's weights exist
     import torch
 
-    from bench.models import BenchModels, build_full_model
+    from bench.models import BenchModels, build_bench_model, build_full_model
     from inference.engine import Engine
 
-    model = build_full_model("sd15", "cpu", torch.float32)
+    model = build_full_model("sd15", "cpu", torch.float32) if model_size == "full" else \
+        build_bench_model("sd15", model_size)
     return Engine(BenchModels({model.name: model})), model
 
 
@@ -110,7 +111,7 @@ def plain_request(model, size: int, steps: int):
 def child_allocator(args) -> list[dict]:
     from bench.cases import run_engine
 
-    engine, model = build_engine(args.threads)
+    engine, model = build_engine(args.threads, args.model_size)
     worker = WorkerThread()
     request = plain_request(model, args.size, args.steps)
     records = []
@@ -125,7 +126,7 @@ def child_regions(args) -> list[dict]:
     from bench.cases import run_engine, strip_regions
     from bench.harness import ratio_result, run_rounds
 
-    engine, model = build_engine(args.threads)
+    engine, model = build_engine(args.threads, args.model_size)
     worker = WorkerThread()
     plain = plain_request(model, args.size, args.steps)
 
@@ -142,7 +143,7 @@ def child_regions(args) -> list[dict]:
         name = f"regions_attention_{count}"
         runs = measured[name]
         result = ratio_result(runs, case="cpu", name=f"{name}_{allocator}", family="sd15",
-                              subject=f"attention regions x{count}, own negatives, full SD1.5 ({allocator} allocator)",
+                              subject=f"attention regions x{count}, own negatives, {args.model_size} SD1.5 ({allocator} allocator)",
                               baseline="plain generate", clock="cpu", target=REGION_TARGETS[count])
         result.details["subject_runs"] = [timing_record(t, args.steps) for t in runs.subject]
         result.details["baseline_runs"] = [timing_record(t, args.steps) for t in runs.baseline]
@@ -156,7 +157,7 @@ def child_regions(args) -> list[dict]:
 def run_child(kind: str, allocator: str, args) -> list[dict]:
     command = [sys.executable, "-m", "bench.cpu", "--child", kind, "--size", str(args.size), "--steps",
                str(args.steps), "--runs", str(args.runs), "--rounds", str(args.rounds), "--warmup",
-               str(args.warmup), "--threads", str(args.threads)]
+               str(args.warmup), "--threads", str(args.threads), "--model-size", args.model_size]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     env["COLLAGEN_ALLOCATOR"] = allocator
@@ -168,7 +169,7 @@ def run_child(kind: str, allocator: str, args) -> list[dict]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def allocator_results(records: dict[str, list[dict]], steps: int) -> list[CaseResult]:
+def allocator_results(records: dict[str, list[dict]], steps: int, model_size: str = "full") -> list[CaseResult]:
     from bench.cases import value_result
 
     results = []
@@ -181,7 +182,7 @@ def allocator_results(records: dict[str, list[dict]], steps: int) -> list[CaseRe
                                 ("wall_s", "s", "wall"), ("user_s", "s", "user"), ("system_s", "s", "system"),
                                 ("rss_after_mib", "MiB", "rss_after")):
             result = value_result([run[key] for run in runs], case="cpu", name=f"{name}_{allocator}", family="sd15",
-                                  subject=f"{name.replace('_', ' ')}, full SD1.5 {steps} steps, {label}", unit=unit,
+                                  subject=f"{name.replace('_', ' ')}, {model_size} SD1.5 {steps} steps, {label}", unit=unit,
                                   details={"runs": runs, "medians": medians} if name == "system_share" else None)
             if name == "system_share" and allocator == "tuned":
                 result.target = SYSTEM_SHARE_TARGET
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="regions: measured rounds")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-size", choices=("full", "mid", "tiny"), default="full",
+                        help="mid/tiny: the smaller bench models (smoke runs of this command)")
     parser.add_argument("--regions-allocators", default="tuned", help="default and/or tuned")
     parser.add_argument("--child", choices=("allocator", "regions"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             for index in range(args.processes):
                 for allocator in ALLOCATORS if index % 2 == 0 else tuple(reversed(ALLOCATORS)):
                     records[allocator] += run_child("allocator", allocator, args)
-            results += allocator_results(records, args.steps)
+            results += allocator_results(records, args.steps, args.model_size)
         if "regions" in wanted:
             for allocator in [part.strip() for part in args.regions_allocators.split(",") if part.strip()]:
                 results += [case_result_from_json(data) for data in run_child("regions", allocator, args)]

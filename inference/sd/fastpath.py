@@ -201,9 +201,10 @@ class FastPathHook:
     to this generation's events.
     """
 
-    def __init__(self, setting: str = "auto", *, compile: bool = True, compile_mode: str | None = None):
+    def __init__(self, setting: str = "auto", *, compile: bool = True, compile_mode: str | None = None,
+                 compile_backend: str = "inductor"):
         self.setting = setting if setting in FAST_PATH_SETTINGS else "auto"
-        self.options = FastPathOptions(compile=compile, compile_mode=compile_mode)
+        self.options = FastPathOptions(compile=compile, compile_mode=compile_mode, compile_backend=compile_backend)
 
     def prepare(self, model, on_event=None) -> FastUNet | None:
         from inference.api import Notice
