@@ -39,6 +39,9 @@ REGION_PROMPTS = (
     "a red barn", "a blue lake", "snowy mountains", "a pine forest", "a hot air balloon", "a stone bridge",
     "a field of sunflowers", "an old lighthouse",
 )
+REGION_NEGATIVES = (
+    "rust, broken planks", "murky water", "haze", "dead trees", "wires", "graffiti", "wilted leaves", "cranes",
+)
 REGION_TARGETS = {1: 1.05, 4: 1.10, 8: 1.15}
 
 
@@ -290,8 +293,9 @@ def case_previews(ctx: BenchContext) -> list[CaseResult]:
 # ---- 3. regions ----------------------------------------------------------------------------------------------
 
 
-def strip_regions(count: int, size: int) -> tuple:
-    """`count` vertical strips over the canvas, each with its own prompt."""
+def strip_regions(count: int, size: int, *, negatives: bool = False) -> tuple:
+    """`count` vertical strips over the canvas, each with its own prompt (and, with `negatives`, its own
+    negative prompt: the costlier case, where no region's unconditional row folds into the base's)."""
     from inference.api import RegionSpec
 
     regions = []
@@ -299,7 +303,8 @@ def strip_regions(count: int, size: int) -> tuple:
     for index in range(count):
         mask = np.zeros((size, size), np.float32)
         mask[:, edges[index] : edges[index + 1]] = 1.0
-        regions.append(RegionSpec(mask=mask, prompt=REGION_PROMPTS[index % len(REGION_PROMPTS)]))
+        negative = REGION_NEGATIVES[index % len(REGION_NEGATIVES)] if negatives else ""
+        regions.append(RegionSpec(mask=mask, prompt=REGION_PROMPTS[index % len(REGION_PROMPTS)], negative=negative))
     return tuple(regions)
 
 

@@ -201,7 +201,7 @@ def child_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from bench.__main__ import prepare_process
+    from bench.runtime import prepare_process
 
     prepare_process(args.threads)
     import qasync

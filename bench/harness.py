@@ -6,12 +6,16 @@ instead of favouring one side. A warm-up pair runs before the measured ones and 
 
 Two clocks are read for every run: wall time and the process's CPU time. With torch limited to one
 thread, the CPU time is the compute the run did, and it barely moves when other processes compete
-for the cores (the wall time does); the ratio is taken on the clock the config names.
+for the cores (the wall time does); the ratio is taken on the clock the config names. The CPU time
+is also kept split into user and system time, with the minor page faults of the run: system time
+is the kernel's share (mostly zeroing pages the allocator handed back and asked for again), which
+the ratio's CPU clock would otherwise silently include.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,17 +32,30 @@ class BenchError(Exception):
 class Timing:
     wall: float  # seconds
     cpu: float  # seconds of process CPU time (all threads)
+    user: float = 0.0  # the CPU time split: user ...
+    system: float = 0.0  # ... and kernel (system) seconds
+    minor_faults: int = 0  # page faults served without I/O (0 where the platform has no getrusage)
 
     def on(self, clock: str) -> float:
         return self.cpu if clock == "cpu" else self.wall
 
 
+def minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # Windows: no getrusage
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed(run: Callable[[], Any]) -> tuple[Timing, Any]:
     """Run once after a garbage collection (so no side pays for the other's garbage)."""
     gc.collect()
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, times, faults = time.perf_counter(), time.process_time(), os.times(), minor_faults()
     value = run()
-    return Timing(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu), value
+    after = os.times()
+    return Timing(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu, user=after.user - times.user,
+                  system=after.system - times.system, minor_faults=minor_faults() - faults), value
 
 
 @dataclass
@@ -159,6 +176,12 @@ class PairRuns:
             "subject_cpu_s": statistics.median(t.cpu for t in self.subject),
             "baseline_wall_s": statistics.median(t.wall for t in self.baseline),
             "baseline_cpu_s": statistics.median(t.cpu for t in self.baseline),
+            "subject_user_s": statistics.median(t.user for t in self.subject),
+            "baseline_user_s": statistics.median(t.user for t in self.baseline),
+            "subject_system_s": statistics.median(t.system for t in self.subject),
+            "baseline_system_s": statistics.median(t.system for t in self.baseline),
+            "subject_minor_faults": statistics.median(t.minor_faults for t in self.subject),
+            "baseline_minor_faults": statistics.median(t.minor_faults for t in self.baseline),
         }
 
 

@@ -54,7 +54,7 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid")
     args = parser.parse_args(argv)
 
-    from bench.__main__ import prepare_process
+    from bench.runtime import prepare_process
 
     prepare_process(args.threads)
     from bench.cases import NEGATIVE, PROMPT, run_engine

@@ -120,6 +120,40 @@ def build_mid_model(family: str, seed: int = 0, *, device: str = "cpu", dtype=No
     )
 
 
+def build_full_model(family: str, device: str, dtype):
+    """The full-size architecture (the bundled configs) with random weights, made directly on the device
+    (no CPU init): bench.gpu on a GPU, bench.cpu's full-size SD1.5 on a CPU."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from inference.models import bundled_config_root, load_clip_tokenizer
+
+    parts = {}
+    with torch.device(device), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        parts["unet"] = UNet2DConditionModel.from_config(read_bundled_config(family, "unet"))
+        parts["vae"] = AutoencoderKL.from_config(read_bundled_config(family, "vae"))
+        parts["text_encoder"] = CLIPTextModel(CLIPTextConfig(**clip_config(read_bundled_config(family, "text_encoder"))))
+        if family == "sdxl":
+            parts["text_encoder_2"] = CLIPTextModelWithProjection(
+                CLIPTextConfig(**clip_config(read_bundled_config(family, "text_encoder_2")))
+            )
+    for module in parts.values():
+        module.eval().requires_grad_(False).to(dtype=dtype)
+    folder = bundled_config_root() / family
+    return SDModel(
+        name=MID_NAMES[family].replace("mid", "full"), family=family, unet=parts["unet"], vae=parts["vae"],
+        text_encoder=parts["text_encoder"], tokenizer=load_clip_tokenizer(folder / "tokenizer"),
+        scheduler_config=read_bundled_config(family, "scheduler"), text_encoder_2=parts.get("text_encoder_2"),
+        tokenizer_2=load_clip_tokenizer(folder / "tokenizer_2") if family == "sdxl" else None,
+        model_hash=f"full{family}", builtin=True, device=device, dtype=dtype,
+    )
+
+
+MODEL_SIZES = ("mid", "tiny")
+
+
 def build_bench_model(family: str, model_size: str = "mid", seed: int = 0) -> SDModel:
     """The middle-size model, or inference.tiny's (seconds-long smoke runs of the harness itself)."""
     if model_size == "tiny":

@@ -223,9 +223,10 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
         def engine_factory():
             from inference.backends.config import build_backend
             from inference.engine import Engine
+            from inference.sd.fastpath import FastPathHook
 
             # The settings' backends (ComfyUI servers, a pool of them); none: the local engine.
-            return build_backend(settings.backends, lambda: Engine(models))
+            return build_backend(settings.backends, lambda: Engine(models, fast_path=FastPathHook(settings.fast_path)))
 
     worker = InferenceWorker(engine_factory)
     autosave = Autosave(data_dir() / "autosave", keep=settings.autosave_keep)
@@ -280,6 +281,9 @@ def offer_restore(editor: Editor) -> bool:
 
 def run_editor(argv_path: str | None, models_dir: str | None) -> int:
     """The editor's main loop; returns the process exit status."""
+    from inference.allocator import configure_process_allocator
+
+    configure_process_allocator()  # before any model is loaded (idempotent: the CLI may have done it)
     prepare_environment()
     log_file = setup_logging()
     import qasync

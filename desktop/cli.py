@@ -67,6 +67,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from desktop.request_builder import build_request
     from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
+    from inference.sd.fastpath import FastPathHook
 
     check_project_file(project)
     document = load_ora(project)
@@ -85,7 +86,9 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from inference.backends.config import build_backend
 
     # No --backend: the local engine (built here, so the model folders are only scanned when used).
-    engine = build_backend(list(backends or ()), lambda: Engine(_model_manager(models_dir)))
+    # One render pays a compile and never earns it back: channels_last and fused QKV only (on CUDA).
+    engine = build_backend(list(backends or ()), lambda: Engine(_model_manager(models_dir),
+                                                                fast_path=FastPathHook("auto", compile=False)))
     finished: list[Finished] = []
     failure: list[str] = []
     started = time.monotonic()
@@ -300,6 +303,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inference.allocator import configure_process_allocator
+
+    configure_process_allocator()  # the console script, `python -m desktop` and the frozen launcher start here
     argv = list(sys.argv[1:] if argv is None else argv)
     # `collagen PROJECT.ora` opens the editor; anything else that is not a subcommand is parsed as usual.
     if argv and not argv[0].startswith("-") and argv[0] not in ("render", "models", "info"):

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from canvas.model.document import MAX_DOCUMENT_SIDE
 from desktop.autosave import Orphan
-from desktop.settings import DEVICES, PREVIEW_METHODS, THEMES, AppSettings
+from desktop.settings import DEVICES, FAST_PATH_SETTINGS, PREVIEW_METHODS, THEMES, AppSettings
 
 APP_TITLE = "Collagen"
 
@@ -211,6 +211,9 @@ class SettingsDialog(QDialog):
         self.device = self._combo(DEVICES, settings.device, {"auto": "Automatic (GPU when there is one)",
                                                              "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
                                                              "mps": "Apple GPU (MPS)"})
+        self.fast_path = self._combo(FAST_PATH_SETTINGS, settings.fast_path, {
+            "auto": "Automatic (on for NVIDIA GPUs)", "on": "On (fused attention, compiled UNet)", "off": "Off"})
+        self.fast_path.setToolTip("The first generation compiles the model (a minute or more); later ones run faster.")
         self.preview = self._combo(PREVIEW_METHODS, settings.preview, {
             "linear": "Fast approximation (linear)", "taesd": "TAESD (when its decoder is in vae_approx/)",
             "none": "No previews"})
@@ -228,6 +231,7 @@ class SettingsDialog(QDialog):
         form.addRow("Model folders", folder_row)
         form.addRow("", default_note)
         form.addRow("Device", self.device)
+        form.addRow("Fast path", self.fast_path)
         form.addRow("Previews", self.preview)
         form.addRow("Autosave every", self.autosave)
         form.addRow("Autosaves kept", self.keep)
@@ -259,6 +263,7 @@ class SettingsDialog(QDialog):
         out = AppSettings.from_dict({**self._settings.__dict__})
         out.model_folders = [self.folders.item(i).text() for i in range(self.folders.count())]
         out.device = self.device.currentData()
+        out.fast_path = self.fast_path.currentData()
         out.preview = self.preview.currentData()
         out.autosave_minutes = float(self.autosave.value())
         out.autosave_keep = int(self.keep.value())

@@ -547,7 +547,10 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         new = dialog.result_settings()
         folders_changed = new.model_folders != self.settings.model_folders
         device_changed = new.device != self.settings.device
+        fast_path_changed = new.fast_path != self.settings.fast_path
         self.apply_settings(new)
+        if fast_path_changed:
+            asyncio.ensure_future(self.worker.call(lambda engine: set_fast_path(engine, new.fast_path)))
         if folders_changed:
             self._apply_model_folders(new)
         else:
@@ -637,3 +640,11 @@ def _next_name(doc: Document, base: str) -> str:
     while f"{base} {n}" in names:
         n += 1
     return f"{base} {n}"
+
+
+def set_fast_path(engine, setting: str) -> None:
+    """On the inference thread: the next generation follows the new fast-path setting (an engine
+    without the hook, e.g. a test's, has nothing to switch)."""
+    hook = getattr(engine, "fast_path", None)
+    if hook is not None:
+        hook.setting = setting

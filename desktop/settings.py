@@ -22,6 +22,7 @@ import platformdirs
 
 from inference.api import PreviewMethod
 from inference.models import APP_NAME, default_models_folder, default_settings_file
+from inference.sd.fastpath import FAST_PATH_SETTINGS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PREVIEW_METHODS: tuple[str, ...] = get_args(PreviewMethod)
@@ -40,6 +41,7 @@ class AppSettings:
     model_folders: list[str] = field(default_factory=list)
     extra_model_paths: list[str] = field(default_factory=list)  # ComfyUI extra_model_paths.yaml files
     device: str = "auto"
+    fast_path: str = "auto"  # UNet fast path (inference/sd/fastpath.py): auto = on CUDA, on, off
     preview: str = "linear"
     autosave_minutes: float = 1.0
     autosave_keep: int = 5
@@ -57,6 +59,7 @@ class AppSettings:
         out.model_folders = list(dict.fromkeys(str(p) for p in out.model_folders if str(p).strip()))
         out.extra_model_paths = list(dict.fromkeys(str(p) for p in out.extra_model_paths if str(p).strip()))
         out.device = out.device if out.device in DEVICES else "auto"
+        out.fast_path = out.fast_path if out.fast_path in FAST_PATH_SETTINGS else "auto"
         out.preview = out.preview if out.preview in PREVIEW_METHODS else "linear"
         lo, hi = AUTOSAVE_MINUTES_RANGE
         out.autosave_minutes = float(min(max(out.autosave_minutes, lo), hi))

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from inference.allocator import trim_process_heap
 from inference.api import (
     Cancelled,
     Event,
@@ -57,11 +57,12 @@ class Engine:
     """Runs generation requests against models from a ModelManager-like object (duck-typed:
     `load(name, *, vae=None)`, `lora_path(name)`, `embeddings()`, `taesd_decoder(family)`)."""
 
-    def __init__(self, models, *, device: str | None = None):
+    def __init__(self, models, *, device: str | None = None, fast_path=None):
         from inference.preview import PreviewRenderer
 
         self.models = models
         self.device = device
+        self.fast_path = fast_path  # inference.sd.fastpath.FastPathHook, or None: always the plain UNet
         self.previews = PreviewRenderer()
         self._applied_loras: dict[int, tuple] = {}  # id(model) -> the LoRA list last applied to it
         self._tiny_edit: tuple | None = None  # (name, EditModel) of the last built-in edit model
@@ -98,6 +99,9 @@ class Engine:
             free_device_memory()
         if outcome is not None:
             on_event(outcome)
+        # Every generation ends with the freed activations handed back to the system: the allocator
+        # keeps them while a generation runs (inference.allocator), not between generations.
+        trim_process_heap()
 
     def _run(self, request, on_event, cancel, progress: RunProgress) -> None:
         validate_request(request)
@@ -106,7 +110,7 @@ class Engine:
         if request.mode == "edit":
             self.run_edit(request, on_event, cancel)
             return
-        model, family = self.prepare_model(request)
+        model, family = self.prepare_model(request, on_event)
         self.loop_runners[family.loop](model, request, on_event, cancel, progress)
 
     # ---- edit models ----------------------------------------------------------------------------
@@ -128,7 +132,7 @@ class Engine:
 
     # ---- SD1.5 / SDXL ----------------------------------------------------------------------------
 
-    def prepare_model(self, request: GenerationRequest) -> tuple[Any, Family]:
+    def prepare_model(self, request: GenerationRequest, on_event: Callable[[Event], None] | None = None) -> tuple[Any, Family]:
         """The request's model, loaded, and its family's entry; a family that cannot run the request is refused."""
         model = self.models.load(request.model, vae=request.vae)
         family = getattr(model, "family", None)
@@ -158,6 +162,8 @@ class Engine:
                 if part is not None:
                     part.to(self.device)
             model.device = self.device
+        if self.fast_path is not None:
+            self.fast_path.prepare(model, on_event)
 
         check_model_fits_request(model, request)
         check_clip_skip(model, request.clip_skip)
@@ -311,19 +317,6 @@ def free_device_memory() -> None:
     mps = getattr(torch, "mps", None)
     if mps is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         mps.empty_cache()
-
-
-def trim_process_heap() -> None:
-    """Hand the heap that glibc keeps after a failed CPU request back to the system (Linux only):
-    without it the process stays as large as the request that did not fit (80 MB after a tiny 512 px one)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # another C library (musl): nothing to trim
-        pass
 
 
 def unexpected_failure_message(error: BaseException) -> str:

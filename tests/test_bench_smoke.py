@@ -178,3 +178,77 @@ def test_compiled_fast_path_keeps_its_graph_when_the_size_changes():
     graphs = counters["stats"]["unique_graphs"]
     generate(engine, width=128, height=192, prompt="a red apple " * 30)  # other size, two prompt chunks
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+# ---- the engine's fast-path hook (the editor's `fast_path` setting) -------------------------------
+
+
+def test_fast_path_hook_follows_the_setting_and_the_device():
+    from inference.sd.fastpath import FastPathHook, fast_path_applies
+
+    assert fast_path_applies("auto", "cuda:0") and not fast_path_applies("auto", "cpu")
+    assert fast_path_applies("on", "cpu") and not fast_path_applies("off", "cuda")
+    plain = generate(Engine(FakeModels()))
+    models = FakeModels()
+    hook = FastPathHook("auto", compile=False)
+    engine = Engine(models, fast_path=hook)
+    generate(engine)
+    model = models.cache["builtin:tiny-sd15"]
+    assert FAST_PATH_KEY not in model.extra  # auto on a CPU: the plain UNet
+    hook.setting = "on"
+    fused = generate(engine)
+    installed = model.extra[FAST_PATH_KEY]
+    assert installed.enabled and installed.calls["eager"] == 2 and installed.processors_are_fast()
+    assert np.abs(fused.astype(int) - plain.astype(int)).max() <= 1
+    hook.setting = "off"  # changed in the settings dialog: the next generation runs the original processors
+    unfused = generate(engine)
+    assert not installed.enabled and not installed.processors_are_fast()
+    assert type(installed.attention[0].processor).__name__ != "FusedAttnProcessor2_0"
+    assert np.abs(unfused.astype(int) - plain.astype(int)).max() <= 1
+
+
+def test_first_compile_is_announced_once_and_a_size_in_the_buckets_reuses_the_graph():
+    from torch._dynamo.utils import counters
+
+    from inference.api import Notice
+    from inference.sd.fastpath import COMPILE_NOTICE, FastPathHook
+
+    models = FakeModels()
+    engine = Engine(models, fast_path=FastPathHook("on", compile_backend="eager"))
+
+    def notices(**overrides) -> list[str]:
+        values = dict(model="builtin:tiny-sd15", prompt="a red apple", width=64, height=64, steps=2,
+                      sampler="Euler", seed=1234, preview="none")
+        values.update(overrides)
+        events = []
+        engine.run(GenerationRequest(**values), events.append, threading.Event())
+        assert isinstance(events[-1], Finished), events[-1]
+        return [event.message for event in events if isinstance(event, Notice)]
+
+    assert notices() == [COMPILE_NOTICE]  # before step 1 of the first generation, not a silent wait
+    installed = models.cache["builtin:tiny-sd15"].extra[FAST_PATH_KEY]
+    assert installed.calls["fast"] == 2 and installed.calls["eager"] == 0  # the compiled graph ran
+    graphs = counters["stats"]["unique_graphs"]
+    step_px, min_px = installed.bucket_px()
+    assert notices(width=64 + step_px, height=64 + 2 * step_px) == []
+    assert counters["stats"]["unique_graphs"] == graphs and installed.calls["fast"] == 4
+    # Off the bucket grid: eager, rather than compiling a graph for one size.
+    assert notices(width=64 + step_px // 2, height=64) == [] and installed.calls["eager"] == 2
+
+
+def test_gpu_bench_smoke_on_a_cpu_runs_every_case_and_the_compiled_path(tmp_path):
+    from bench.gpu import main
+
+    out, table = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    status = main(["--model-size", "tiny", "--device", "cpu", "--size", "64", "--steps", "2", "--pairs", "1",
+                   "--warmup", "0", "--families", "sd15", "--compile-backend", "eager", "--json", str(out),
+                   "--markdown", str(table)])
+    assert status == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    for name in ("its_ours_eager", "loop_vs_stock", "preview_linear", "regions_attention_8", "latent_couple_4",
+                 "its_ours_fused", "its_stock_compiled"):
+        assert results[name]["median"] > 0, name
+    compiled = results["its_ours_compiled"]["details"]
+    assert compiled["compiled_graphs"] > 0 and compiled["fast_calls"]["fast"] > 0  # compiled code really ran
+    assert compiled["new_graphs_on_size_change"] == 0 and compiled["other_size"] != [64, 64]
+    assert "| sd15 | our loop, fast path + torch.compile |" in table.read_text()

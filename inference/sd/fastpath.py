@@ -1,10 +1,12 @@
 """An optional fast path for the UNet (mostly for GPUs): channels_last, fused QKV, torch.compile.
 
-Turned on per engine by wrapping its model manager, so nothing else changes:
+The editor and the command line turn it on through the engine's hook (`Engine(models,
+fast_path=FastPathHook(setting))`, the `fast_path` setting: auto = on for CUDA devices, off on CPUs
+and MPS, where it has not been measured to win); benchmarks may wrap a model manager instead:
 
     engine = Engine(FastPathModels(manager, FastPathOptions(compile=True)))
 
-Every SD model the engine loads then gets a `FastUNet` installed on its UNet (once), which decides
+Every SD model the engine prepares then gets a `FastUNet` installed on its UNet (once), which decides
 before EACH forward call which path is safe:
 
 - fast: channels_last weights, fused QKV projections (`FusedAttnProcessor2_0`: one matmul for q, k, v
@@ -16,6 +18,13 @@ before EACH forward call which path is safe:
   and recompile on every regional generation — and whenever LoRA layers are loaded: the fused
   projections are copies made without the LoRA, so the attention layers go back to their original
   processors, which see the LoRA through to_q/to_k/to_v.
+
+Compiled graphs are shared by the sizes of one bucket grid: latents whose sides are multiples of the
+UNet's total down-sampling factor (8 for SD1.5, 4 for SDXL: 64 / 32 px) and at least twice it, so the
+deepest level is never a 1x1 map (dynamo would specialise on a side of 1). Other sizes run eager,
+which costs a generation its speed-up instead of a recompile. The first compiled call compiles
+(a minute or more for a full UNet); the hook announces it with a Notice so the editor shows what it
+is doing instead of freezing on step 0.
 
 The fused copies cost the q/k/v weights' memory once more; channels_last and fusing are exact
 rewrites of the same arithmetic (results equal up to float rounding).
@@ -64,6 +73,10 @@ class FastUNet:
         if options.compile:
             self.compile(options.compile_mode, options.compile_backend)
         self.calls = {"fast": 0, "eager": 0}
+        self.bucket = 2 ** (len(unet.config.down_block_types) - 1)  # latent px per deepest-level cell
+        self.enabled = True
+        self.compiled_once = False
+        self.on_first_compile = None  # called (no arguments) right before the first compiled call
         unet.forward = self.forward
 
     def compile(self, mode: str | None = None, backend: str = "inductor") -> None:
@@ -87,14 +100,37 @@ class FastUNet:
             if module.processor is fast and fast is not original:
                 module.set_processor(original)
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Off: the original processors and the eager forward (channels_last stays: it is exact)."""
+        if enabled and not self.enabled and not self.has_lora():
+            for module, fast in zip(self.attention, self.fast_processors):
+                if module.processor is not fast:
+                    module.set_processor(fast)
+        elif not enabled:
+            self.restore_unfused_processors()
+        self.enabled = enabled
+
+    def bucket_px(self, vae_scale: int = 8) -> tuple[int, int]:
+        """(step, smallest side) in pixels of the sizes one compiled graph serves."""
+        return self.bucket * vae_scale, 2 * self.bucket * vae_scale
+
+    def in_buckets(self, sample) -> bool:
+        """Whether the compiled graph serves this latent size without compiling again (module docstring)."""
+        height, width = sample.shape[-2:]
+        return all(side % self.bucket == 0 and side >= 2 * self.bucket for side in (height, width))
+
     def forward(self, sample, timestep, encoder_hidden_states, *args, **kwargs):
         if self.has_lora():
             self.restore_unfused_processors()
             return self.run_eager(sample, timestep, encoder_hidden_states, *args, **kwargs)
-        if self.compiled is None or not self.processors_are_fast():
+        if self.compiled is None or not self.enabled or not self.processors_are_fast() or not self.in_buckets(sample):
             return self.run_eager(sample, timestep, encoder_hidden_states, *args, **kwargs)
         if self.options.dynamic_size:
             mark_sizes_dynamic(sample, encoder_hidden_states)
+        if not self.compiled_once:
+            self.compiled_once = True
+            if self.on_first_compile is not None:
+                self.on_first_compile()
         self.calls["fast"] += 1
         return self.compiled(sample, timestep, encoder_hidden_states, *args, **kwargs)
 
@@ -139,3 +175,47 @@ class FastPathModels:
     def __getattr__(self, name: str):
         # Everything else (lora_path, embeddings, taesd_decoder, discover, ...) is the wrapped manager's.
         return getattr(self.models, name)
+
+
+# ---- the engine's hook (the editor's and the CLI's `fast_path` setting) ------------------------------
+
+FAST_PATH_SETTINGS = ("auto", "on", "off")
+COMPILE_NOTICE = ("Compiling the model for the fast path (first generation only; a minute or more) — "
+                  "later generations at any size in steps of 64 px start at once.")
+
+
+def fast_path_applies(setting: str, device) -> bool:
+    """auto: on CUDA devices only (where fused QKV and compiling were measured to pay); on/off: as said."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return str(device).startswith("cuda")
+
+
+class FastPathHook:
+    """Engine.prepare_model calls `prepare(model, on_event)` on every SD model before it runs.
+
+    Installs the fast path when the setting applies to the model's device, switches an installed
+    one off when it no longer does (the setting changed), and routes the first compile's announcement
+    to this generation's events.
+    """
+
+    def __init__(self, setting: str = "auto", *, compile: bool = True, compile_mode: str | None = None,
+                 compile_backend: str = "inductor"):
+        self.setting = setting if setting in FAST_PATH_SETTINGS else "auto"
+        self.options = FastPathOptions(compile=compile, compile_mode=compile_mode, compile_backend=compile_backend)
+
+    def prepare(self, model, on_event=None) -> FastUNet | None:
+        from inference.api import Notice
+
+        installed = model.extra.get(FAST_PATH_KEY)
+        wanted = getattr(model, "family", None) in ("sd15", "sdxl") and fast_path_applies(self.setting, model.device)
+        if not wanted:
+            if isinstance(installed, FastUNet):
+                installed.set_enabled(False)
+            return None
+        fast = install_fast_path(model, self.options)
+        fast.set_enabled(True)
+        fast.on_first_compile = None if on_event is None else (lambda: on_event(Notice(COMPILE_NOTICE)))
+        return fast

@@ -53,3 +53,15 @@ def test_recent_files_are_unique_newest_first_and_capped(tmp_path):
     s = s.with_recent(tmp_path / "p5.ora")
     assert s.recent_files[0].endswith("p5.ora") and len(s.recent_files) == MAX_RECENT
     assert len(set(s.recent_files)) == MAX_RECENT
+
+
+def test_fast_path_setting_defaults_to_auto_survives_a_save_and_rejects_unknown_values(tmp_path):
+    path = tmp_path / "settings.json"
+    store = SettingsStore(path)
+    assert store.load().fast_path == "auto"
+    settings = store.load()
+    settings.fast_path = "off"
+    store.save(settings)
+    assert SettingsStore(path).load().fast_path == "off"
+    path.write_text(json.dumps({"fast_path": "turbo"}))
+    assert SettingsStore(path).load().fast_path == "auto"
