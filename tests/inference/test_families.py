@@ -136,6 +136,7 @@ def test_the_engine_refuses_a_family_whose_loop_has_no_runner_in_one_sentence():
             return ToyModel()
 
     engine = Engine(ToyModels())
+    engine.loop_runners = {"sd": engine.run_sd}  # an engine without the flow loop's runner
     engine.families = FamilyRegistry((*FAMILIES, TOY))
     events = []
     engine.run(GenerationRequest(model="toy-model", steps=2, width=64, height=64), events.append, threading.Event())
@@ -189,3 +190,42 @@ def test_flux_entries_declare_their_defaults_and_modes():
         assert set(entry.supports.modes) == {"generate", "inpaint", "regions", "composite", "refine"}
     assert (dev.supports.inpaint, fill.supports.inpaint) == ("blend", "fill-model")
     assert FAMILIES.get("flux-kontext").loop == "edit"
+
+
+def test_unsupported_modes_are_refused_from_the_entry_before_loading(tmp_path):
+    write_safetensors(tmp_path / "toy-model.safetensors", {TOY_KEY: torch.zeros(2, 2)})
+    registry = FamilyRegistry((*FAMILIES, TOY))
+    engine = Engine(ModelManager([tmp_path], families=registry, device="cpu"))
+    engine.families = registry
+    events = []
+    request = GenerationRequest(model="toy-model", mode="regions", steps=2, width=64, height=64)
+    engine.run(request, events.append, threading.Event())
+    # no toy loader exists: the sentence comes from the entry's Supports, not from a load attempt
+    assert events[-1].message == (
+        "The model 'toy-model' is a Toy Flow model, which cannot run the regions mode (it runs: generate, inpaint)."
+    )
+
+
+def test_the_engine_runs_a_flux_builtin_through_the_manager_with_the_family_guidance():
+    manager = ModelManager([], device="cpu")
+    assert {info.name: info.family for info in manager.discover() if "flux" in info.name} == {
+        "builtin:tiny-flux-dev": "flux-dev", "builtin:tiny-flux-schnell": "flux-schnell",
+        "builtin:tiny-flux-fill": "flux-fill"}
+    engine = Engine(manager)
+    events = []
+    request = GenerationRequest(model="builtin:tiny-flux-dev", steps=2, width=64, height=64, seed=3, preview="none")
+    engine.run(request, events.append, threading.Event())
+    finished = events[-1]
+    assert finished.images[0].shape == (64, 64, 3)
+    assert finished.parameters[0]["guidance"] == 3.5 and finished.parameters[0]["family"] == "flux-dev"
+    assert manager.load("builtin:tiny-flux-dev") is manager.load("builtin:tiny-flux-dev")  # cached
+
+
+def test_the_taef1_decoder_serves_every_family_with_flux_latents(tmp_path):
+    (tmp_path / "vae_approx").mkdir()
+    write_safetensors(tmp_path / "vae_approx" / "taef1_decoder.safetensors", {"1.weight": torch.zeros(64, 16, 3, 3)})
+    manager = ModelManager([tmp_path], device="cpu")
+    found = tmp_path / "vae_approx" / "taef1_decoder.safetensors"
+    assert [manager.taesd_decoder(family) for family in ("flux-dev", "flux-schnell", "flux-fill", "flux-kontext")] == [
+        found] * 4
+    assert manager.taesd_decoder("sd15") is None

@@ -195,8 +195,10 @@ def test_builtins_are_always_there():
     manager = ModelManager(ModelFolders(), device="cpu")
     builtins = {info.name: info for info in manager.discover()}
     assert set(builtins) == {
-        "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint"
+        "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint",
+        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill",
     }
+    assert builtins["builtin:tiny-flux-fill"].family == "flux-fill"
     assert builtins["builtin:tiny-sdxl-inpaint"].family == "sdxl"
     assert builtins["builtin:tiny-sdxl-inpaint"].extra["inpaint"] is True
     assert all(info.kind == "builtin" for info in builtins.values())
