@@ -41,7 +41,7 @@ from inference.api import (
 )
 from inference.families import FAMILIES, Family
 from inference.records import NoticeOnce, RunProgress, generation_parameters, resolve_seed, union_box
-from inference.validate import validate_request
+from inference.validate import validate_family_supports, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,13 @@ class Engine:
         self.families = FAMILIES
         # The loop a family entry names -> what runs a loaded model of it. `edit` requests go to the
         # edit pipelines before any model loads (they load their own); a new loop adds its runner here.
-        self.loop_runners: dict[str, Callable] = {"sd": self.run_sd}
+        self.loop_runners: dict[str, Callable] = {"sd": self.run_sd, "flow": self.run_flow}
+        # The manager cannot import the loaders of loops above it: a loop's loader comes with its runner.
+        loaders = getattr(models, "loaders", None)
+        if isinstance(loaders, dict):
+            from inference.flow.load import load_flow_model
+
+            loaders.setdefault("flow", load_flow_model)
 
     # ---- the one entry point --------------------------------------------------------------------
 
@@ -110,6 +116,7 @@ class Engine:
         if request.mode == "edit":
             self.run_edit(request, on_event, cancel)
             return
+        self.check_family_supports(request)
         model, family = self.prepare_model(request, on_event)
         self.loop_runners[family.loop](model, request, on_event, cancel, progress)
 
@@ -132,6 +139,15 @@ class Engine:
 
     # ---- SD1.5 / SDXL ----------------------------------------------------------------------------
 
+    def check_family_supports(self, request: GenerationRequest) -> None:
+        """Before loading: refuse a mode or region method the model's family does not support."""
+        find = getattr(self.models, "find", None)
+        if find is None:
+            return  # a manager without discovery: prepare_model checks after loading
+        entry = self.families.find(find(request.model).family)
+        if entry is not None:
+            validate_family_supports(request, entry, request.model)
+
     def prepare_model(self, request: GenerationRequest, on_event: Callable[[Event], None] | None = None) -> tuple[Any, Family]:
         """The request's model, loaded, and its family's entry; a family that cannot run the request is refused."""
         model = self.models.load(request.model, vae=request.vae)
@@ -139,15 +155,7 @@ class Engine:
         entry = self.families.find(family) if isinstance(family, str) else None
         if entry is None:
             raise RequestError(f"The model {request.model!r} is a {family} model, which Collagen cannot run.")
-        if request.mode not in entry.supports.modes:
-            if entry.supports.modes == ("edit",):
-                raise RequestError(
-                    f"The model {request.model!r} is a {family} model, which runs in the edit mode only."
-                )
-            raise RequestError(
-                f"The model {request.model!r} is a {entry.label} model, which cannot run the {request.mode} "
-                f"mode (it runs: {', '.join(entry.supports.modes)})."
-            )
+        validate_family_supports(request, entry, request.model)
         if entry.loop not in self.loop_runners:
             raise RequestError(f"The model {request.model!r} is a {entry.label} model, which Collagen cannot run yet.")
         return model, entry
@@ -217,6 +225,31 @@ class Engine:
             if cancel.is_set() and batch_index + 1 < request.batch_count:
                 raise GenerationCancelled()
         on_event(Finished(images=tuple(images), parameters=tuple(parameters), rect=union_box(changed)))
+
+    # ---- FLUX.1 and other flow-matching transformers ----------------------------------------------
+
+    def run_flow(self, model, request: GenerationRequest, on_event, cancel, progress: RunProgress) -> None:
+        from inference.flow.run import run_flux
+
+        if self.device is not None and str(model.device) != str(self.device):
+            for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+                setattr(model, name, getattr(model, name).to(self.device))
+            model.device = self.device
+        run_flux(
+            model, request, on_event, cancel, progress,
+            previews=self.previews,
+            taesd_path=self.preview_decoder(model, request, on_event),
+            apply_loras=lambda specs: self.apply_flow_loras(model, list(specs)),
+        )
+
+    def apply_flow_loras(self, model, loras: list[LoraSpec]) -> None:
+        """Set exactly these LoRAs on a FLUX model (none = base weights); skipped when nothing changed."""
+        resolved = tuple((self.resolve_lora(spec.name), float(spec.weight)) for spec in loras)
+        if self._applied_loras.get(id(model), ()) == resolved:
+            return
+        if resolved:
+            raise RequestError(f"LoRAs for {model.name} arrive with FLUX file loading; this build cannot apply them yet.")
+        self._applied_loras[id(model)] = resolved
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:
         """Set exactly these LoRAs on the model (none = base weights); skipped when nothing changed."""

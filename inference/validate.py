@@ -39,6 +39,7 @@ from inference.api import (
     RequestError,
     Sampler,
 )
+from inference.families import Family
 
 # (request field, what the user calls it, the Literal of its choices)
 CHOICES = (
@@ -100,6 +101,24 @@ def validate_request(request: GenerationRequest) -> None:
     validate_loras(request.loras, "the LoRA list")
     validate_parts(request)
     validate_images(request)
+
+
+def validate_family_supports(request: GenerationRequest, entry: Family, model: str) -> None:
+    """Refuse, before loading, a mode or region method the family's registry entry does not list."""
+    supports = entry.supports
+    if request.mode in supports.modes:
+        if request.mode == "regions" and request.region_method not in supports.region_methods:
+            raise RequestError(
+                f"The model {model!r} is a {entry.label} model, which cannot run {request.region_method} regions "
+                f"(it runs: {', '.join(supports.region_methods) or 'none'})."
+            )
+        return
+    if supports.modes == ("edit",):
+        raise RequestError(f"The model {model!r} is a {entry.name} model, which runs in the edit mode only.")
+    raise RequestError(
+        f"The model {model!r} is a {entry.label} model, which cannot run the {request.mode} mode "
+        f"(it runs: {', '.join(supports.modes)})."
+    )
 
 
 def validate_choice(label: str, value, choices: tuple[str, ...]) -> None:

@@ -18,15 +18,19 @@ from inference.families.entry import (
     Supports,
     TextEncoder,
 )
+from inference.families.flux import FLUX_DEV, FLUX_FAMILY_ENTRIES, FLUX_FILL, FLUX_SCHNELL
 from inference.families.registry import FamilyRegistry
 from inference.families.sd import SD15, SDXL
 
 # The order detection asks them in. An immutable table (like a dict of constants), not state.
-FAMILIES = FamilyRegistry((SD15, SDXL, *EDIT_FAMILY_ENTRIES))
+FAMILIES = FamilyRegistry((SD15, SDXL, *FLUX_FAMILY_ENTRIES, *EDIT_FAMILY_ENTRIES))
 
 __all__ = [
     "FAMILIES",
+    "FLUX_DEV",
+    "FLUX_FILL",
     "FLUX_KONTEXT",
+    "FLUX_SCHNELL",
     "IP2P",
     "QWEN_EDIT",
     "QWEN_EDIT_PLUS",

@@ -121,4 +121,7 @@ class Family:
     diffusers_pipelines: tuple[str, ...] = ()  # model_index.json _class_name values of this family
     # Refuses a diffusers folder of one of those pipelines that is a variant we cannot run (one sentence).
     check_diffusers_folder: Callable[[Path], None] | None = None
+    # The entry a folder of those pipelines really is, when one pipeline class serves several
+    # families (FluxPipeline: dev or schnell, by the transformer's config).
+    diffusers_variant: Callable[[Path], str] | None = None
     native_area: int = 512 * 512  # pixels it was trained at (edit runs work at this area)

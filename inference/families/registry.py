@@ -12,6 +12,7 @@ from pathlib import Path
 
 from inference.api import ModelError, UnsupportedModelError
 from inference.families.entry import Detected, Family, Shapes
+from inference.families.flux import explain_flux_refusal
 from inference.families.foreign import UNSUPPORTED_PIPELINES, foreign_checkpoint
 from inference.families.sd import explain_unet_refusal
 
@@ -73,7 +74,7 @@ class FamilyRegistry:
             detected = self.claim_checkpoint(shapes)
             if detected is not None:
                 return detected
-            looks_like = explain_unet_refusal(shapes) or describe_other(shapes)
+            looks_like = explain_unet_refusal(shapes) or explain_flux_refusal(shapes) or describe_other(shapes)
         raise UnsupportedModelError(f"{path}: unsupported model family (looks like {looks_like}).")
 
     def detect_diffusers_folder(self, folder: Path, class_name: object) -> Family:
@@ -87,4 +88,6 @@ class FamilyRegistry:
             raise UnsupportedModelError(f"{folder}: unsupported model family (pipeline {class_name!r}).")
         if entry.check_diffusers_folder is not None:
             entry.check_diffusers_folder(folder)
+        if entry.diffusers_variant is not None:
+            return self.get(entry.diffusers_variant(folder))
         return entry

@@ -6,7 +6,8 @@ Knobs as FLUX reads them:
 - true CFG runs when `request.true_cfg_scale` > 1 and there is a negative prompt (the request's or a
   region's), as diffusers' `true_cfg_scale` does: two transformer passes per step. `request.cfg`
   and `request.sampler` do not apply (FLUX runs FlowMatchEuler with its own shift).
-- defaults per family (`FLOW_DEFAULTS`, for the UI): dev 28 steps, schnell 4, Fill 50; 1024 px.
+- defaults per family are the registry entries' `Defaults` (inference/families/flux.py): dev 28
+  steps, schnell 4, Fill 50; 1024 px.
 
 Events: Progress and (unless preview "none") Preview after every step, Notices once per run,
 Finished with one parameters record per image; cancel takes effect at the end of the current step.
@@ -15,7 +16,6 @@ Finished with one parameters record per image; cancel takes effect at the end of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 from inference.api import (
@@ -27,24 +27,13 @@ from inference.api import (
     Progress,
     RequestError,
 )
+from inference.families import FAMILIES
 from inference.flow.components import FlowModel
 
 SAMPLER_NAME = "FlowMatchEuler"
 MAX_GUIDANCE = 100.0
 
-
-@dataclass(frozen=True)
-class FlowDefaults:
-    steps: int
-    guidance: float | None  # None: no guidance embedding
-    size: int = 1024
-
-
-FLOW_DEFAULTS = {
-    "flux-dev": FlowDefaults(steps=28, guidance=3.5),
-    "flux-schnell": FlowDefaults(steps=4, guidance=None),
-    "flux-fill": FlowDefaults(steps=50, guidance=30.0),
-}
+FALLBACK_GUIDANCE = 3.5  # a guidance-embedding transformer of a family whose entry names none (FLUX.1 dev's)
 
 
 def resolve_guidance(model: FlowModel, request: GenerationRequest) -> float | None:
@@ -52,8 +41,9 @@ def resolve_guidance(model: FlowModel, request: GenerationRequest) -> float | No
         return None
     guidance = request.guidance
     if guidance is None:
-        defaults = FLOW_DEFAULTS.get(model.family)
-        return defaults.guidance if defaults is not None and defaults.guidance is not None else 3.5
+        entry = FAMILIES.find(model.family)
+        default = entry.defaults.guidance if entry is not None else None
+        return default if default is not None else FALLBACK_GUIDANCE
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
             or not 0.0 <= guidance <= MAX_GUIDANCE:
         raise RequestError(f"The guidance must be a number from 0 to {MAX_GUIDANCE:g}, not {guidance!r}.")

@@ -30,6 +30,9 @@ BUILTIN_MODELS = (
     ("builtin:tiny-sdxl", "sdxl", False),
     ("builtin:tiny-sd15-inpaint", "sd15", True),
     ("builtin:tiny-sdxl-inpaint", "sdxl", True),
+    ("builtin:tiny-flux-dev", "flux-dev", False),
+    ("builtin:tiny-flux-schnell", "flux-schnell", False),
+    ("builtin:tiny-flux-fill", "flux-fill", True),
 )
 ASSET_KINDS = ("lora", "vae", "embedding", "taesd")
 MAX_SCAN_DEPTH = 6  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)
@@ -199,7 +202,7 @@ class Scanner:
 
 def _taesd_family(path: Path) -> str:
     stem = path.name.split(".")[0].lower()
-    return {"taesd_decoder": "sd15", "taesdxl_decoder": "sdxl"}.get(stem, "")
+    return {"taesd_decoder": "sd15", "taesdxl_decoder": "sdxl", "taef1_decoder": "flux-dev"}.get(stem, "")
 
 
 def _walk_weight_files(folder: Path, kind: str) -> list[tuple[Path, str]]:

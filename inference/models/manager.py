@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class ModelManager:
     `config_root`: where the sd15/sdxl(-inpaint) config folders are (default: the bundled ones).
     `hash_cache_file`: where model hashes persist between runs (None: hashed again every run).
     `families`: the family registry detection and loading ask (the default holds every family).
+    `loaders`: loop name -> `loader(manager, info, vae_info)` for families this layer cannot build
+    itself (FLUX's loaders live in inference.flow, above it); the engine adds its loops' loaders, so
+    `load` stays the one way to a model whatever its family.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class ModelManager:
         prefer_bf16: bool = False,
         hash_cache_file: Path | None = None,
         families: FamilyRegistry = FAMILIES,
+        loaders: Mapping[str, Callable] | None = None,
     ):
         if folders is None:
             folders = find_model_folders()
@@ -58,6 +62,7 @@ class ModelManager:
         self.prefer_bf16 = prefer_bf16
         self.hashes = ModelHashes(hash_cache_file)
         self.families = families
+        self.loaders: dict[str, Callable] = dict(loaders or {})
         self._catalog: ModelCatalog | None = None
         self._detection_cache: dict = {}
         self._loaded_key: tuple | None = None
@@ -122,8 +127,16 @@ class ModelManager:
         return {info.name: Path(info.path) for info in self.catalog.embeddings}
 
     def taesd_decoder(self, family: str) -> Path | None:
-        """The TAESD decoder found in vae_approx/ for this family (taesd_decoder / taesdxl_decoder), if any."""
-        return next((Path(info.path) for info in self.catalog.taesd if info.family == family), None)
+        """The TAESD decoder found in vae_approx/ for this family's latents (taesd / taesdxl / taef1_decoder), if any.
+
+        A decoder is listed under one family of its latent space (taef1: flux-dev) and serves every
+        family with that latent format (schnell, Fill, Kontext)."""
+        entry = self.families.find(family)
+        for info in self.catalog.taesd:
+            other = self.families.find(info.family)
+            if info.family == family or (entry is not None and other is not None and other.latent == entry.latent):
+                return Path(info.path)
+        return None
 
     def embedding_files(self, family: str) -> dict[str, Path]:
         """Name -> file of the discovered embeddings that may fit `family` (unknown family: let loading tell)."""
@@ -145,12 +158,15 @@ class ModelManager:
 
     # -- loading
 
-    def load(self, name_or_path: str, vae: str | None = None) -> SDModel:
-        """The SD1.5/SDXL model ready to run; the same (model, vae) comes from the cache."""
+    def load(self, name_or_path: str, vae: str | None = None):
+        """The model ready to run (an SDModel, or what its loop's loader makes); the same (model, vae) is cached."""
         info = self.find(name_or_path)
-        if self.families.get(info.family).loop == "edit":
+        entry = self.families.get(info.family)
+        if entry.loop == "edit":
             raise ModelError(f"{info.name} is an instruction-edit model; it runs through the edit pipeline.")
         vae_info = self.find_asset("vae", vae) if vae else None
+        if entry.loop != "sd":
+            return self._load_with_loader(entry.loop, entry.label, info, vae_info)
         key = ("sd", info.path, vae_info.path if vae_info else None)
         if self._loaded_key == key:
             return self._loaded
@@ -158,6 +174,18 @@ class ModelManager:
             return self._swap_vae(info, vae_info, key)
         self.unload()
         model = wrap_load_errors(Path(info.path), f"an {info.family} model", lambda: self._load_sd(info, vae_info))
+        self._loaded_key, self._loaded = key, model
+        return model
+
+    def _load_with_loader(self, loop: str, label: str, info: ModelInfo, vae_info: ModelInfo | None):
+        key = (loop, info.path, vae_info.path if vae_info else None)
+        if self._loaded_key == key:
+            return self._loaded
+        loader = self.loaders.get(loop)
+        if loader is None:
+            raise ModelError(f"{info.name} is a {label} model, and no loader for it was given to the model manager.")
+        self.unload()
+        model = wrap_load_errors(Path(info.path), f"a {label} model", lambda: loader(self, info, vae_info))
         self._loaded_key, self._loaded = key, model
         return model
 

@@ -4,6 +4,7 @@ give one sentence and a non-zero exit status, never a traceback."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -135,6 +136,29 @@ def test_render_every_mode_sample_with_tiny_sdxl(tmp_path, capsys, tmp_models, s
     assert code == 0, err
     params = Image.open(out_png).info["parameters"]
     assert 'Model: "builtin:tiny-sdxl"' in params and "Steps: 2" in params
+
+
+FLUX_SAMPLES = [("builtin:tiny-flux-dev", sample) for sample in ["inpaint.ora", *MODE_SAMPLES]]
+
+
+@pytest.mark.parametrize(("model", "sample"), [*FLUX_SAMPLES, ("builtin:tiny-flux-fill", "inpaint.ora")])
+def test_render_every_mode_sample_with_tiny_flux(tmp_path, capsys, tmp_models, model, sample):
+    out_png = tmp_path / "out.png"
+    code, _, err = run_cli(["render", SAMPLES / sample, "--model", model, "--steps", "2", "--out", out_png], capsys)
+    assert code == 0, err
+    params = Image.open(out_png).info["parameters"]
+    guidance = "30" if model.endswith("fill") else "3.5"
+    assert f'Model: "{model}"' in params and "Steps: 2" in params and "Sampler: FlowMatchEuler" in params
+    assert f"Guidance: {guidance}" in params
+
+
+def test_models_lists_the_flux_builtins_with_their_family(capsys, tmp_models):
+    code, out, _ = run_cli(["models", "--json"], capsys)
+    assert code == 0
+    families = {entry["name"]: entry["family"] for entry in json.loads(out)}
+    assert {name: families[name] for name in families if "flux" in name} == {
+        "builtin:tiny-flux-dev": "flux-dev", "builtin:tiny-flux-schnell": "flux-schnell",
+        "builtin:tiny-flux-fill": "flux-fill"}
 
 
 @pytest.mark.parametrize("sample", sorted(path.name for path in SAMPLES.glob("*.ora")))

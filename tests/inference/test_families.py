@@ -67,14 +67,17 @@ TOY = Family(
 
 def test_every_entry_is_consistent():
     names = [entry.name for entry in FAMILIES]
-    assert names == ["sd15", "sdxl", "ip2p", "flux-kontext", "qwen-edit", "qwen-edit-plus"]
+    assert names == ["sd15", "sdxl", "flux-dev", "flux-schnell", "flux-fill", "ip2p", "flux-kontext", "qwen-edit",
+                     "qwen-edit-plus"]
     pipelines = [pipeline for entry in FAMILIES for pipeline in entry.diffusers_pipelines]
     assert len(pipelines) == len(set(pipelines))
     for entry in FAMILIES:
         assert set(entry.supports.modes) <= set(get_args(Mode)), entry.name
         assert set(entry.supports.region_methods) <= {"attention", "latent"}, entry.name
         assert entry.preview is not None and len(entry.preview.rgb) == entry.latent.channels, entry.name
-        assert (entry.defaults.cfg is None) != (entry.defaults.guidance is None), entry.name
+        # CFG or distilled guidance, never both; schnell (timestep-distilled) has neither
+        assert entry.defaults.cfg is None or entry.defaults.guidance is None, entry.name
+        assert entry.name == "flux-schnell" or (entry.defaults.cfg, entry.defaults.guidance) != (None, None)
         assert entry.load.formats and entry.prompts.encoders, entry.name
         if entry.loop == "edit":
             assert entry.supports.modes == ("edit",) and entry.load.formats == ("diffusers_folder",)
@@ -133,6 +136,7 @@ def test_the_engine_refuses_a_family_whose_loop_has_no_runner_in_one_sentence():
             return ToyModel()
 
     engine = Engine(ToyModels())
+    engine.loop_runners = {"sd": engine.run_sd}  # an engine without the flow loop's runner
     engine.families = FamilyRegistry((*FAMILIES, TOY))
     events = []
     engine.run(GenerationRequest(model="toy-model", steps=2, width=64, height=64), events.append, threading.Event())
@@ -147,3 +151,81 @@ def test_the_engine_refuses_a_family_whose_loop_has_no_runner_in_one_sentence():
 def test_entries_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SD15.name = "other"  # type: ignore[misc]
+
+
+def flux_shapes(layout: str, width: int = 64, guidance: bool = True) -> dict:
+    """The tensors that tell FLUX.1 variants apart, with their real names and widths."""
+    if layout == "diffusers":
+        shapes = {"transformer_blocks.0.attn.norm_added_k.weight": (128,), "x_embedder.weight": (3072, width)}
+        if guidance:
+            shapes["time_text_embed.guidance_embedder.linear_1.weight"] = (3072, 256)
+        return shapes
+    prefix = "model.diffusion_model." if layout == "all-in-one" else ""
+    shapes = {prefix + "double_blocks.0.img_attn.norm.key_norm.scale": (128,), prefix + "img_in.weight": (3072, width)}
+    if guidance:
+        shapes[prefix + "guidance_in.in_layer.weight"] = (3072, 256)
+    return shapes
+
+
+@pytest.mark.parametrize("layout", ("bfl", "all-in-one", "diffusers"))
+def test_flux_variants_are_detected_from_shapes(layout):
+    def family(**kwargs):
+        detected = detect_checkpoint_family("f.safetensors", flux_shapes(layout, **kwargs))
+        return detected.family, detected.inpaint
+
+    assert family() == ("flux-dev", False)
+    assert family(guidance=False) == ("flux-schnell", False)
+    assert family(width=384) == ("flux-fill", True)
+    with pytest.raises(UnsupportedModelError, match=r"f\.safetensors: unsupported model family \(looks like FLUX\.1 Depth"):
+        family(width=128)
+
+
+def test_flux_entries_declare_their_defaults_and_modes():
+    dev, schnell, fill = (FAMILIES.get(name) for name in ("flux-dev", "flux-schnell", "flux-fill"))
+    assert (dev.defaults.steps, dev.defaults.guidance, dev.defaults.width) == (28, 3.5, 1024)
+    assert (schnell.defaults.steps, schnell.defaults.guidance, schnell.defaults.cfg) == (4, None, None)
+    assert fill.defaults.guidance == 30.0
+    for entry in (dev, schnell, fill):
+        assert entry.loop == "flow" and entry.latent.packed and entry.supports.lora
+        assert set(entry.supports.modes) == {"generate", "inpaint", "regions", "composite", "refine"}
+    assert (dev.supports.inpaint, fill.supports.inpaint) == ("blend", "fill-model")
+    assert FAMILIES.get("flux-kontext").loop == "edit"
+
+
+def test_unsupported_modes_are_refused_from_the_entry_before_loading(tmp_path):
+    write_safetensors(tmp_path / "toy-model.safetensors", {TOY_KEY: torch.zeros(2, 2)})
+    registry = FamilyRegistry((*FAMILIES, TOY))
+    engine = Engine(ModelManager([tmp_path], families=registry, device="cpu"))
+    engine.families = registry
+    events = []
+    request = GenerationRequest(model="toy-model", mode="regions", steps=2, width=64, height=64)
+    engine.run(request, events.append, threading.Event())
+    # no toy loader exists: the sentence comes from the entry's Supports, not from a load attempt
+    assert events[-1].message == (
+        "The model 'toy-model' is a Toy Flow model, which cannot run the regions mode (it runs: generate, inpaint)."
+    )
+
+
+def test_the_engine_runs_a_flux_builtin_through_the_manager_with_the_family_guidance():
+    manager = ModelManager([], device="cpu")
+    assert {info.name: info.family for info in manager.discover() if "flux" in info.name} == {
+        "builtin:tiny-flux-dev": "flux-dev", "builtin:tiny-flux-schnell": "flux-schnell",
+        "builtin:tiny-flux-fill": "flux-fill"}
+    engine = Engine(manager)
+    events = []
+    request = GenerationRequest(model="builtin:tiny-flux-dev", steps=2, width=64, height=64, seed=3, preview="none")
+    engine.run(request, events.append, threading.Event())
+    finished = events[-1]
+    assert finished.images[0].shape == (64, 64, 3)
+    assert finished.parameters[0]["guidance"] == 3.5 and finished.parameters[0]["family"] == "flux-dev"
+    assert manager.load("builtin:tiny-flux-dev") is manager.load("builtin:tiny-flux-dev")  # cached
+
+
+def test_the_taef1_decoder_serves_every_family_with_flux_latents(tmp_path):
+    (tmp_path / "vae_approx").mkdir()
+    write_safetensors(tmp_path / "vae_approx" / "taef1_decoder.safetensors", {"1.weight": torch.zeros(64, 16, 3, 3)})
+    manager = ModelManager([tmp_path], device="cpu")
+    found = tmp_path / "vae_approx" / "taef1_decoder.safetensors"
+    assert [manager.taesd_decoder(family) for family in ("flux-dev", "flux-schnell", "flux-fill", "flux-kontext")] == [
+        found] * 4
+    assert manager.taesd_decoder("sd15") is None

@@ -153,7 +153,7 @@ def test_family_and_inpaint_from_the_header(tmp_path, shapes, overrides, family,
           "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
           "cond_stage_model.model.token_embedding.weight": (4, 1024)}, "Stable Diffusion 2.x"),
         ({"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": (4,)}, "Stable Diffusion 3"),
-        ({"double_blocks.0.img_attn.norm.key_norm.scale": (128,)}, "FLUX"),
+        ({"double_blocks.0.img_attn.norm.key_norm.scale": (128,), "img_in.weight": (3072, 128)}, "FLUX.1 Depth"),
         ({"model.diffusion_model.input_blocks.0.0.weight": (384, 4, 3, 3),
           "conditioner.embedders.0.model.text_projection": (1280, 1280)}, "an SDXL refiner"),
         ({"model.diffusion_model.input_blocks.0.0.weight": (320, 8, 3, 3),
@@ -195,8 +195,10 @@ def test_builtins_are_always_there():
     manager = ModelManager(ModelFolders(), device="cpu")
     builtins = {info.name: info for info in manager.discover()}
     assert set(builtins) == {
-        "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint"
+        "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint",
+        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill",
     }
+    assert builtins["builtin:tiny-flux-fill"].family == "flux-fill"
     assert builtins["builtin:tiny-sdxl-inpaint"].family == "sdxl"
     assert builtins["builtin:tiny-sdxl-inpaint"].extra["inpaint"] is True
     assert all(info.kind == "builtin" for info in builtins.values())
@@ -243,6 +245,9 @@ def test_comfyui_layout_with_diffusers_and_edit_folders(tmp_path):
     write_diffusers_folder(diffusers / "qwen-edit-plus", "QwenImageEditPlusPipeline")
     write_diffusers_folder(diffusers / "sd15-inpaint-diffusers", "StableDiffusionInpaintPipeline", {"in_channels": 9})
     write_diffusers_folder(diffusers / "flux-dev", "FluxPipeline")
+    write_diffusers_folder(diffusers / "flux-schnell", "FluxPipeline")
+    (diffusers / "flux-schnell" / "transformer").mkdir()
+    (diffusers / "flux-schnell" / "transformer" / "config.json").write_text(json.dumps({"guidance_embeds": False}))
     write_diffusers_folder(diffusers / "sd21", "StableDiffusionPipeline", {"cross_attention_dim": 1024})
     (diffusers / "flux-transformer-only").mkdir()  # a bare component folder: not a model, not a problem
     (diffusers / "flux-transformer-only" / "config.json").write_text("{}")
@@ -256,6 +261,8 @@ def test_comfyui_layout_with_diffusers_and_edit_folders(tmp_path):
         "qwen-edit": ("qwen-edit", "edit"),
         "qwen-edit-plus": ("qwen-edit-plus", "edit"),
         "sd15-inpaint-diffusers": ("sd15", "diffusers"),
+        "flux-dev": ("flux-dev", "diffusers"),
+        "flux-schnell": ("flux-schnell", "diffusers"),
     }
     assert manager.find("sd15-inpaint-diffusers").extra["inpaint"] is True
     catalog = manager.catalog
@@ -264,9 +271,8 @@ def test_comfyui_layout_with_diffusers_and_edit_folders(tmp_path):
     assert [(i.name, i.family) for i in catalog.taesd] == [("taesdxl_decoder", "sdxl")]
     assert [i.name for i in catalog.vaes] == ["sdxl_vae"]
     assert set(manager.embedding_files("sdxl")) == {"xl-emb"} and manager.embedding_files("sd15") == {}
-    assert len(catalog.problems) == 2
+    assert len(catalog.problems) == 1
     problems = "\n".join(catalog.problems)
-    assert "flux-dev: unsupported model family (looks like FLUX.1)" in problems
     assert "sd21: unsupported model family (looks like Stable Diffusion 2.x)" in problems
 
 
