@@ -44,3 +44,9 @@ _.architecture
 _.max_tokens
 _.pooled_from
 _.scale_factor
+
+# typing.Protocol: the structural type every backend (local engine, ComfyUI server, pool) fits.
+Backend
+# pytest reads these by name: a module-level mark list, and a fixture asked for as an argument.
+pytestmark
+deterministic_vae_encode

@@ -151,9 +151,6 @@ def build_full_model(family: str, device: str, dtype):
     )
 
 
-MODEL_SIZES = ("mid", "tiny")
-
-
 def build_bench_model(family: str, model_size: str = "mid", seed: int = 0) -> SDModel:
     """The middle-size model, or inference.tiny's (seconds-long smoke runs of the harness itself)."""
     if model_size == "tiny":

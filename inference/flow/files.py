@@ -44,7 +44,6 @@ CLIP_L_WIDTH, CLIP_G_WIDTH, CLIP_VOCAB = 768, 1280, 49408
 T5XXL_WIDTH = 4096
 QWEN25_VL_WIDTH = 3584  # Qwen2.5-VL 7B (Qwen-Image)
 
-TEXT_ENCODER_KINDS = ("clip-l", "t5xxl", "clip-g", "qwen2.5-vl", "qwen3")
 
 
 # ---- the transformer -----------------------------------------------------------------------------------

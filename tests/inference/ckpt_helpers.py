@@ -359,7 +359,8 @@ def write_small_config_root(destination: Path) -> Path:
     from inference.models import bundled_config_root
 
     shutil.copytree(bundled_config_root(), destination)
-    for folder in (path for path in destination.iterdir() if path.is_dir()):
+    # The UNet families' folders (sd15, sdxl and their inpaint variants); FLUX's have no UNet.
+    for folder in (path for path in destination.iterdir() if (path / "unet" / "config.json").is_file()):
         family = "sdxl" if folder.name.startswith("sdxl") else "sd15"
         _update_json(folder / "unet" / "config.json", _SMALL_UNET[family])
         _update_json(folder / "vae" / "config.json", _SMALL_VAE)

@@ -136,15 +136,6 @@ class ComfyUIBackend:
             models = self.server_models(refresh=True)
         return models
 
-    def check_model(self, request: GenerationRequest) -> None:
-        """One sentence when the server lacks the request's model (what the UI asks before queueing)."""
-        models = self.models_for(request, ())
-        if find_file(request.model, models.checkpoints) is None:
-            from inference.backends.comfyui.graph import listing
-
-            raise RequestError(f"The ComfyUI server at {self.name} has no model {request.model!r}"
-                               f" (it has: {listing(models.checkpoints)}).")
-
     # ---- one job ----
 
     def run_job(self, request: GenerationRequest, on_event, cancel: threading.Event, progress: JobProgress) -> None:

@@ -31,7 +31,7 @@ class RecordEstimates(LoopExtension):
 # ---- acceptance 3: locality at the processor ------------------------------------------------------------
 
 
-def attention_inputs(model, text_states, image_states):
+def attention_inputs(model, text_states):
     transformer = model.transformer
     ids = torch.cat([packing.text_ids(text_states.shape[1]), packing.image_ids(HEIGHT // 8, WIDTH // 8)])
     return transformer.pos_embed(ids)
@@ -50,7 +50,7 @@ def test_image_queries_of_a_region_ignore_the_other_regions_prompt(stream):
     image = torch.randn(1, 12, dim, generator=generator)
     other_text = text.clone()
     other_text[:, base + region :] = torch.randn(1, region, dim, generator=generator)  # B's prompt changes
-    rotary = attention_inputs(model, text, image)
+    rotary = attention_inputs(model, text)
 
     def image_output(text_states):
         with torch.no_grad():
