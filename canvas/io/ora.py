@@ -127,7 +127,7 @@ def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: boo
     target = Path(path)
     try:
         composition = compose(document)
-        plan = _prepare_layers(document)
+        plan = prepare_layers(document)
     except DocumentError as exc:
         raise ProjectError(target, f"cannot be saved: {exc}") from None
     try:
@@ -146,7 +146,7 @@ def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: boo
 
 
 @dataclass
-class _PlannedLayer:
+class PlannedLayer:
     layer: Layer
     src: str
     rgba: Callable[[], np.ndarray]  # rendered lazily, one layer at a time, while writing
@@ -156,7 +156,7 @@ class _PlannedLayer:
     source: str = ""  # member holding a transformed image layer's untransformed pixels
 
 
-def _prepare_layers(document: Document) -> list[_PlannedLayer]:
+def prepare_layers(document: Document) -> list[PlannedLayer]:
     plan = []
     for index, layer in enumerate(document.layers):
         src = f"data/layer-{index:04d}.png"
@@ -165,10 +165,10 @@ def _prepare_layers(document: Document) -> list[_PlannedLayer]:
         if isinstance(layer, ImageLayer):
             plan.append(_prepare_image(layer, src, index, document))
         elif isinstance(layer, GroupLayer):
-            plan.append(_PlannedLayer(layer, "", _blank, 0, 0, layer.visible))
+            plan.append(PlannedLayer(layer, "", _blank, 0, 0, layer.visible))
         elif isinstance(layer, MaskLayer):
             mask = _checked_array(layer, layer.pixels, 2)
-            plan.append(_PlannedLayer(layer, src, lambda m=mask: _tinted(m, MASK_PREVIEW_RGB), 0, 0, False))
+            plan.append(PlannedLayer(layer, src, lambda m=mask: _tinted(m, MASK_PREVIEW_RGB), 0, 0, False))
         elif isinstance(layer, RegionLayer):
             plan.append(_prepare_region(layer, src, document))
         elif isinstance(layer, ScribbleLayer):
@@ -178,7 +178,7 @@ def _prepare_layers(document: Document) -> list[_PlannedLayer]:
     return plan
 
 
-def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) -> _PlannedLayer:
+def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) -> PlannedLayer:
     """Untransformed: the pixels as they are. Otherwise the layer rendered as Collagen shows it,
     clipped to the canvas, with its source kept in data/collagen for lossless editing."""
     pixels = _checked_array(layer, layer.pixels, 3)
@@ -187,12 +187,12 @@ def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) 
     offset = integer_offset(matrix)
     if offset is not None or layer.reference:  # a reference is used untransformed (compose)
         x, y = offset if offset is not None else (_whole(layer.x), _whole(layer.y))
-        return _PlannedLayer(layer, src, lambda: pixels, x, y, shown)
+        return PlannedLayer(layer, src, lambda: pixels, x, y, shown)
     source = f"data/collagen/source-{index:04d}.png"
     reach = footprint(matrix, pixels.shape[1], pixels.shape[0]).clip(document.width, document.height)
     if reach.empty:
-        return _PlannedLayer(layer, src, _blank, 0, 0, shown, source)
-    return _PlannedLayer(layer, src, lambda: rendered_rgba(pixels, matrix, reach), reach.x, reach.y, shown, source)
+        return PlannedLayer(layer, src, _blank, 0, 0, shown, source)
+    return PlannedLayer(layer, src, lambda: rendered_rgba(pixels, matrix, reach), reach.x, reach.y, shown, source)
 
 
 def rendered_rgba(pixels: np.ndarray, matrix: np.ndarray, reach: Rect) -> np.ndarray:
@@ -228,22 +228,22 @@ def _blank() -> np.ndarray:
     return np.zeros((1, 1, 4), np.uint8)
 
 
-def _prepare_region(layer: RegionLayer, src: str, document: Document) -> _PlannedLayer:
+def _prepare_region(layer: RegionLayer, src: str, document: Document) -> PlannedLayer:
     try:
         rgb = parse_color(layer.color)
     except ValueError as exc:
         raise DocumentError(f"Region {layer.name!r} has an invalid colour: {exc}") from None
     if layer.mask is not None:
         mask = _checked_array(layer, layer.mask, 2)
-        return _PlannedLayer(layer, src, lambda: _tinted(mask, rgb), 0, 0, False)
+        return PlannedLayer(layer, src, lambda: _tinted(mask, rgb), 0, 0, False)
     rect = Rect(*(int(v) for v in layer.rect)).clip(document.width, document.height)
     if rect.empty:
-        return _PlannedLayer(layer, src, _blank, 0, 0, False)
-    return _PlannedLayer(layer, src, lambda: _tinted(np.full((rect.h, rect.w), RECT_PREVIEW_ALPHA, np.uint8), rgb),
+        return PlannedLayer(layer, src, _blank, 0, 0, False)
+    return PlannedLayer(layer, src, lambda: _tinted(np.full((rect.h, rect.w), RECT_PREVIEW_ALPHA, np.uint8), rgb),
                          rect.x, rect.y, False)
 
 
-def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _PlannedLayer:
+def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> PlannedLayer:
     try:
         box = strokes_bounds(layer.strokes, document.width, document.height)
         for stroke in layer.strokes:
@@ -251,7 +251,7 @@ def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _Pl
     except (TypeError, ValueError) as exc:
         raise DocumentError(f"A stroke of {layer.name!r} cannot be saved: {exc}") from None
     if box.empty:
-        return _PlannedLayer(layer, src, _blank, 0, 0, False)
+        return PlannedLayer(layer, src, _blank, 0, 0, False)
 
     def render() -> np.ndarray:
         canvas = StrokeCanvas(box)
@@ -259,10 +259,10 @@ def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _Pl
             canvas.draw(stroke.points, stroke.color, stroke.width)
         return canvas.rgba()
 
-    return _PlannedLayer(layer, src, render, box.x, box.y, False)
+    return PlannedLayer(layer, src, render, box.x, box.y, False)
 
 
-def _write_archive(fileobj: BinaryIO, document: Document, plan: list[_PlannedLayer],
+def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLayer],
                    merged: np.ndarray) -> None:
     stamp = time.localtime()[:6]
     with zipfile.ZipFile(fileobj, "w", allowZip64=True) as archive:
@@ -321,7 +321,7 @@ def composite_op(blend: str) -> str:
     return "svg:src-over" if blend == "normal" else f"svg:{blend}"
 
 
-def _stack_xml(document: Document, plan: list[_PlannedLayer]) -> bytes:
+def _stack_xml(document: Document, plan: list[PlannedLayer]) -> bytes:
     xres, yres = document.resolution
     root = ElementTree.Element("image", {"version": "0.0.5", "w": str(document.width), "h": str(document.height),
                                          "xres": _number_text(xres), "yres": _number_text(yres),
@@ -358,7 +358,7 @@ def _number_text(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _project_json(document: Document, plan: list[_PlannedLayer], digest: str) -> bytes:
+def _project_json(document: Document, plan: list[PlannedLayer], digest: str) -> bytes:
     project = {
         "format_version": FORMAT_VERSION,
         "generator": "Collagen",
@@ -380,7 +380,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a value of type {type(value).__name__} cannot be stored in a project")
 
 
-def _layer_record(planned: _PlannedLayer) -> dict[str, Any]:
+def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
     layer = planned.layer
     record: dict[str, Any] = {
         "id": layer.id, "kind": layer.kind, "name": layer.name, "visible": bool(layer.visible),

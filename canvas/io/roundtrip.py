@@ -117,10 +117,14 @@ def _restored_layer(found: Layer, old: Layer, width: int, height: int) -> Layer 
         return old  # masks, regions, scribbles: only Collagen can edit what they mean
     if not isinstance(found, ImageLayer):
         return None
-    if old.reference or not _unedited(found, old, width, height):
+    if not _unedited(found, old, width, height):
         found.collage, found.reference = old.collage, old.reference
         return None
-    old.visible, old.opacity, old.locked, old.blend = found.visible, found.opacity, found.locked, found.blend
+    # What the other program shows and lets the user change wins; an opacity it only rounded to
+    # 8 bits does not count as changed, and "locked" is not something every program writes.
+    old.visible, old.blend = found.visible, found.blend
+    if abs(found.opacity - old.opacity) > 1 / 255:
+        old.opacity = found.opacity
     return old
 
 
@@ -134,7 +138,9 @@ def _unedited(found: ImageLayer, old: ImageLayer, width: int, height: int) -> bo
     except DocumentError:
         return False
     offset = integer_offset(matrix)
-    if offset is not None:
+    if old.reference:  # written untransformed, at whole pixels
+        expected = _on_canvas(old.pixels, _whole(old.x), _whole(old.y), width, height)
+    elif offset is not None:
         expected = _on_canvas(old.pixels, offset[0], offset[1], width, height)
     else:
         reach = footprint(matrix, old.size[0], old.size[1]).clip(width, height)
@@ -147,6 +153,10 @@ def _unedited(found: ImageLayer, old: ImageLayer, width: int, height: int) -> bo
     visible = np.maximum(expected[..., 3], actual[..., 3]) > 0  # colours under alpha 0 do not count
     diff = np.abs(expected.astype(np.int16) - actual.astype(np.int16))
     return bool(diff[visible].max(initial=0) <= PIXEL_TOLERANCE)
+
+
+def _whole(value: float) -> int:
+    return int(np.floor(value + 0.5))
 
 
 def _on_canvas(pixels: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:

@@ -5,8 +5,8 @@ h x w float32 in 0..1, as canvas.model.raster.warp_rgba renders them.
 
 The separable and non-separable modes follow the W3C Compositing and Blending spec that
 OpenRaster names: the result colour is `cs·as·(1-ab) + cb·ab·(1-as) + as·ab·B(cb, cs)` with
-source-over alpha. The Porter-Duff operators (plus, dst-in, dst-out, src-atop, dst-atop) change
-alpha their own way. Where Krita (the independent renderer tests/canvas/test_krita.py compares
+source-over alpha. The Porter-Duff operators (dst-in, dst-out, src-atop, dst-atop) change alpha
+their own way. Where Krita (the independent renderer tests/canvas/test_krita.py compares
 with) computes a mode differently from the spec, Krita's formula is used and the difference is
 noted at the mode.
 """
@@ -20,6 +20,9 @@ import numpy as np
 from canvas.model.layers import BLEND_MODES
 
 _LUMA = np.array([0.3, 0.59, 0.11], np.float32)
+CLEARS_OUTSIDE = frozenset({"dst-in", "dst-atop"})
+"""Modes whose result is transparent where the source is: they change the backdrop everywhere,
+not only under the layer (as in Krita), so they are applied to the whole canvas."""
 
 
 def blend_into(rgb: np.ndarray, alpha: np.ndarray, src_rgb: np.ndarray, src_alpha: np.ndarray,
@@ -94,6 +97,9 @@ _SEPARABLE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "hard-light": _hard_light,
     "soft-light": _soft_light,
     "difference": lambda cb, cs: np.abs(cb - cs),
+    # Krita treats svg:plus as its Addition mode, a separable blend with source-over alpha, rather
+    # than the Porter-Duff sum of premultiplied colours; Krita is followed (they agree when opaque).
+    "plus": lambda cb, cs: np.minimum(1, cb + cs),
 }
 
 
@@ -138,11 +144,6 @@ _NON_SEPARABLE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 # ---- Porter-Duff operators ------------------------------------------------------------------
 
 
-def _plus(rgb: np.ndarray, alpha: np.ndarray, src_rgb: np.ndarray, src_alpha: np.ndarray) -> None:
-    np.minimum(rgb + src_rgb, np.float32(255), out=rgb)
-    np.minimum(alpha + src_alpha, np.float32(1), out=alpha)
-
-
 def _dst_in(rgb: np.ndarray, alpha: np.ndarray, src_rgb: np.ndarray, src_alpha: np.ndarray) -> None:
     rgb *= src_alpha[..., None]
     alpha *= src_alpha
@@ -163,5 +164,5 @@ def _dst_atop(rgb: np.ndarray, alpha: np.ndarray, src_rgb: np.ndarray, src_alpha
 
 
 _PORTER_DUFF: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]] = {
-    "plus": _plus, "dst-in": _dst_in, "dst-out": _dst_out, "src-atop": _src_atop, "dst-atop": _dst_atop,
+    "dst-in": _dst_in, "dst-out": _dst_out, "src-atop": _src_atop, "dst-atop": _dst_atop,
 }

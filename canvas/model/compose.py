@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from canvas.model.blend import blend_into
+from canvas.model.blend import CLEARS_OUTSIDE, blend_into
 from canvas.model.document import Document, DocumentError
 from canvas.model.layers import GroupLayer, ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer
 from canvas.model.raster import StrokeCanvas, exact_matrix, footprint, strokes_bounds, to_uint8, warp_rgba
@@ -150,13 +150,13 @@ def _prepare_stack(tree: dict[GroupLayer | None, list[Layer]], group: GroupLayer
             if not (isinstance(layer.opacity, (int, float)) and math.isfinite(layer.opacity)):
                 raise DocumentError(f"Group {layer.name!r} has an opacity that is not a finite number.")
             members = _prepare_stack(tree, layer, width, height)
-            if members and layer.opacity > 0:
+            if layer.blend in CLEARS_OUTSIDE or (members and layer.opacity > 0):
                 out.append(_PlacedGroup(layer, members))
         elif isinstance(layer, ImageLayer) and not layer.reference:
             _check_rgba(layer)
             matrix = layer_matrix(layer)
             reach = footprint(matrix, layer.size[0], layer.size[1]).clip(width, height)
-            if not reach.empty and layer.opacity > 0:
+            if layer.blend in CLEARS_OUTSIDE or (not reach.empty and layer.opacity > 0):
                 # contiguous once here, not once per band (warp_rgba gathers whole pixels as uint32)
                 out.append(_Placed(layer, np.ascontiguousarray(layer.pixels), matrix, reach))
     return out
@@ -201,7 +201,7 @@ def _composite_band(stack: list[_Placed | _PlacedGroup], band: Rect, rgb: np.nda
                 group_alpha *= weight
             blend_into(rgb, alpha, group_rgb, group_alpha, group.blend)
             continue
-        part = item.reach.intersect(band)
+        part = band if item.layer.blend in CLEARS_OUTSIDE else item.reach.intersect(band)
         if part.empty:
             continue
         src_rgb, src_alpha = warp_rgba(item.pixels, item.matrix, part, float(item.layer.opacity) * opacity)
