@@ -104,6 +104,8 @@ MAX_RESOLUTION = 1e6  # dpi
 # Attributes Collagen writes itself; everything else on an element is another program's, kept.
 _OWN_ATTRIBUTES = {"name", "src", "x", "y", "opacity", "visibility", "composite-op", "edit-locked", "isolation"}
 _OWN_IMAGE_ATTRIBUTES = {"version", "w", "h", "xres", "yres"}
+# Krita's own names for operations that are one of ours (Krita writes them for PSD imports).
+_KRITA_OPS = {"krita:linear_dodge": "plus", "krita:addition": "plus"}
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}")
 
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -655,17 +657,17 @@ def _read_stack(archive: _Archive) -> _Stack:
         raise archive.fail("has a layer list (stack.xml) without a <stack> element")
     entries: list[_StackEntry] = []
     _read_entries(archive, top, entries, 0.0, 0.0, "", 0)
-    entries.reverse()
     return _Stack(width, height, entries, resolution, _foreign(dict(root.attrib), _OWN_IMAGE_ATTRIBUTES),
                   stack_digest(data))
 
 
 def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_StackEntry], dx: float,
                   dy: float, group: str, depth: int) -> None:
-    """Layers and nested stacks, top first; a nested stack's offset moves what it holds."""
+    """Layers and nested stacks bottom first, each group before its members (as Collagen keeps
+    them); a nested stack's offset moves what it holds."""
     if depth > archive.limits.max_xml_depth:
         raise archive.fail("has a layer list (stack.xml) nested too deeply")
-    for child in stack:
+    for child in reversed(stack):  # stack.xml lists the top layer first
         if child.tag not in ("layer", "stack"):
             continue  # text, filter and future elements: nothing raster to show
         if len(out) >= archive.limits.max_layers:
@@ -673,7 +675,7 @@ def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_Stac
         x = dx + _xml_float(archive, child, "x", 0.0)
         y = dy + _xml_float(archive, child, "y", 0.0)
         op = child.get("composite-op", "svg:src-over")
-        blend = "normal" if op == "svg:src-over" else op[4:] if op.startswith("svg:") else ""
+        blend = "normal" if op == "svg:src-over" else op[4:] if op.startswith("svg:") else _KRITA_OPS.get(op, "")
         foreign = _foreign(dict(child.attrib), _OWN_ATTRIBUTES)
         if blend not in BLEND_MODES:  # another program's own operation: kept, shown as normal
             blend = "normal"

@@ -144,9 +144,8 @@ def _unedited(found: ImageLayer, old: ImageLayer, width: int, height: int) -> bo
         expected = _on_canvas(old.pixels, offset[0], offset[1], width, height)
     else:
         reach = footprint(matrix, old.size[0], old.size[1]).clip(width, height)
-        if reach.empty:
-            return False
-        expected = _on_canvas(rendered_rgba(old.pixels, matrix, reach), reach.x, reach.y, width, height)
+        rendered = rendered_rgba(old.pixels, matrix, reach) if not reach.empty else np.zeros((0, 0, 4), np.uint8)
+        expected = _on_canvas(rendered, reach.x, reach.y, width, height)
     if not (float(found.x).is_integer() and float(found.y).is_integer() and found.scale == 1 and found.rotation == 0):
         return False
     actual = _on_canvas(found.pixels, int(found.x), int(found.y), width, height)

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 EXPORT_SECONDS = 180  # one export, the first of a fresh HOME included (Krita builds its resource cache)
-PARALLEL_EXPORTS = 3
+PARALLEL_EXPORTS = 2
 
 
 def krita_available() -> bool:

@@ -178,7 +178,7 @@ def test_plain_openraster_from_another_app_opens_as_image_layers(tmp_path):
             "data/bottom.png": png_bytes(rgba(4, 4, (0, 0, 255), alpha=7))}
     doc = load_ora(plain_ora(tmp_path / "krita.ora", layers_xml, pngs, w=40, h=30))
     assert doc.size == (40, 30)
-    bottom, inner, group, top = doc.layers
+    bottom, group, inner, top = doc.layers  # a group comes before its members
     assert isinstance(group, GroupLayer) and (group.name, group.opacity, group.visible) == ("group", 0.5, False)
     assert all(isinstance(la, ImageLayer) for la in (bottom, inner, top))
     assert (bottom.name, bottom.visible, bottom.opacity, bottom.x) == ("Layer 4", True, 1.0, 0.0)
