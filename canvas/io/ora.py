@@ -663,8 +663,8 @@ def _read_stack(archive: _Archive) -> _Stack:
 
 def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_StackEntry], dx: float,
                   dy: float, group: str, depth: int) -> None:
-    """Layers and nested stacks bottom first, each group before its members (as Collagen keeps
-    them); a nested stack's offset moves what it holds."""
+    """Layers and nested stacks bottom first, each group right after its members (as Collagen
+    keeps them); a nested stack's offset moves what it holds."""
     if depth > archive.limits.max_xml_depth:
         raise archive.fail("has a layer list (stack.xml) nested too deeply")
     for child in reversed(stack):  # stack.xml lists the top layer first
@@ -687,11 +687,12 @@ def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_Stac
             locked=child.get("edit-locked", "false") == "true", blend=blend,
             isolated=child.get("isolation", "auto") != "auto" or op != "svg:src-over"
             or _xml_float(archive, child, "opacity", 1.0) < 1.0,
-            group=group, id=f"ora-{len(out):04d}", foreign=foreign, background_tile="")
-        out.append(entry)
-        if child.tag == "stack":
+            group=group, id=f"ora-{len(out):04d}-{depth}", foreign=foreign, background_tile="")
+        if child.tag == "stack":  # members first: a group sits right above them, as the panel shows it
             _read_entries(archive, child, out, x, y, entry.id, depth + 1)
+            out.append(entry)
             continue
+        out.append(entry)
         src = child.get("src")
         if src is None:
             raise archive.fail("has a layer without a src attribute in stack.xml")

@@ -84,23 +84,24 @@ def interchange_document(modes: tuple[str, ...] | None = None) -> Document:
         group = ""
         if mode in ("dst-in", "dst-atop"):  # transparent wherever the layer is not: kept to a group
             holder = GroupLayer(name=f"tile {mode}")
-            doc.add_layer_untracked(holder)
             doc.add_layer_untracked(ImageLayer(name=f"under {mode}", pixels=_gradient_patch(tile - 2, tile - 2, 40 + number),
                                                x=x, y=y, group=holder.id))
             group = holder.id
         doc.add_layer_untracked(ImageLayer(name=f"mode {mode}", pixels=_gradient_patch(tile - 4, tile - 4, 10 + number),
                                            x=x + 2, y=y + 2, blend=mode, group=group))
+        if group:  # a group sits right above its members
+            doc.add_layer_untracked(holder)
     top = tile * rows
     outer = GroupLayer(name="group 50%", opacity=0.5)
-    doc.add_layer_untracked(outer)
     doc.add_layer_untracked(ImageLayer(name="in group", pixels=_gradient_patch(24, 40, 50), x=4, y=top + 4,
                                        group=outer.id))
     doc.add_layer_untracked(ImageLayer(name="multiply in group", pixels=_gradient_patch(20, 30, 51), x=20, y=top + 14,
                                        blend="multiply", group=outer.id))
     inner = GroupLayer(name="nested screen", blend="screen", opacity=0.8, group=outer.id)
-    doc.add_layer_untracked(inner)
     doc.add_layer_untracked(ImageLayer(name="in nested", pixels=_gradient_patch(18, 18, 52), x=30, y=top + 30,
                                        group=inner.id))
+    doc.add_layer_untracked(inner)
+    doc.add_layer_untracked(outer)
     doc.add_layer_untracked(ImageLayer(name="fractional", pixels=_gradient_patch(14, 14, 60), x=52.25, y=top + 3.5))
     doc.add_layer_untracked(ImageLayer(name="half scale", pixels=_gradient_patch(40, 40, 61), x=70, y=top + 4,
                                        scale=0.5))

@@ -178,10 +178,10 @@ def test_plain_openraster_from_another_app_opens_as_image_layers(tmp_path):
             "data/bottom.png": png_bytes(rgba(4, 4, (0, 0, 255), alpha=7))}
     doc = load_ora(plain_ora(tmp_path / "krita.ora", layers_xml, pngs, w=40, h=30))
     assert doc.size == (40, 30)
-    bottom, group, inner, top = doc.layers  # a group comes before its members
+    bottom, inner, group, top = doc.layers  # a group comes right after its members
     assert isinstance(group, GroupLayer) and (group.name, group.opacity, group.visible) == ("group", 0.5, False)
     assert all(isinstance(la, ImageLayer) for la in (bottom, inner, top))
-    assert (bottom.name, bottom.visible, bottom.opacity, bottom.x) == ("Layer 4", True, 1.0, 0.0)
+    assert (bottom.name, bottom.visible, bottom.opacity, bottom.x) == ("Layer 1", True, 1.0, 0.0)
     assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible, inner.locked, inner.group) == \
         ("inner", 11.0, 21.0, 0.5, True, True, group.id)
     assert not doc.shown(inner)
