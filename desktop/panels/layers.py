@@ -17,11 +17,11 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
-    QComboBox,
     QListWidgetItem,
     QMenu,
     QSlider,
@@ -32,7 +32,15 @@ from PySide6.QtWidgets import (
 
 from canvas.model.commands import AddLayer, MoveLayer, RemoveLayer, SetProperty
 from canvas.model.document import Document
-from canvas.model.layers import BLEND_MODES, GroupLayer, ImageLayer, Layer, MaskLayer, RegionLayer, ScribbleLayer
+from canvas.model.layers import (
+    BLEND_MODES,
+    GroupLayer,
+    ImageLayer,
+    Layer,
+    MaskLayer,
+    RegionLayer,
+    ScribbleLayer,
+)
 from desktop.actions import icon
 from desktop.panels.thumbnails import layer_thumbnail
 
