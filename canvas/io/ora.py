@@ -106,7 +106,9 @@ _OWN_ATTRIBUTES = {"name", "src", "x", "y", "opacity", "visibility", "composite-
 _OWN_IMAGE_ATTRIBUTES = {"version", "w", "h", "xres", "yres"}
 # Krita's own names for operations that are one of ours (Krita writes them for PSD imports).
 _KRITA_OPS = {"krita:linear_dodge": "plus", "krita:addition": "plus"}
-_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}")
+# A plain attribute name, or a namespaced one as ElementTree gives it ("{uri}name"; written back
+# with the namespace declared). A prefixed name without its declaration would be invalid XML.
+_XML_NAME = re.compile(r"(\{[^{}<>\"'\s]{1,200}\})?[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -698,7 +700,8 @@ def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_Stac
             raise archive.fail("has a layer without a src attribute in stack.xml")
         _check_member_name(archive, src)
         entry.src = src
-        tile = child.get("background_tile") or child.get("mypaint:background-tile")
+        tile = next((value for key, value in child.attrib.items()
+                     if key.rsplit("}", 1)[-1] in ("background_tile", "background-tile")), None)
         if tile:
             _check_member_name(archive, tile)
             entry.background_tile = tile
