@@ -26,7 +26,16 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from canvas.model.layers import GroupLayer, ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer, Stroke
+from canvas.model.layers import (
+    GroupLayer,
+    ImageLayer,
+    Layer,
+    MaskLayer,
+    Rect,
+    RegionLayer,
+    ScribbleLayer,
+    Stroke,
+)
 from canvas.view.qimage import indexed_view, rgba_view, tint_table
 
 HANDLE_PX = 9.0  # side of a resize handle on screen, whatever the zoom

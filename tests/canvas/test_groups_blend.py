@@ -106,9 +106,10 @@ def test_a_transformed_layer_is_written_as_other_programs_must_show_it(tmp_path)
     doc.add_layer_untracked(cat)
     save_ora(doc, tmp_path / "t.ora")
     with zipfile.ZipFile(tmp_path / "t.ora") as zf:
-        from PIL import Image
         import io
         from xml.etree import ElementTree
+
+        from PIL import Image
 
         element = ElementTree.fromstring(zf.read("stack.xml")).find("stack/layer")
         shown = np.asarray(Image.open(io.BytesIO(zf.read(element.get("src")))).convert("RGBA"))
