@@ -168,8 +168,8 @@ def _read_group(parent, group_id: str, out: list[Layer], limits: ReadLimits, dec
                       visible=bool(item.visible), blend=_FROM_PSD.get(mode, "normal"), group=group_id)
         if item.is_group():
             group = GroupLayer(isolated=mode != "PASS_THROUGH", **common)
-            out.append(group)
             _read_group(item, group.id, out, limits, decoded, fail, depth + 1)
+            out.append(group)  # right above its members, as Collagen keeps groups
             continue
         w, h = item.width, item.height
         if w <= 0 or h <= 0:
