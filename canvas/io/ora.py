@@ -103,6 +103,8 @@ MAX_FOREIGN_CHARS = 4096
 MAX_RESOLUTION = 1e6  # dpi
 # Attributes Collagen writes itself; everything else on an element is another program's, kept.
 _OWN_ATTRIBUTES = {"name", "src", "x", "y", "opacity", "visibility", "composite-op", "edit-locked", "isolation"}
+# In project.json a layer's "foreign" also keeps an operation this version does not know.
+_OWN_IN_RECORDS = _OWN_ATTRIBUTES - {"composite-op"}
 _OWN_IMAGE_ATTRIBUTES = {"version", "w", "h", "xres", "yres"}
 # Krita's own names for operations that are one of ours (Krita writes them for PSD imports).
 _KRITA_OPS = {"krita:linear_dodge": "plus", "krita:addition": "plus"}
@@ -389,7 +391,7 @@ def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": layer.id, "kind": layer.kind, "name": layer.name, "visible": bool(layer.visible),
         "opacity": float(layer.opacity), "locked": bool(layer.locked), "blend": layer.blend,
-        "group": str(layer.group), "foreign": _foreign(layer.foreign, _OWN_ATTRIBUTES),
+        "group": str(layer.group), "foreign": _foreign(layer.foreign, _OWN_IN_RECORDS),
     }
     if planned.src:
         record["src"] = planned.src
@@ -898,7 +900,7 @@ class _ProjectReader:
         value = record.get("foreign", {})
         if not isinstance(value, dict):
             raise self.fail("other programs' attributes that are not an object")
-        return _foreign(value, _OWN_ATTRIBUTES)
+        return _foreign(value, _OWN_IN_RECORDS)
 
     def text(self, record: dict, key: str, *, max_chars: int | None = None, non_empty: bool = False) -> str:
         value = record.get(key)
