@@ -27,13 +27,14 @@ class KritaExporter:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
 
-    def export(self, source: Path, target: Path) -> str:
-        """'' when `target` was written, else what Krita printed last."""
+    def export(self, source: Path, target: Path, server: int = 99) -> str:
+        """'' when `target` was written, else what Krita printed last. Parallel exports start their
+        X server search at different numbers (`server`): xvfb-run -a alone races for one display."""
         env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
         env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"),
                    XDG_DATA_HOME=str(self.home / ".local/share"), XDG_CACHE_HOME=str(self.home / ".cache"))
         try:
-            done = subprocess.run(["xvfb-run", "-a", "krita", str(source), "--export", "--export-filename",
+            done = subprocess.run(["xvfb-run", "-a", "-n", str(server), "krita", str(source), "--export", "--export-filename",
                                    str(target)], env=env, capture_output=True, text=True, timeout=EXPORT_SECONDS)
         except subprocess.TimeoutExpired:
             return f"krita did not finish within {EXPORT_SECONDS} s"
@@ -44,8 +45,10 @@ class KritaExporter:
         if not jobs:
             return {}
         results = {jobs[0][1]: self.export(*jobs[0])}
+        numbered = list(enumerate(jobs[1:], 1))
         with ThreadPoolExecutor(PARALLEL_EXPORTS) as pool:
-            for (_, target), error in zip(jobs[1:], pool.map(lambda job: self.export(*job), jobs[1:])):
+            errors = pool.map(lambda job: self.export(job[1][0], job[1][1], 99 + 10 * job[0]), numbered)
+            for (_, (_, target)), error in zip(numbered, errors):
                 results[target] = error
         return results
 
