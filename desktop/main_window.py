@@ -214,7 +214,7 @@ class MainWindow(QMainWindow):
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
         for name in ("save", "save_as", None, "import_image", "import_collage", "import_reference", "export_png",
-                     None, "settings", None, "quit"):
+                     "export_psd", None, "settings", None, "quit"):
             file_menu.addSeparator() if name is None else file_menu.addAction(a[name])
         edit_menu = bar.addMenu("&Edit")
         for name in ("undo", "redo", None, "paste"):
@@ -269,6 +269,7 @@ class MainWindow(QMainWindow):
             "new": self.action_new, "open": self.action_open, "save": self.save, "save_as": self.save_as,
             "import_image": lambda: self.action_import("image"), "import_collage": lambda: self.action_import("collage"),
             "import_reference": lambda: self.action_import("reference"), "export_png": self.action_export_png,
+            "export_psd": self.action_export_psd,
             "settings": self.action_settings, "quit": self.close, "undo": self.undo, "redo": self.redo,
             "paste": self.paste, "zoom_in": self.view.zoom_in, "zoom_out": self.view.zoom_out,
             "zoom_fit": self.view.fit, "zoom_100": self.view.actual_size,
@@ -863,6 +864,21 @@ class MainWindow(QMainWindow):
         if path:
             path = Path(path)
             self.export_png(path if path.suffix.lower() == ".png" else path.with_suffix(".png"))
+
+    def action_export_psd(self) -> None:
+        from canvas.io.psd import save_psd  # psd-tools is imported only when exporting
+
+        start = (self.path.with_suffix(".psd") if self.path else Path(self._start_dir()) / "Untitled.psd")
+        path, _ = QFileDialog.getSaveFileName(self, "Export PSD", str(start), "Photoshop files (*.psd)")
+        if not path:
+            return
+        path = Path(path) if Path(path).suffix.lower() == ".psd" else Path(path).with_suffix(".psd")
+        try:
+            notes = save_psd(self.document, path)
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+            return
+        self.statusBar().showMessage(" ".join([f"Exported {path.name}.", *notes]), 0 if notes else 4000)
 
     def export_png(self, path: Path) -> bool:
         try:

@@ -54,3 +54,20 @@ def test_group_and_ungroup_are_undoable_and_shown_indented(qtbot):
     doc.undo()  # the group itself
     assert group not in doc.layers and top.group == "" and panel.row_of(top).layout().contentsMargins().left() == 4
     scene.close()
+
+
+def test_the_editor_exports_a_layered_psd_and_says_what_psd_cannot_hold(make_editor, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from canvas.io.psd import load_psd
+
+    window = make_editor().window
+    doc = window.document
+    layer = ImageLayer(name="cut", pixels=np.full((8, 8, 4), 90, np.uint8), blend="dst-out")
+    doc.add_layer_untracked(layer)
+    target = tmp_path / "for photoshop"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.action_export_psd()
+    opened = load_psd(target.with_suffix(".psd"))
+    assert [la.name for la in opened.layers][-1] == "cut"
+    assert "no equivalent of the blend mode of 'cut'" in window.statusBar().currentMessage()
