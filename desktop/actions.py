@@ -144,6 +144,8 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
                "Add a picture that edit models see as a reference"),
     ActionSpec("export_png", "&Export PNG…", "export", ("Ctrl+E",),
                "Export the picture as PNG with its generation parameters"),
+    ActionSpec("export_psd", "Export &Photoshop PSD…", "export", (),
+               "Export the layers, groups and blend modes as a layered PSD"),
     ActionSpec("settings", "Se&ttings…", "settings", ("Ctrl+,",), "Model folders, device, previews, autosave"),
     ActionSpec("quit", "&Quit", "", ("Ctrl+Q",), "Close Collagen"),
     ActionSpec("undo", "&Undo", "undo", ("Ctrl+Z",), "Undo the last change"),

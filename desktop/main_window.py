@@ -176,7 +176,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
         for name in ("save", "save_as", None, "import_image", "import_collage", "import_reference", "export_png",
-                     None, "settings", None, "quit"):
+                     "export_psd", None, "settings", None, "quit"):
             file_menu.addSeparator() if name is None else file_menu.addAction(a[name])
         edit_menu = bar.addMenu("&Edit")
         for name in ("undo", "redo", None, "paste"):
@@ -231,6 +231,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             "new": self.action_new, "open": self.action_open, "save": self.save, "save_as": self.save_as,
             "import_image": lambda: self.action_import("image"), "import_collage": lambda: self.action_import("collage"),
             "import_reference": lambda: self.action_import("reference"), "export_png": self.action_export_png,
+            "export_psd": self.action_export_psd,
             "settings": self.action_settings, "quit": self.close, "undo": self.undo, "redo": self.redo,
             "paste": self.paste, "zoom_in": self.view.zoom_in, "zoom_out": self.view.zoom_out,
             "zoom_fit": self.view.fit, "zoom_100": self.view.actual_size,

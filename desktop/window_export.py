@@ -28,6 +28,21 @@ class PngExport:
             path = Path(path)
             self.export_png(path if path.suffix.lower() == ".png" else path.with_suffix(".png"))
 
+    def action_export_psd(self) -> None:
+        from canvas.io.psd import save_psd  # psd-tools is imported only when exporting
+
+        start = (self.path.with_suffix(".psd") if self.path else Path(self._start_dir()) / "Untitled.psd")
+        path, _ = QFileDialog.getSaveFileName(self, "Export PSD", str(start), "Photoshop files (*.psd)")
+        if not path:
+            return
+        path = Path(path) if Path(path).suffix.lower() == ".psd" else Path(path).with_suffix(".psd")
+        try:
+            notes = save_psd(self.document, path)
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+            return
+        self.statusBar().showMessage(" ".join([f"Exported {path.name}.", *notes]), 0 if notes else 4000)
+
     def export_png(self, path: Path) -> bool:
         try:
             composition = compose(self.document)

@@ -114,7 +114,9 @@ class ProjectFiles:
             return False
         self._replace_document(document, path.resolve())
         self._remember(path)
-        self.statusBar().showMessage(f"Opened {path.name}.", 4000)
+        # Another program saved it after Collagen: say what was restored, until the next message.
+        report = document.load_report
+        self.statusBar().showMessage(report or f"Opened {path.name}.", 0 if report else 4000)
         return True
 
     def save(self) -> bool:
@@ -137,7 +139,7 @@ class ProjectFiles:
 
     def _save_to(self, path: Path) -> bool:
         try:
-            save_ora(self.document, path)
+            save_ora(self.document, path, keep_copy=True)  # the copy repairs a later save by another program
         except ProjectError as exc:
             dialogs.show_error(self, str(exc))
             return False

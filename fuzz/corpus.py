@@ -91,8 +91,45 @@ def plain_ora(width: int = 12, height: int = 10) -> bytes:
     return buffer.getvalue()
 
 
+def grouped_project(width: int = 20, height: int = 14, seed: int = 5):
+    """Blend modes, a half-opaque isolated group holding a pass-through group, transformed members."""
+    from canvas.model.document import Document
+    from canvas.model.layers import BLEND_MODES, GroupLayer, ImageLayer
+
+    rng = np.random.default_rng(seed)
+    document = Document(width, height)
+    outer, inner = GroupLayer(name="outer", opacity=0.5, blend="multiply"), GroupLayer(name="inner", isolated=False)
+    inner.group = outer.id
+    for number, mode in enumerate(BLEND_MODES[:6]):
+        document.add_layer_untracked(ImageLayer(name=mode, pixels=rng.integers(0, 256, (6, 5, 4), dtype=np.uint8),
+                                                x=number * 3, y=number, blend=mode))
+    document.add_layer_untracked(ImageLayer(name="in inner", pixels=rng.integers(0, 256, (4, 4, 4), dtype=np.uint8),
+                                            x=2.5, scale=0.5, rotation=30.0, blend="dst-in", group=inner.id))
+    document.add_layer_untracked(inner)
+    document.add_layer_untracked(ImageLayer(name="in outer", pixels=rng.integers(0, 256, (5, 5, 4), dtype=np.uint8),
+                                            blend="hue", group=outer.id))
+    document.add_layer_untracked(outer)
+    return document
+
+
 def ora_seeds() -> list[bytes]:
-    return [_saved_ora(small_project()), _saved_ora(image_only_project()), plain_ora()]
+    return [_saved_ora(small_project()), _saved_ora(image_only_project()), plain_ora(), _saved_ora(grouped_project())]
+
+
+def psd_seeds() -> list[bytes]:
+    """Layered PSDs as Collagen writes them: every kind of layer, and groups with blend modes."""
+    import tempfile
+    from pathlib import Path
+
+    from canvas.io.psd import save_psd
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="collagen-fuzz-seed-") as folder:
+        for document in (small_project(), grouped_project()):
+            path = Path(folder) / "seed.psd"
+            save_psd(document, path)
+            out.append(path.read_bytes())
+    return out
 
 
 # ---- PNG ----------------------------------------------------------------------------------------

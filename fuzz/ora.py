@@ -5,6 +5,8 @@ PNGs' chunks and declared sizes) and re-pack it, or on the raw zip bytes. The hy
 strategy builds archives from parts: a mimetype, a stack.xml, a project.json whose records mix
 valid and hostile values, and layer PNGs of drawn (sometimes lying) sizes.
 
+Groups (nested stacks and project.json group records, circular ones included) and blend modes
+(known, unknown and other programs' composite-ops) are part of both.
 Accepted projects must be sound: within the limits, composable, and saved again they load equal.
 """
 
@@ -112,13 +114,19 @@ def strategy():
 
     @st.composite
     def layer_record(draw, index: int) -> dict[str, Any]:
-        kind = draw(valid_or(st.sampled_from(["image", "mask", "region", "scribble"])))
+        kind = draw(valid_or(st.sampled_from(["image", "mask", "region", "scribble", "group"])))
         record = {
             "id": draw(valid_or(st.just(f"layer-{index}"))), "kind": kind, "name": draw(valid_or(st.text(max_size=8))),
             "visible": draw(valid_or(st.booleans())), "opacity": draw(valid_or(st.floats(0, 1))),
             "locked": draw(valid_or(st.booleans())), "src": draw(valid_or(st.just(f"data/layer-{index:04d}.png"))),
         }
+        record.update(blend=draw(valid_or(st.sampled_from(["normal", "multiply", "dst-atop", "color"]))),
+                      group=draw(valid_or(st.sampled_from(["", "layer-0", "layer-1", f"layer-{index}"]))))
+        if kind == "group":
+            record.update(isolated=draw(valid_or(st.booleans())))
         if kind == "image":
+            if draw(rare):
+                record["source"] = draw(valid_or(st.just(f"data/collagen/source-{index:04d}.png")))
             record.update(x=draw(valid_or(coordinates)), y=draw(valid_or(coordinates)),
                           scale=draw(valid_or(st.floats(0.01, 4))), rotation=draw(valid_or(coordinates)),
                           collage=draw(valid_or(st.booleans())), reference=draw(valid_or(st.booleans())))
@@ -151,14 +159,22 @@ def strategy():
             else b"image/openraster"
         if mimetype is not None:
             members.append(("mimetype", mimetype))
+        ops = st.sampled_from(["svg:src-over", "svg:multiply", "svg:dst-in", "svg:hue", "svg:plus", "svg:nonsense",
+                               "krita:linear_dodge", "krita:burn", "", "svg:"])
         layers_xml = "".join(
             f'<layer src="{r.get("src") if isinstance(r.get("src"), str) else "data/x.png"}" '
-            f'x="{draw(valid_or(st.integers(-3, 3)))}" y="0" opacity="{draw(st.sampled_from(["1.0", "0.5", "nan", "x"]))}"/>'
+            f'x="{draw(valid_or(st.integers(-3, 3)))}" y="0" opacity="{draw(st.sampled_from(["1.0", "0.5", "nan", "x"]))}" '
+            f'composite-op="{draw(ops)}"/>'
             for r in records)
+        for _ in range(draw(st.integers(0, 3))):  # nested groups with their own mode, opacity, isolation
+            layers_xml = (f'<stack name="g" composite-op="{draw(ops)}" opacity="{draw(st.sampled_from(["0.5", "1", "-2"]))}"'
+                          f' isolation="{draw(st.sampled_from(["isolate", "auto", "x"]))}"'
+                          f' visibility="{draw(st.sampled_from(["visible", "hidden"]))}">{layers_xml}</stack>'
+                          + (layers_xml if draw(rare) else ""))
         stack_xml = f'<?xml version="1.0"?><image w="{width}" h="{height}"><stack>{layers_xml}</stack></image>'
         if not draw(rare):
             members.append(("stack.xml", stack_xml.encode("utf-8", "surrogatepass")))
-        project = {"format_version": draw(valid_or(st.just(1))), "width": draw(valid_or(st.just(width))),
+        project = {"format_version": draw(valid_or(st.sampled_from([1, 2]))), "width": draw(valid_or(st.just(width))),
                    "height": draw(valid_or(st.just(height))),
                    "settings": draw(valid_or(st.dictionaries(st.sampled_from(["steps", "cfg", "seed", "prompt",
                                                                               "loras", "lcm", "mode"]),

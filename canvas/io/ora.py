@@ -4,15 +4,26 @@ Layout of a saved project (SPEC §7):
 
     mimetype                      "image/openraster", first member, stored
     stack.xml                     layers top first, as OpenRaster requires
-    data/layer-NNNN.png           one RGBA PNG per layer (NNNN = index from the bottom)
-    data/collagen/project.json    everything that is not raster, "format_version": 1
+    data/layer-NNNN.png           one RGBA PNG per layer (NNNN = index from the bottom); groups
+                                  are nested <stack> elements and have no PNG
+    data/collagen/project.json    everything that is not raster, "format_version": 2
+    data/collagen/source-NNNN.png the untransformed pixels of a scaled, rotated or fractionally
+                                  placed image layer (its data/layer PNG is the rendered result)
     Thumbnails/thumbnail.png      <= 256 px
     mergedimage.png               the flattened canvas (compose().init_image)
 
-Other apps see image layers where they are when untransformed (a scaled or rotated layer keeps its
-raw pixels; its transform lives in project.json) and masks, regions and scribbles as hidden
-layers (their pixels, or a rendering of rectangles and strokes), so Krita, GIMP and MyPaint still
-open the file. A mask's or painted region's values are the alpha channel of its PNG.
+Other apps see what Collagen shows: every image layer as its rendered pixels at whole-pixel x/y
+(a transformed layer's source and transform live in data/collagen, so editing stays lossless),
+blend modes as `composite-op`, groups as nested stacks with their opacity, visibility, mode and
+isolation, and masks, regions and scribbles as hidden layers (their pixels, or a rendering of
+rectangles and strokes). A mask's or painted region's values are the alpha channel of its PNG.
+The DPI and attributes other programs wrote (on <image>, <stack> and <layer>) are kept and
+written back. project.json records a digest of the stack.xml written with it: when another
+program rewrote the layers (or dropped data/collagen), the layers in stack.xml win and
+canvas.io.roundtrip restores what it can from Collagen's last copy (see `last_copy_path`).
+
+This module is over 500 lines because saving and hostile-input reading of one archive format
+share their layout constants and checks; the round-trip repair lives in canvas.io.roundtrip.
 
 Reading treats the file as hostile: sizes are checked against `ReadLimits` before anything is
 allocated, every failure is a `ProjectError` naming the file, and no partial Document escapes.
@@ -21,11 +32,13 @@ A plain .ora from another app (no project.json) opens as image layers.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import os
 import re
+import shutil
 import struct
 import time
 import xml.etree.ElementTree as ElementTree
@@ -47,9 +60,11 @@ from canvas.io.png_chunks import (
     peek_header,
     plausible_file_bytes,
 )
-from canvas.model.compose import compose
+from canvas.model.compose import compose, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.layers import (
+    BLEND_MODES,
+    GroupLayer,
     ImageLayer,
     Layer,
     LoraRef,
@@ -59,9 +74,17 @@ from canvas.model.layers import (
     ScribbleLayer,
     Stroke,
 )
-from canvas.model.raster import StrokeCanvas, parse_color, strokes_bounds
+from canvas.model.raster import (
+    StrokeCanvas,
+    footprint,
+    integer_offset,
+    parse_color,
+    strokes_bounds,
+    to_uint8,
+    warp_rgba,
+)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: groups, blend modes, rendered transformed layers with their sources
 MIMETYPE = b"image/openraster"
 STACK_MEMBER = "stack.xml"
 PROJECT_MEMBER = "data/collagen/project.json"
@@ -75,6 +98,19 @@ MAX_COORDINATE = 1e7  # px: positions further out than this are corrupt, not cre
 MAX_SCALE = 1e4
 MAX_STROKE_WIDTH = 1e4
 MAX_ID_CHARS = 64
+MAX_FOREIGN_ATTRIBUTES = 64  # per element: kept for other programs, never interpreted
+MAX_FOREIGN_CHARS = 4096
+MAX_RESOLUTION = 1e6  # dpi
+# Attributes Collagen writes itself; everything else on an element is another program's, kept.
+_OWN_ATTRIBUTES = {"name", "src", "x", "y", "opacity", "visibility", "composite-op", "edit-locked", "isolation"}
+# In project.json a layer's "foreign" also keeps an operation this version does not know.
+_OWN_IN_RECORDS = _OWN_ATTRIBUTES - {"composite-op"}
+_OWN_IMAGE_ATTRIBUTES = {"version", "w", "h", "xres", "yres"}
+# Krita's own names for operations that are one of ours (Krita writes them for PSD imports).
+_KRITA_OPS = {"krita:linear_dodge": "plus", "krita:addition": "plus"}
+# A plain attribute name, or a namespaced one as ElementTree gives it ("{uri}name"; written back
+# with the namespace declared). A prefixed name without its declaration would be invalid XML.
+_XML_NAME = re.compile(r"(\{[^{}<>\"'\s]{1,200}\})?[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -83,12 +119,21 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 # ==== saving ===================================================================================
 
 
-def save_ora(document: Document, path: str | os.PathLike[str]) -> None:
-    """Write the document atomically: the target is either the old file or the complete new one."""
+def last_copy_path(path: str | os.PathLike[str]) -> Path:
+    """Where `save_ora` keeps Collagen's last copy of a project, beside it: what round-trip
+    repair restores from when another program saves the file without Collagen's data."""
+    target = Path(path)
+    return target.with_name(f".{target.name}.collagen-copy")
+
+
+def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: bool = False) -> None:
+    """Write the document atomically: the target is either the old file or the complete new one.
+    With `keep_copy`, a copy also goes to `last_copy_path(path)` (a failure there is not fatal:
+    the project itself is saved)."""
     target = Path(path)
     try:
         composition = compose(document)
-        plan = _prepare_layers(document)
+        plan = prepare_layers(document)
     except DocumentError as exc:
         raise ProjectError(target, f"cannot be saved: {exc}") from None
     try:
@@ -98,29 +143,38 @@ def save_ora(document: Document, path: str | os.PathLike[str]) -> None:
         raise ProjectError(target, f"cannot be written: {exc.strerror or exc}") from None
     except (TypeError, ValueError) as exc:  # a value json or Pillow cannot encode
         raise ProjectError(target, f"cannot be saved: {exc}") from None
+    if keep_copy:
+        try:
+            with atomic_file(last_copy_path(target)) as copy, open(target, "rb") as saved:
+                shutil.copyfileobj(saved, copy)
+        except OSError:
+            pass  # the project is saved; only the repair copy for other programs' saves is missing
 
 
 @dataclass
-class _PlannedLayer:
+class PlannedLayer:
     layer: Layer
     src: str
     rgba: Callable[[], np.ndarray]  # rendered lazily, one layer at a time, while writing
     x: int
     y: int
     shown_elsewhere: bool  # visibility other apps get
+    source: str = ""  # member holding a transformed image layer's untransformed pixels
 
 
-def _prepare_layers(document: Document) -> list[_PlannedLayer]:
+def prepare_layers(document: Document) -> list[PlannedLayer]:
     plan = []
     for index, layer in enumerate(document.layers):
         src = f"data/layer-{index:04d}.png"
+        if layer.blend not in BLEND_MODES:
+            raise DocumentError(f"Layer {layer.name!r} has an unknown blend mode {str(layer.blend)[:40]!r}.")
         if isinstance(layer, ImageLayer):
-            pixels = _checked_array(layer, layer.pixels, 3)
-            plan.append(_PlannedLayer(layer, src, lambda p=pixels: p, _whole(layer.x), _whole(layer.y),
-                                      layer.visible and not layer.reference))
+            plan.append(_prepare_image(layer, src, index, document))
+        elif isinstance(layer, GroupLayer):
+            plan.append(PlannedLayer(layer, "", _blank, 0, 0, layer.visible))
         elif isinstance(layer, MaskLayer):
             mask = _checked_array(layer, layer.pixels, 2)
-            plan.append(_PlannedLayer(layer, src, lambda m=mask: _tinted(m, MASK_PREVIEW_RGB), 0, 0, False))
+            plan.append(PlannedLayer(layer, src, lambda m=mask: _tinted(m, MASK_PREVIEW_RGB), 0, 0, False))
         elif isinstance(layer, RegionLayer):
             plan.append(_prepare_region(layer, src, document))
         elif isinstance(layer, ScribbleLayer):
@@ -128,6 +182,34 @@ def _prepare_layers(document: Document) -> list[_PlannedLayer]:
         else:
             raise DocumentError(f"Layer {layer.name!r} is of a kind this version cannot save.")
     return plan
+
+
+def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) -> PlannedLayer:
+    """Untransformed: the pixels as they are. Otherwise the layer rendered as Collagen shows it,
+    clipped to the canvas, with its source kept in data/collagen for lossless editing."""
+    pixels = _checked_array(layer, layer.pixels, 3)
+    shown = layer.visible and not layer.reference
+    matrix = layer_matrix(layer)
+    offset = integer_offset(matrix)
+    if offset is not None or layer.reference:  # a reference is used untransformed (compose)
+        x, y = offset if offset is not None else (_whole(layer.x), _whole(layer.y))
+        return PlannedLayer(layer, src, lambda: pixels, x, y, shown)
+    source = f"data/collagen/source-{index:04d}.png"
+    reach = footprint(matrix, pixels.shape[1], pixels.shape[0]).clip(document.width, document.height)
+    if reach.empty:
+        return PlannedLayer(layer, src, _blank, 0, 0, shown, source)
+    return PlannedLayer(layer, src, lambda: rendered_rgba(pixels, matrix, reach), reach.x, reach.y, shown, source)
+
+
+def rendered_rgba(pixels: np.ndarray, matrix: np.ndarray, reach: Rect) -> np.ndarray:
+    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`."""
+    rgb, alpha = warp_rgba(np.ascontiguousarray(pixels), matrix, reach, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+    out = np.empty((reach.h, reach.w, 4), np.uint8)
+    out[..., :3] = to_uint8(straight)
+    out[..., 3] = to_uint8(alpha * np.float32(255))
+    return out
 
 
 def _checked_array(layer: Layer, array: Any, ndim: int) -> np.ndarray:
@@ -152,22 +234,22 @@ def _blank() -> np.ndarray:
     return np.zeros((1, 1, 4), np.uint8)
 
 
-def _prepare_region(layer: RegionLayer, src: str, document: Document) -> _PlannedLayer:
+def _prepare_region(layer: RegionLayer, src: str, document: Document) -> PlannedLayer:
     try:
         rgb = parse_color(layer.color)
     except ValueError as exc:
         raise DocumentError(f"Region {layer.name!r} has an invalid colour: {exc}") from None
     if layer.mask is not None:
         mask = _checked_array(layer, layer.mask, 2)
-        return _PlannedLayer(layer, src, lambda: _tinted(mask, rgb), 0, 0, False)
+        return PlannedLayer(layer, src, lambda: _tinted(mask, rgb), 0, 0, False)
     rect = Rect(*(int(v) for v in layer.rect)).clip(document.width, document.height)
     if rect.empty:
-        return _PlannedLayer(layer, src, _blank, 0, 0, False)
-    return _PlannedLayer(layer, src, lambda: _tinted(np.full((rect.h, rect.w), RECT_PREVIEW_ALPHA, np.uint8), rgb),
+        return PlannedLayer(layer, src, _blank, 0, 0, False)
+    return PlannedLayer(layer, src, lambda: _tinted(np.full((rect.h, rect.w), RECT_PREVIEW_ALPHA, np.uint8), rgb),
                          rect.x, rect.y, False)
 
 
-def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _PlannedLayer:
+def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> PlannedLayer:
     try:
         box = strokes_bounds(layer.strokes, document.width, document.height)
         for stroke in layer.strokes:
@@ -175,7 +257,7 @@ def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _Pl
     except (TypeError, ValueError) as exc:
         raise DocumentError(f"A stroke of {layer.name!r} cannot be saved: {exc}") from None
     if box.empty:
-        return _PlannedLayer(layer, src, _blank, 0, 0, False)
+        return PlannedLayer(layer, src, _blank, 0, 0, False)
 
     def render() -> np.ndarray:
         canvas = StrokeCanvas(box)
@@ -183,10 +265,10 @@ def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> _Pl
             canvas.draw(stroke.points, stroke.color, stroke.width)
         return canvas.rgba()
 
-    return _PlannedLayer(layer, src, render, box.x, box.y, False)
+    return PlannedLayer(layer, src, render, box.x, box.y, False)
 
 
-def _write_archive(fileobj: BinaryIO, document: Document, plan: list[_PlannedLayer],
+def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLayer],
                    merged: np.ndarray) -> None:
     stamp = time.localtime()[:6]
     with zipfile.ZipFile(fileobj, "w", allowZip64=True) as archive:
@@ -198,10 +280,14 @@ def _write_archive(fileobj: BinaryIO, document: Document, plan: list[_PlannedLay
 
         # The mimetype must be the first member, stored, with no extra field (OpenRaster §1).
         put("mimetype", MIMETYPE, zipfile.ZIP_STORED)
-        put(STACK_MEMBER, _stack_xml(document, plan), zipfile.ZIP_DEFLATED)
-        put(PROJECT_MEMBER, _project_json(document, plan), zipfile.ZIP_DEFLATED)
+        stack = _stack_xml(document, plan)
+        put(STACK_MEMBER, stack, zipfile.ZIP_DEFLATED)
+        put(PROJECT_MEMBER, _project_json(document, plan, stack_digest(stack)), zipfile.ZIP_DEFLATED)
         for planned in plan:
-            put(planned.src, _encode_png(planned.rgba()), zipfile.ZIP_STORED)
+            if planned.src:
+                put(planned.src, _encode_png(planned.rgba()), zipfile.ZIP_STORED)
+            if planned.source:
+                put(planned.source, _encode_png(planned.layer.pixels), zipfile.ZIP_STORED)
         put(THUMBNAIL_MEMBER, _encode_png(_thumbnail(merged)), zipfile.ZIP_STORED)
         put(MERGED_MEMBER, _encode_png(merged), zipfile.ZIP_STORED)
 
@@ -222,33 +308,71 @@ def _thumbnail(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(image)
 
 
-def _stack_xml(document: Document, plan: list[_PlannedLayer]) -> bytes:
-    root = ElementTree.Element("image", {"version": "0.0.5", "w": str(document.width),
-                                         "h": str(document.height), "xres": "72", "yres": "72"})
-    stack = ElementTree.SubElement(root, "stack")
-    for planned in reversed(plan):  # OpenRaster lists the top layer first
-        layer = planned.layer
-        ElementTree.SubElement(stack, "layer", {
-            "name": _XML_UNSAFE.sub("", layer.name),
-            "src": planned.src,
-            "x": str(planned.x),
-            "y": str(planned.y),
-            "opacity": repr(float(min(max(layer.opacity, 0.0), 1.0))),
-            "visibility": "visible" if planned.shown_elsewhere else "hidden",
-            "composite-op": "svg:src-over",
-            "edit-locked": "true" if layer.locked else "false",
-        })
+def stack_digest(stack: bytes) -> str:
+    """What project.json records of the stack.xml saved with it, to notice another program's save."""
+    return hashlib.sha256(stack).hexdigest()
+
+
+def _foreign(attributes: dict[str, str], own: set[str]) -> dict[str, str]:
+    """Other programs' attributes that can be written back: XML names, bounded, not Collagen's own."""
+    out = {}
+    for key, value in list(attributes.items())[:MAX_FOREIGN_ATTRIBUTES]:
+        if (isinstance(key, str) and isinstance(value, str) and key not in own and _XML_NAME.fullmatch(key)
+                and len(value) <= MAX_FOREIGN_CHARS):
+            out[key] = _XML_UNSAFE.sub("", value)
+    return out
+
+
+def composite_op(blend: str) -> str:
+    return "svg:src-over" if blend == "normal" else f"svg:{blend}"
+
+
+def _stack_xml(document: Document, plan: list[PlannedLayer]) -> bytes:
+    xres, yres = document.resolution
+    root = ElementTree.Element("image", {"version": "0.0.5", "w": str(document.width), "h": str(document.height),
+                                         "xres": _number_text(xres), "yres": _number_text(yres),
+                                         **_foreign(document.foreign, _OWN_IMAGE_ATTRIBUTES)})
+    planned_of = {id(p.layer): p for p in plan}
+    tree = document.tree()
+
+    def emit(parent: ElementTree.Element, group: GroupLayer | None) -> None:
+        for layer in reversed(tree.get(group, [])):  # OpenRaster lists the top layer first
+            planned = planned_of[id(layer)]
+            attributes = _foreign(layer.foreign, _OWN_ATTRIBUTES)
+            # An operation this version does not know stays as the other program wrote it.
+            kept_op = layer.foreign.get("composite-op") if layer.blend == "normal" else None
+            attributes.update({
+                "name": _XML_UNSAFE.sub("", layer.name),
+                "opacity": repr(float(min(max(layer.opacity, 0.0), 1.0))),
+                "visibility": "visible" if planned.shown_elsewhere else "hidden",
+                "composite-op": kept_op if isinstance(kept_op, str) else composite_op(layer.blend),
+                "edit-locked": "true" if layer.locked else "false",
+            })
+            if isinstance(layer, GroupLayer):
+                attributes["isolation"] = "isolate" if layer.isolated else "auto"
+                emit(ElementTree.SubElement(parent, "stack", attributes), layer)
+            else:
+                attributes.update(src=planned.src, x=str(planned.x), y=str(planned.y))
+                ElementTree.SubElement(parent, "layer", attributes)
+
+    emit(ElementTree.SubElement(root, "stack"), None)
     return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def _project_json(document: Document, plan: list[_PlannedLayer]) -> bytes:
+def _number_text(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _project_json(document: Document, plan: list[PlannedLayer], digest: str) -> bytes:
     project = {
         "format_version": FORMAT_VERSION,
         "generator": "Collagen",
         "width": document.width,
         "height": document.height,
+        "stack_digest": digest,
         "settings": document.settings.to_dict(),
-        "layers": [_layer_record(p.layer, p.src) for p in plan],  # bottom first, like Document.layers
+        "layers": [_layer_record(p) for p in plan],  # bottom first, like Document.layers
     }
     # ASCII escapes keep any Python string (even a lone surrogate) round-trippable.
     return json.dumps(project, ensure_ascii=True, allow_nan=False, default=_json_default).encode("ascii")
@@ -262,15 +386,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a value of type {type(value).__name__} cannot be stored in a project")
 
 
-def _layer_record(layer: Layer, src: str) -> dict[str, Any]:
+def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
+    layer = planned.layer
     record: dict[str, Any] = {
         "id": layer.id, "kind": layer.kind, "name": layer.name, "visible": bool(layer.visible),
-        "opacity": float(layer.opacity), "locked": bool(layer.locked), "src": src,
+        "opacity": float(layer.opacity), "locked": bool(layer.locked), "blend": layer.blend,
+        "group": str(layer.group), "foreign": _foreign(layer.foreign, _OWN_IN_RECORDS),
     }
+    if planned.src:
+        record["src"] = planned.src
     if isinstance(layer, ImageLayer):
         record.update(x=float(layer.x), y=float(layer.y), scale=float(layer.scale),
                       rotation=float(layer.rotation), collage=bool(layer.collage),
                       reference=bool(layer.reference))
+        if planned.source:
+            record["source"] = planned.source
+    elif isinstance(layer, GroupLayer):
+        record["isolated"] = bool(layer.isolated)
     elif isinstance(layer, RegionLayer):
         record.update(rect=[int(v) for v in layer.rect], painted=layer.mask is not None,
                       prompt=layer.prompt, negative=layer.negative, strength=float(layer.strength),
@@ -286,14 +418,25 @@ def _layer_record(layer: Layer, src: str) -> dict[str, Any]:
 # ==== loading ==================================================================================
 
 
-def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) -> Document:
-    """Read a project (or any OpenRaster file). Raises ProjectError; never returns a partial document."""
+def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, *,
+             repair: bool = True) -> Document:
+    """Read a project (or any OpenRaster file). Raises ProjectError; never returns a partial document.
+
+    A file whose layers another program saved after Collagen (no project.json, or one whose
+    stack digest no longer matches) opens with the layers in stack.xml; with `repair`, what can
+    be matched is restored from Collagen's data (the stale project.json, or the last copy) and
+    `document.load_report` says what happened in one sentence."""
     source = Path(path)
     with _Archive(source, limits) as archive:
         try:
-            return _read_document(archive)
+            document, stale = _read_document(archive)
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
+    if repair:
+        from canvas.io.roundtrip import repair_foreign_save
+
+        repair_foreign_save(document, source, stale, limits)
+    return document
 
 
 class _Archive:
@@ -442,7 +585,8 @@ def _brief(exc: BaseException) -> str:
     return text if text and len(text) < 120 else type(exc).__name__
 
 
-def _read_document(archive: _Archive) -> Document:
+def _read_document(archive: _Archive) -> tuple[Document, Document | None]:
+    """(the document, Collagen's own stale data when another program rewrote the layers)."""
     if "mimetype" not in archive.members:
         raise archive.fail("is a zip archive but not an OpenRaster project (it has no mimetype entry)")
     mimetype = archive.read("mimetype", 256, "the mimetype entry").strip()
@@ -450,9 +594,19 @@ def _read_document(archive: _Archive) -> Document:
         shown = mimetype[:60].decode("ascii", "replace")
         raise archive.fail(f"is not an OpenRaster project (its mimetype is {shown!r})")
     stack = _read_stack(archive)
-    if PROJECT_MEMBER in archive.members:
-        return _ProjectReader(archive).document()
-    return _plain_ora_document(archive, stack)
+    if PROJECT_MEMBER not in archive.members:
+        return _with_stack_extras(_plain_ora_document(archive, stack), stack), None
+    reader = _ProjectReader(archive)
+    project = reader.document()
+    if reader.digest is None or reader.digest == stack.digest:  # format 1 has no digest: trusted
+        return _with_stack_extras(project, stack), None
+    return _with_stack_extras(_plain_ora_document(archive, stack), stack), project
+
+
+def _with_stack_extras(document: Document, stack: _Stack) -> Document:
+    document.resolution = stack.resolution
+    document.foreign = stack.foreign
+    return document
 
 
 # ---- stack.xml --------------------------------------------------------------------------------
@@ -460,13 +614,19 @@ def _read_document(archive: _Archive) -> Document:
 
 @dataclass
 class _StackEntry:
-    src: str
+    src: str  # "" for a group (<stack>)
     name: str
     x: float
     y: float
     opacity: float
     visible: bool
     locked: bool
+    blend: str
+    isolated: bool
+    group: str  # id given to the enclosing <stack> entry; "" at top level
+    id: str
+    foreign: dict[str, str]
+    background_tile: str  # MyPaint: a PNG member repeated over the canvas instead of src
 
 
 @dataclass
@@ -474,6 +634,9 @@ class _Stack:
     width: int
     height: int
     entries: list[_StackEntry]  # bottom first
+    resolution: tuple[float, float]
+    foreign: dict[str, str]
+    digest: str
 
 
 def _read_stack(archive: _Archive) -> _Stack:
@@ -492,38 +655,65 @@ def _read_stack(archive: _Archive) -> _Stack:
     width = _xml_int(archive, root, "w")
     height = _xml_int(archive, root, "h")
     _check_canvas_size(archive, width, height)
+    resolution = (_xml_resolution(archive, root, "xres"), _xml_resolution(archive, root, "yres"))
     top = root.find("stack")
     if top is None:
         raise archive.fail("has a layer list (stack.xml) without a <stack> element")
     entries: list[_StackEntry] = []
-    _flatten_stack(archive, top, entries, 0.0, 0.0, 1.0, True, 0)
-    entries.reverse()
-    return _Stack(width, height, entries)
+    _read_entries(archive, top, entries, 0.0, 0.0, "", 0)
+    return _Stack(width, height, entries, resolution, _foreign(dict(root.attrib), _OWN_IMAGE_ATTRIBUTES),
+                  stack_digest(data))
 
 
-def _flatten_stack(archive: _Archive, stack: ElementTree.Element, out: list[_StackEntry], dx: float,
-                   dy: float, opacity: float, visible: bool, depth: int) -> None:
-    """Layers of nested stacks, top first, with the stacks' offsets, opacity and visibility applied."""
+def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_StackEntry], dx: float,
+                  dy: float, group: str, depth: int) -> None:
+    """Layers and nested stacks bottom first, each group right after its members (as Collagen
+    keeps them); a nested stack's offset moves what it holds."""
     if depth > archive.limits.max_xml_depth:
         raise archive.fail("has a layer list (stack.xml) nested too deeply")
-    for child in stack:
+    for child in reversed(stack):  # stack.xml lists the top layer first
         if child.tag not in ("layer", "stack"):
             continue  # text, filter and future elements: nothing raster to show
-        x = dx + _xml_float(archive, child, "x", 0.0)
-        y = dy + _xml_float(archive, child, "y", 0.0)
-        alpha = opacity * min(max(_xml_float(archive, child, "opacity", 1.0), 0.0), 1.0)
-        shown = visible and child.get("visibility", "visible") != "hidden"
-        if child.tag == "stack":
-            _flatten_stack(archive, child, out, x, y, alpha, shown, depth + 1)
-            continue
         if len(out) >= archive.limits.max_layers:
             raise archive.fail(f"has more than {archive.limits.max_layers} layers")
+        x = dx + _xml_float(archive, child, "x", 0.0)
+        y = dy + _xml_float(archive, child, "y", 0.0)
+        op = child.get("composite-op", "svg:src-over")
+        blend = "normal" if op == "svg:src-over" else op[4:] if op.startswith("svg:") else _KRITA_OPS.get(op, "")
+        foreign = _foreign(dict(child.attrib), _OWN_ATTRIBUTES)
+        if blend not in BLEND_MODES:  # another program's own operation: kept, shown as normal
+            blend = "normal"
+            foreign["composite-op"] = _XML_UNSAFE.sub("", op[:200])
+        entry = _StackEntry(
+            src="", name=child.get("name", f"Layer {len(out) + 1}"), x=x, y=y,
+            opacity=min(max(_xml_float(archive, child, "opacity", 1.0), 0.0), 1.0),
+            visible=child.get("visibility", "visible") != "hidden",
+            locked=child.get("edit-locked", "false") == "true", blend=blend,
+            isolated=child.get("isolation", "auto") != "auto" or op != "svg:src-over"
+            or _xml_float(archive, child, "opacity", 1.0) < 1.0,
+            group=group, id=f"ora-{len(out):04d}-{depth}", foreign=foreign, background_tile="")
+        if child.tag == "stack":  # members first: a group sits right above them, as the panel shows it
+            _read_entries(archive, child, out, x, y, entry.id, depth + 1)
+            out.append(entry)
+            continue
+        out.append(entry)
         src = child.get("src")
         if src is None:
             raise archive.fail("has a layer without a src attribute in stack.xml")
         _check_member_name(archive, src)
-        out.append(_StackEntry(src, child.get("name", f"Layer {len(out) + 1}"), x, y, alpha, shown,
-                               child.get("edit-locked", "false") == "true"))
+        entry.src = src
+        tile = next((value for key, value in child.attrib.items()
+                     if key.rsplit("}", 1)[-1] in ("background_tile", "background-tile")), None)
+        if tile:
+            _check_member_name(archive, tile)
+            entry.background_tile = tile
+
+
+def _xml_resolution(archive: _Archive, element: ElementTree.Element, key: str) -> float:
+    value = _xml_float(archive, element, key, 72.0)
+    if not 0 < value <= MAX_RESOLUTION:
+        raise archive.fail(f"has a layer list (stack.xml) with an invalid {key} resolution")
+    return value
 
 
 def _xml_int(archive: _Archive, element: ElementTree.Element, key: str) -> int:
@@ -562,12 +752,31 @@ def _check_member_name(archive: _Archive, src: str) -> None:
 
 
 def _plain_ora_document(archive: _Archive, stack: _Stack) -> Document:
-    layers = []
+    layers: list[Layer] = []
     for entry in stack.entries:
-        pixels = archive.read_png(entry.src, f"the image of layer {entry.name[:60]!r}")
-        layers.append(ImageLayer(name=entry.name, pixels=pixels, x=entry.x, y=entry.y, opacity=entry.opacity,
-                                 visible=entry.visible, locked=entry.locked))
+        common = dict(name=entry.name, opacity=entry.opacity, visible=entry.visible, locked=entry.locked,
+                      blend=entry.blend, group=entry.group, foreign=entry.foreign)
+        if not entry.src:
+            layers.append(GroupLayer(id=entry.id, isolated=entry.isolated, **common))
+            continue
+        what = f"the image of layer {entry.name[:60]!r}"
+        if entry.background_tile:
+            pixels = _tiled(archive.read_png(entry.background_tile, what), stack.width, stack.height, archive)
+            layers.append(ImageLayer(id=entry.id, pixels=pixels, **common))
+            continue
+        pixels = archive.read_png(entry.src, what)
+        layers.append(ImageLayer(id=entry.id, pixels=pixels, x=entry.x, y=entry.y, **common))
     return _assemble(archive, stack.width, stack.height, GenerationSettings(), layers)
+
+
+def _tiled(tile: np.ndarray, width: int, height: int, archive: _Archive) -> np.ndarray:
+    """MyPaint's background: its tile repeated over the whole canvas."""
+    archive.decoded_bytes += width * height * 4
+    if archive.decoded_bytes > archive.limits.max_decoded_bytes:
+        raise archive.fail(f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB "
+                           "of pixels this program opens")
+    reps_y, reps_x = -(-height // tile.shape[0]), -(-width // tile.shape[1])
+    return np.ascontiguousarray(np.tile(tile, (reps_y, reps_x, 1))[:height, :width])
 
 
 def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSettings,
@@ -590,6 +799,7 @@ class _ProjectReader:
     def __init__(self, archive: _Archive):
         self.archive = archive
         self.where = "project.json"
+        self.digest: str | None = None  # the stack.xml digest the project was saved with
 
     def fail(self, reason: str) -> ProjectError:
         return self.archive.fail(f"has {reason} in {self.where}")
@@ -612,6 +822,8 @@ class _ProjectReader:
                                     f"this version reads format {FORMAT_VERSION} and older")
         width, height = self.integer(project, "width"), self.integer(project, "height")
         _check_canvas_size(self.archive, width, height)
+        if "stack_digest" in project:
+            self.digest = self.text(project, "stack_digest", max_chars=128)
         settings = project.get("settings", {})
         if not isinstance(settings, dict):
             raise self.fail("settings that are not an object")
@@ -640,10 +852,16 @@ class _ProjectReader:
             visible=self.flag(record, "visible"),
             opacity=self.number(record, "opacity", 0.0, 1.0),
             locked=self.flag(record, "locked"),
+            blend=self.choice(record, "blend", BLEND_MODES, "normal"),
+            group=self.text(record, "group", max_chars=MAX_ID_CHARS) if "group" in record else "",
+            foreign=self.foreign(record),
         )
+        if kind == "group":
+            return GroupLayer(**common, isolated=self.flag(record, "isolated"))
         if kind == "image":
+            source = "source" if "source" in record else "src"  # a transformed layer's untransformed pixels
             return ImageLayer(
-                **common, pixels=self.png(record, "image"),
+                **common, pixels=self.png(record, "image", source),
                 x=self.number(record, "x", -MAX_COORDINATE, MAX_COORDINATE),
                 y=self.number(record, "y", -MAX_COORDINATE, MAX_COORDINATE),
                 scale=self.number(record, "scale", 0.0, MAX_SCALE, open_low=True),
@@ -672,6 +890,18 @@ class _ProjectReader:
         raise self.fail(f"an unknown layer kind {str(kind)[:40]!r}")
 
     # -- typed fields ----------------------------------------------------------------------
+    def choice(self, record: dict, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = record.get(key, default)
+        if value not in allowed:
+            raise self.fail(f"an unknown {key} {str(value)[:40]!r}")
+        return value
+
+    def foreign(self, record: dict) -> dict[str, str]:
+        value = record.get("foreign", {})
+        if not isinstance(value, dict):
+            raise self.fail("other programs' attributes that are not an object")
+        return _foreign(value, _OWN_IN_RECORDS)
+
     def text(self, record: dict, key: str, *, max_chars: int | None = None, non_empty: bool = False) -> str:
         value = record.get(key)
         if not isinstance(value, str) or (non_empty and not value) or (max_chars and len(value) > max_chars):
@@ -707,13 +937,13 @@ class _ProjectReader:
             raise self.fail(f"an invalid {key} (#rrggbb expected)") from None
         return value
 
-    def src(self, record: dict) -> str:
-        src = self.text(record, "src", non_empty=True)
+    def src(self, record: dict, key: str = "src") -> str:
+        src = self.text(record, key, non_empty=True)
         _check_member_name(self.archive, src)
         return src
 
-    def png(self, record: dict, what: str) -> np.ndarray:
-        return self.archive.read_png(self.src(record), f"the {what} of {self.where_layer()}")
+    def png(self, record: dict, what: str, key: str = "src") -> np.ndarray:
+        return self.archive.read_png(self.src(record, key), f"the {what} of {self.where_layer()}")
 
     def alpha(self, record: dict, what: str) -> np.ndarray:
         return np.ascontiguousarray(self.png(record, what)[..., 3])

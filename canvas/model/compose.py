@@ -3,9 +3,13 @@
 The snapshot holds copies only (never views into layer arrays), marked read-only, so it can
 cross to the inference thread and be pickled while the user keeps painting.
 
-What each layer kind contributes (visible layers only):
+What each layer kind contributes (visible layers in visible groups only):
 - ImageLayer (not `reference`): flattened bottom to top into `init_image` over white, placed by
-  its transform and weighted by its opacity; `init_alpha` is the resulting coverage of the canvas.
+  its transform, weighted by its opacity and combined by its blend mode (canvas.model.blend);
+  `init_alpha` is the resulting coverage of the canvas. A GroupLayer's members are flattened
+  into a buffer of their own (isolated group) that is then blended with the group's opacity and
+  mode, or, for a pass-through group, straight into what is below with the group's opacity
+  applied to each member.
   A `collage` piece also gives one plane of `collage_alpha`: that piece's own alpha where it lands
   (after its transform, times its opacity), NOT reduced by pieces stacked above it, so refine
   can find each piece's full outline even where pieces overlap.
@@ -26,8 +30,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from canvas.model.blend import CLEARS_OUTSIDE, blend_into
 from canvas.model.document import Document, DocumentError
-from canvas.model.layers import ImageLayer, MaskLayer, Rect, RegionLayer, ScribbleLayer
+from canvas.model.layers import GroupLayer, ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer
 from canvas.model.raster import StrokeCanvas, exact_matrix, footprint, strokes_bounds, to_uint8, warp_rgba
 
 BAND_PIXELS = 1 << 20  # flatten this many canvas pixels at a time, to bound float temporaries
@@ -68,10 +73,10 @@ class Composition:
 def compose(document: Document) -> Composition:
     """Freeze the document's visible layers into a Composition (see the module docstring)."""
     width, height = document.width, document.height
-    visible = [layer for layer in document.layers if layer.visible]
+    visible = document.shown_layers()
     flat = [la for la in visible if isinstance(la, ImageLayer) and not la.reference]
     collage = [la for la in flat if la.collage]
-    init_image, init_alpha, collage_alpha = _flatten(flat, collage, width, height)
+    init_image, init_alpha, collage_alpha = flatten_layers(document, collage)
     masks = [la for la in visible if isinstance(la, MaskLayer)]
     sketches = [la for la in visible if isinstance(la, ScribbleLayer) and la.mode == "sketch" and la.strokes]
     notes = [la for la in visible if isinstance(la, ScribbleLayer) and la.mode == "annotation" and la.strokes]
@@ -119,41 +124,92 @@ def _check_rgba(layer: ImageLayer) -> None:
         raise DocumentError(f"Layer {layer.name!r} does not hold HxWx4 8-bit RGBA pixels.")
 
 
-def _flatten(layers: list[ImageLayer], collage: list[ImageLayer], width: int,
-             height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source-over of the layers bottom to top, in bands of rows to bound memory."""
+@dataclass
+class _Placed:
+    layer: ImageLayer
+    pixels: np.ndarray
+    matrix: np.ndarray
+    reach: Rect
+
+
+@dataclass
+class _PlacedGroup:
+    group: GroupLayer
+    members: list[_Placed | _PlacedGroup]
+
+
+def _prepare_stack(tree: dict[GroupLayer | None, list[Layer]], group: GroupLayer | None, width: int,
+                   height: int) -> list[_Placed | _PlacedGroup]:
+    """The visible image layers and groups composited in `group`, bottom first, with transforms
+    validated (raising DocumentError) before any pixel is rendered."""
+    out: list[_Placed | _PlacedGroup] = []
+    for layer in tree.get(group, []):
+        if not layer.visible:
+            continue
+        if isinstance(layer, GroupLayer):
+            if not (isinstance(layer.opacity, (int, float)) and math.isfinite(layer.opacity)):
+                raise DocumentError(f"Group {layer.name!r} has an opacity that is not a finite number.")
+            members = _prepare_stack(tree, layer, width, height)
+            if layer.blend in CLEARS_OUTSIDE or (members and layer.opacity > 0):
+                out.append(_PlacedGroup(layer, members))
+        elif isinstance(layer, ImageLayer) and not layer.reference:
+            _check_rgba(layer)
+            matrix = layer_matrix(layer)
+            reach = footprint(matrix, layer.size[0], layer.size[1]).clip(width, height)
+            if layer.blend in CLEARS_OUTSIDE or (not reach.empty and layer.opacity > 0):
+                # contiguous once here, not once per band (warp_rgba gathers whole pixels as uint32)
+                out.append(_Placed(layer, np.ascontiguousarray(layer.pixels), matrix, reach))
+    return out
+
+
+def flatten_layers(document: Document, collage: list[ImageLayer] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(init_image over white, init_alpha, collage_alpha) of the document's visible image layers,
+    in bands of rows to bound memory."""
+    width, height = document.width, document.height
     init_image = np.empty((height, width, 3), np.uint8)
     init_alpha = np.empty((height, width), np.float32)
     collage_alpha = np.zeros((len(collage), height, width), np.float32)
     plane_of = {id(la): i for i, la in enumerate(collage)}
-    placed = []
-    for layer in layers:
-        _check_rgba(layer)
-        matrix = layer_matrix(layer)
-        reach = footprint(matrix, layer.size[0], layer.size[1]).clip(width, height)
-        if not reach.empty and layer.opacity > 0:
-            # contiguous once here, not once per band (warp_rgba gathers whole pixels as uint32)
-            placed.append((layer, np.ascontiguousarray(layer.pixels), matrix, reach))
+    stack = _prepare_stack(document.tree(), None, width, height)
     band_rows = max(1, BAND_PIXELS // width)
     for y0 in range(0, height, band_rows):
         band = Rect(0, y0, width, min(band_rows, height - y0))
         rgb = np.zeros((band.h, width, 3), np.float32)
         alpha = np.zeros((band.h, width), np.float32)
-        for layer, pixels, matrix, reach in placed:
-            part = reach.intersect(band)
-            if part.empty:
-                continue
-            src_rgb, src_alpha = warp_rgba(pixels, matrix, part, float(layer.opacity))
-            rows = slice(part.y - band.y, part.y - band.y + part.h)
-            cols = slice(part.x, part.x + part.w)
-            keep = 1 - src_alpha
-            rgb[rows, cols] = src_rgb + rgb[rows, cols] * keep[..., None]
-            alpha[rows, cols] = src_alpha + alpha[rows, cols] * keep
-            if id(layer) in plane_of:
-                collage_alpha[plane_of[id(layer)], part.y:part.y + part.h, cols] = src_alpha
+        _composite_band(stack, band, rgb, alpha, 1.0, collage_alpha, plane_of)
         init_image[band.y:band.y + band.h] = to_uint8(rgb + (1 - alpha)[..., None] * np.float32(255))
         init_alpha[band.y:band.y + band.h] = alpha
     return init_image, init_alpha, collage_alpha
+
+
+def _composite_band(stack: list[_Placed | _PlacedGroup], band: Rect, rgb: np.ndarray, alpha: np.ndarray,
+                    opacity: float, collage_alpha: np.ndarray, plane_of: dict[int, int]) -> None:
+    """Blend the stack's items bottom to top onto the band's premultiplied (rgb, alpha)."""
+    for item in stack:
+        if isinstance(item, _PlacedGroup):
+            group = item.group
+            if not group.isolated:  # pass-through: members blend onto what is below the group
+                _composite_band(item.members, band, rgb, alpha, opacity * float(group.opacity),
+                                collage_alpha, plane_of)
+                continue
+            group_rgb = np.zeros_like(rgb)
+            group_alpha = np.zeros_like(alpha)
+            _composite_band(item.members, band, group_rgb, group_alpha, 1.0, collage_alpha, plane_of)
+            weight = np.float32(opacity * float(group.opacity))
+            if weight != 1:
+                group_rgb *= weight
+                group_alpha *= weight
+            blend_into(rgb, alpha, group_rgb, group_alpha, group.blend)
+            continue
+        part = band if item.layer.blend in CLEARS_OUTSIDE else item.reach.intersect(band)
+        if part.empty:
+            continue
+        src_rgb, src_alpha = warp_rgba(item.pixels, item.matrix, part, float(item.layer.opacity) * opacity)
+        rows = slice(part.y - band.y, part.y - band.y + part.h)
+        cols = slice(part.x, part.x + part.w)
+        blend_into(rgb[rows, cols], alpha[rows, cols], src_rgb, src_alpha, item.layer.blend)
+        if id(item.layer) in plane_of:
+            collage_alpha[plane_of[id(item.layer)], part.y:part.y + part.h, cols] = src_alpha
 
 
 def _prepare_reference(layer: ImageLayer) -> np.ndarray:

@@ -10,10 +10,12 @@ from typing import Any, Iterable, Iterator
 from psygnal import Signal, SignalGroup
 
 from canvas.model.history import DEFAULT_BUDGET, Command, History
-from canvas.model.layers import Layer
+from canvas.model.layers import GroupLayer, Layer
 
 MAX_DOCUMENT_SIDE = 16384
 MAX_LAYERS = 1000
+MAX_GROUP_DEPTH = 64  # nested groups; a deeper (or circular) chain is treated as ending there
+DEFAULT_RESOLUTION = (72.0, 72.0)  # dots per inch, x and y
 
 
 class DocumentError(ValueError):
@@ -133,6 +135,11 @@ class Document:
         self.history = History(self, history_budget)
         self._active: Layer | None = None
         self._stroke_work_cache: dict[str, tuple[Any, float]] = {}  # layer id -> (its strokes, their work)
+        # Kept for other programs: the DPI they set and attributes of stack.xml's <image> they wrote.
+        self.resolution: tuple[float, float] = DEFAULT_RESOLUTION
+        self.foreign: dict[str, str] = {}
+        # What opening the file found worth telling the user (one sentence), "" when nothing.
+        self.load_report = ""
 
     # -- queries -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Layer]:
@@ -157,6 +164,55 @@ class Document:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
+    # -- groups (see canvas.model.layers: membership is each layer's `group` id) ----------------
+    def _groups_by_id(self) -> dict[str, GroupLayer]:
+        return {la.id: la for la in self.layers if isinstance(la, GroupLayer)}
+
+    def parent_of(self, layer: Layer) -> GroupLayer | None:
+        """The group the layer belongs to; None at top level or when its group id names no group."""
+        parent = self._groups_by_id().get(layer.group) if layer.group else None
+        return parent if parent is not layer else None
+
+    def ancestors(self, layer: Layer, groups: dict[str, GroupLayer] | None = None) -> list[GroupLayer]:
+        """Enclosing groups, innermost first. A chain that comes back to a group already in it (a
+        damaged file) or is deeper than MAX_GROUP_DEPTH stops there."""
+        groups = self._groups_by_id() if groups is None else groups
+        chain: list[GroupLayer] = []
+        parent = groups.get(layer.group) if layer.group else None
+        while (parent is not None and parent is not layer and parent not in chain
+               and len(chain) < MAX_GROUP_DEPTH):
+            chain.append(parent)
+            parent = groups.get(parent.group) if parent.group else None
+        return chain
+
+    def tree(self) -> dict[GroupLayer | None, list[Layer]]:
+        """The layers composited directly in each group (None: the document), bottom first.
+
+        A layer whose chain of groups never reaches the top (circular or too deep) counts as top
+        level, so every layer is composited exactly once."""
+        groups = self._groups_by_id()
+        out: dict[GroupLayer | None, list[Layer]] = {None: []}
+        for group in groups.values():
+            out[group] = []
+        for layer in self.layers:
+            chain = self.ancestors(layer, groups)
+            reaches_top = not chain or not chain[-1].group or chain[-1].group not in groups
+            out[chain[0] if chain and reaches_top else None].append(layer)
+        return out
+
+    def members(self, group: GroupLayer | None) -> list[Layer]:
+        """The layers composited directly in `group` (None: the document), bottom first."""
+        return self.tree().get(group, [])
+
+    def shown(self, layer: Layer) -> bool:
+        """Visible, and so is every group around it."""
+        return layer.visible and all(g.visible for g in self.ancestors(layer))
+
+    def shown_layers(self) -> list[Layer]:
+        """The layers `shown` is true of, bottom first (one pass, for composing)."""
+        groups = self._groups_by_id()
+        return [la for la in self.layers if la.visible and all(g.visible for g in self.ancestors(la, groups))]
+
     @property
     def active_layer(self) -> Layer | None:
         return self._active
@@ -171,6 +227,7 @@ class Document:
         """Value equality: size, settings, and every layer field in order."""
         return (
             self.size == other.size
+            and self.resolution == other.resolution
             and self.settings.to_dict() == other.settings.to_dict()
             and len(self.layers) == len(other.layers)
             and all(a.same_as(b) for a, b in zip(self.layers, other.layers))

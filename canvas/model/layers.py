@@ -1,4 +1,10 @@
-"""The four layer kinds of SPEC §1, as plain data objects with an events group.
+"""The four layer kinds of SPEC §1 and groups, as plain data objects with an events group.
+
+Groups are kept flat: every layer, a GroupLayer included, sits in Document.layers (bottom first)
+and names the group it belongs to by id in `group` ("" = the document itself). A group's
+members are composited in their list order into the group's own buffer, which is then blended
+like one layer at the group's place (canvas.model.compose). Flat storage lets every command,
+view and panel that walks Document.layers keep working when groups are added.
 
 Layers hold numpy arrays and Python values only. Views subscribe to `layer.events` and repaint
 the dirty rectangle they are told about; they never poll. Every change a user can undo goes
@@ -53,6 +59,14 @@ class Rect(NamedTuple):
         return slice(self.y, self.y + self.h), slice(self.x, self.x + self.w)
 
 
+BLEND_MODES: tuple[str, ...] = (
+    "normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
+    "hard-light", "soft-light", "difference", "color", "luminosity", "hue", "saturation",
+    "plus", "dst-in", "dst-out", "src-atop", "dst-atop",
+)
+"""Every OpenRaster composite-op, by the name after its "svg:" prefix ("normal" = svg:src-over)."""
+
+
 class LayerEvents(SignalGroup):
     changed = Signal(str)  # name of the property that changed
     pixels_changed = Signal(object)  # Rect in the layer's own pixel coordinates
@@ -72,6 +86,10 @@ class Layer:
     visible: bool = True
     opacity: float = 1.0
     locked: bool = False
+    blend: str = "normal"  # one of BLEND_MODES
+    group: str = ""  # id of the GroupLayer this layer belongs to; "" = top level
+    # Attributes other programs wrote on the layer's stack.xml element, written back unchanged.
+    foreign: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=_new_id)
     events: LayerEvents = field(default_factory=LayerEvents, init=False, repr=False, compare=False)
 
@@ -203,4 +221,14 @@ class ScribbleLayer(Layer):
     strokes: tuple[Stroke, ...] = ()
     mode: Literal["sketch", "annotation"] = "sketch"
 
+
+@dataclass(eq=False)
+class GroupLayer(Layer):
+    """A nested stack: the layers whose `group` is this layer's id. `isolated`: its members are
+    blended together first and the result onto what is below (OpenRaster isolation="isolate");
+    otherwise ("pass-through") each member blends straight onto what is below the group."""
+
+    kind: ClassVar[str] = "group"
+    name: str = "Group"
+    isolated: bool = True
 

@@ -59,7 +59,7 @@ class CanvasScene(QGraphicsScene):
         self.setSceneRect(QRectF(0.0, 0.0, float(document.width), float(document.height)))
         for layer in document.layers:
             self._add_item(layer)
-        self._restack()
+        self.restack()
         self.heat_overlay = HeatOverlay(document.width, document.height)
         self.heat_overlay.setZValue(OVERLAY_Z)
         self.addItem(self.heat_overlay)
@@ -118,16 +118,16 @@ class CanvasScene(QGraphicsScene):
     def _on_layer_added(self, layer: Layer, index: int) -> None:
         if self._alive():
             self._add_item(layer)
-            self._restack()
+            self.restack()
 
     def _on_layer_removed(self, layer: Layer, index: int) -> None:
         if self._alive():
             self._remove_item(layer)
-            self._restack()
+            self.restack()
 
     def _on_layer_moved(self, layer: Layer, old: int, new: int) -> None:
         if self._alive():
-            self._restack()
+            self.restack()
 
     def _on_active_layer_changed(self, layer: Layer | None) -> None:
         if not self._alive():
@@ -148,14 +148,23 @@ class CanvasScene(QGraphicsScene):
     def _remove_item(self, layer: Layer) -> None:
         item = self._items.pop(layer, None)
         if item is not None:
+            for child in item.childItems():  # members stay on the canvas (restack re-parents them)
+                child.setParentItem(None)
             item.detach()
             self.removeItem(item)
 
-    def _restack(self) -> None:
+    def restack(self) -> None:
+        """Z order from the layer list; a group's members become its item's children."""
+        parents = {id(member): group for group, members in self.document.tree().items() for member in members}
         for z, layer in enumerate(self.document.layers):
             item = self._items.get(layer)
-            if item is not None:
-                item.setZValue(float(z))
+            if item is None:
+                continue
+            group = parents.get(id(layer))
+            parent = self._items.get(group) if group is not None else None
+            if item.parentItem() is not parent:
+                item.setParentItem(parent)
+            item.setZValue(float(z))
 
 
 def _checker_pixmap() -> QPixmap:

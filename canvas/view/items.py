@@ -26,7 +26,16 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from canvas.model.layers import ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer, Stroke
+from canvas.model.layers import (
+    GroupLayer,
+    ImageLayer,
+    Layer,
+    MaskLayer,
+    Rect,
+    RegionLayer,
+    ScribbleLayer,
+    Stroke,
+)
 from canvas.view.qimage import indexed_view, rgba_view, tint_table
 
 HANDLE_PX = 9.0  # side of a resize handle on screen, whatever the zoom
@@ -137,7 +146,10 @@ class LayerItem(QGraphicsItem):
             self._on_strokes_changed()
 
     def _on_changed(self, name: str) -> None:
-        if name == "visible":
+        scene = self.scene()
+        if name == "group" and hasattr(scene, "restack"):  # membership decides the parent item
+            scene.restack()
+        elif name == "visible":
             self.setVisible(self.layer.visible)
         elif name == "opacity":
             self.setOpacity(self.layer.opacity)
@@ -183,7 +195,11 @@ class ImageLayerItem(LayerItem):
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0 or transformed)
         # The painter is clipped to the exposed region, so drawing the whole image costs only
         # the exposed pixels (measured: ~0.05 ms for a 64 px update of a 4096² layer).
+        mode = QT_BLEND.get(layer.blend)
+        if mode is not None:
+            painter.setCompositionMode(mode)
         painter.drawImage(QPointF(0.0, 0.0), self._image)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
         if layer.reference:
             pen = QPen(QColor(60, 120, 220), 0, Qt.PenStyle.DashLine)
             painter.setPen(pen)
@@ -205,6 +221,37 @@ class ImageLayerItem(LayerItem):
             self.prepareGeometryChange()
             self._rebuild_image()
         super()._on_pixels_changed(rect)
+
+
+_MODE = QPainter.CompositionMode
+QT_BLEND = {
+    "multiply": _MODE.CompositionMode_Multiply, "screen": _MODE.CompositionMode_Screen,
+    "overlay": _MODE.CompositionMode_Overlay, "darken": _MODE.CompositionMode_Darken,
+    "lighten": _MODE.CompositionMode_Lighten, "color-dodge": _MODE.CompositionMode_ColorDodge,
+    "color-burn": _MODE.CompositionMode_ColorBurn, "hard-light": _MODE.CompositionMode_HardLight,
+    "soft-light": _MODE.CompositionMode_SoftLight, "difference": _MODE.CompositionMode_Difference,
+    "plus": _MODE.CompositionMode_Plus, "dst-in": _MODE.CompositionMode_DestinationIn,
+    "dst-out": _MODE.CompositionMode_DestinationOut, "src-atop": _MODE.CompositionMode_SourceAtop,
+    "dst-atop": _MODE.CompositionMode_DestinationAtop,
+}
+"""The blend modes QPainter has, for drawing on the canvas. The view is a live preview: hue,
+saturation, color and luminosity draw as normal there, and a group's members blend with what is
+below the group; the composite generation uses (canvas.model.compose) is exact."""
+
+
+class GroupLayerItem(LayerItem):
+    """Draws nothing itself: its members' items are its children (CanvasScene.restack), so the
+    group's visibility hides them and its opacity multiplies theirs."""
+
+    def __init__(self, layer: GroupLayer):
+        super().__init__(layer)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents, True)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        pass
 
 
 def _shares_memory(image: QImage | None, array: np.ndarray) -> bool:
@@ -489,6 +536,7 @@ ITEM_CLASSES: dict[type, type[LayerItem]] = {
     MaskLayer: MaskLayerItem,
     RegionLayer: RegionLayerItem,
     ScribbleLayer: ScribbleLayerItem,
+    GroupLayer: GroupLayerItem,
 }
 
 

@@ -1,4 +1,6 @@
-"""Layers panel: the document's layers top first, with thumbnails, visibility, lock, opacity.
+"""Layers panel: the document's layers top first, with thumbnails, visibility, lock, opacity,
+blend mode and groups (a group's members are indented under it; "Group" puts the selected layer
+in a new group, "Ungroup" takes it out of its group).
 
 Every change goes through a command on the document (so it is undoable); the panel redraws from
 the document's and layers' events, never from its own state. Reordering is by drag and drop
@@ -15,6 +17,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -27,14 +30,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from canvas.model.commands import MoveLayer, RemoveLayer, SetProperty
+from canvas.model.commands import AddLayer, MoveLayer, RemoveLayer, SetProperty
 from canvas.model.document import Document
-from canvas.model.layers import ImageLayer, Layer, MaskLayer, RegionLayer, ScribbleLayer
+from canvas.model.layers import (
+    BLEND_MODES,
+    GroupLayer,
+    ImageLayer,
+    Layer,
+    MaskLayer,
+    RegionLayer,
+    ScribbleLayer,
+)
 from desktop.actions import icon
 from desktop.panels.thumbnails import layer_thumbnail
 
 THUMB = 40
 THUMB_DELAY_MS = 300
+INDENT = 14  # px per group level
+PASS_THROUGH = "pass-through"  # the blend menu's entry for a group that is not isolated
 
 
 def layer_badge(layer: Layer) -> str:
@@ -48,6 +61,8 @@ def layer_badge(layer: Layer) -> str:
         return f"“{prompt[:28]}…”" if len(prompt) > 28 else (f"“{prompt}”" if prompt else "region (no prompt)")
     if isinstance(layer, ScribbleLayer):
         return f"{layer.mode} · {len(layer.strokes)} stroke{'s' if len(layer.strokes) != 1 else ''}"
+    if isinstance(layer, GroupLayer):
+        return "group" + ("" if layer.isolated else " · pass-through")
     return layer.kind
 
 
@@ -61,7 +76,7 @@ class LayerRow(QWidget):
         self._eye_on, self._eye_off = icon("visible"), icon("hidden")
         self._lock_on, self._lock_off = icon("lock"), icon("unlock")
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setContentsMargins(4 + INDENT * len(panel.document.ancestors(layer)), 2, 4, 2)
         layout.setSpacing(6)
         self.eye = QToolButton(self)
         self.eye.setAutoRaise(True)
@@ -103,7 +118,8 @@ class LayerRow(QWidget):
         self.eye.setChecked(layer.visible)
         self.lock.setIcon(self._lock_on if layer.locked else self._lock_off)
         self.name.setText(layer.name)
-        self.badge.setText(layer_badge(layer))
+        mode = "" if layer.blend == "normal" else f" · {layer.blend}"
+        self.badge.setText(layer_badge(layer) + mode)
         self.setToolTip(f"{layer.name} — {layer_badge(layer)}")
 
     def set_selected(self, selected: bool) -> None:
@@ -206,6 +222,16 @@ class LayersPanel(QWidget):
         self.opacity.sliderPressed.connect(self._begin_opacity_drag)
         self.opacity_label = QLabel("100 %", self)
         self.opacity_label.setMinimumWidth(40)
+        self.blend = QComboBox(self)
+        self.blend.setToolTip("How the layer combines with what is below it")
+        self.blend.addItems(list(BLEND_MODES))
+        self.blend.currentTextChanged.connect(self._on_blend_chosen)
+        self.group_button = self._tool_button("add", "Put the selected layer in a new group", self.group_selected)
+        self.group_button.setText("Group")
+        self.group_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.ungroup_button = self._tool_button("up", "Take the selected layer out of its group", self.ungroup_selected)
+        self.ungroup_button.setText("Ungroup")
+        self.ungroup_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.collage = QCheckBox("Collage piece", self)
         self.collage.setToolTip("Refine blends this layer's edges into the picture")
         self.collage.clicked.connect(lambda on: self._set_flag("collage", on))
@@ -218,13 +244,15 @@ class LayersPanel(QWidget):
 
         buttons = QHBoxLayout()
         buttons.setSpacing(2)
-        for b in (self.add_button, self.delete_button, self.up_button, self.down_button):
+        for b in (self.add_button, self.delete_button, self.up_button, self.down_button, self.group_button,
+                  self.ungroup_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         opacity_row = QHBoxLayout()
         opacity_row.addWidget(QLabel("Opacity", self))
         opacity_row.addWidget(self.opacity, 1)
         opacity_row.addWidget(self.opacity_label)
+        opacity_row.addWidget(self.blend)
         flags = QHBoxLayout()
         flags.addWidget(self.collage)
         flags.addWidget(self.reference)
@@ -334,6 +362,41 @@ class LayersPanel(QWidget):
         if layer is not None:
             self.set_property(layer, name, value)
 
+    def _on_blend_chosen(self, text: str) -> None:
+        layer = self.document.active_layer
+        if layer is None or not text:
+            return
+        if isinstance(layer, GroupLayer):
+            isolated = text != PASS_THROUGH
+            with self.document.history.macro("Change blend mode"):
+                if layer.isolated != isolated:
+                    self.set_property(layer, "isolated", isolated)
+                if text != PASS_THROUGH and layer.blend != text:
+                    self.set_property(layer, "blend", text)
+        elif text in BLEND_MODES and layer.blend != text:
+            self.set_property(layer, "blend", text)
+
+    def group_selected(self) -> None:
+        """A new group right above the selected layer, in the same group, holding it (one undo step)."""
+        layer = self.document.active_layer
+        if layer is None:
+            return
+        group = GroupLayer(name="Group", group=layer.group)
+        with self.document.history.macro("Group"):
+            self.document.execute(AddLayer(group, self.document.index_of(layer) + 1))
+            self.set_property(layer, "group", group.id)
+        self.rebuild()
+
+    def ungroup_selected(self) -> None:
+        layer = self.document.active_layer
+        parent = self.document.parent_of(layer) if layer is not None else None
+        if parent is None:
+            return
+        with self.document.history.macro("Ungroup"):
+            self.set_property(layer, "group", parent.group)
+            self.document.execute(MoveLayer(layer, self.document.index_of(parent)))
+        self.rebuild()
+
     def _begin_opacity_drag(self) -> None:
         self._opacity_drag += 1
 
@@ -360,6 +423,9 @@ class LayersPanel(QWidget):
         self._refresh_controls()
 
     def _on_layer_changed(self, name: str) -> None:
+        if name == "group":  # indentation follows membership (undo included)
+            self.rebuild()
+            return
         for row in self._rows.values():
             row.refresh()
         if name in ("visible", "opacity", "transform", "x", "y", "scale", "rotation", "pixels", "mask", "rect",
@@ -422,6 +488,18 @@ class LayersPanel(QWidget):
         self.up_button.setEnabled(has and self.document.index_of(layer) < len(self.document.layers) - 1)
         self.down_button.setEnabled(has and self.document.index_of(layer) > 0)
         self.opacity.setEnabled(has)
+        self.blend.setEnabled(has)
+        self.blend.blockSignals(True)
+        is_group = isinstance(layer, GroupLayer)
+        has_pass_through = self.blend.findText(PASS_THROUGH) >= 0
+        if is_group and not has_pass_through:
+            self.blend.addItem(PASS_THROUGH)
+        elif not is_group and has_pass_through:
+            self.blend.removeItem(self.blend.findText(PASS_THROUGH))
+        self.blend.setCurrentText(PASS_THROUGH if is_group and not layer.isolated else (layer.blend if has else "normal"))
+        self.blend.blockSignals(False)
+        self.group_button.setEnabled(has)
+        self.ungroup_button.setEnabled(has and self.document.parent_of(layer) is not None)
         self.opacity.blockSignals(True)
         self.opacity.setValue(round((layer.opacity if has else 1.0) * 100))
         self.opacity.blockSignals(False)

@@ -53,3 +53,58 @@ def every_kind_document(width: int = 96, height: int = 64, seed: int = 7) -> Doc
     )))
     doc.add_layer_untracked(ScribbleLayer(name="empty scribble", strokes=()))
     return doc
+
+
+def _gradient_patch(h: int, w: int, seed: int, alpha_low: int = 90) -> np.ndarray:
+    """Smooth colours (blend modes show their shape) with alpha from alpha_low to opaque."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty((h, w, 4), np.uint8)
+    for c in range(3):
+        a, b, phase = rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3), rng.uniform(0, 6.3)
+        out[..., c] = (127.5 + 127.5 * np.sin(a * xx + b * yy + phase)).astype(np.uint8)
+    out[..., 3] = (alpha_low + (255 - alpha_low) * (xx / max(w - 1, 1))).astype(np.uint8)
+    return out
+
+
+def interchange_document(modes: tuple[str, ...] | None = None) -> Document:
+    """What another program must render as Collagen does: every blend mode (one tile each over
+    an opaque background), a group at 50 % holding a multiply layer and a nested group, and
+    layers with a fractional offset, 0.5 scale and a 30 degree rotation."""
+    from canvas.model.layers import BLEND_MODES, GroupLayer
+
+    modes = BLEND_MODES if modes is None else modes
+    tile, columns = 20, 5
+    rows = -(-len(modes) // columns)
+    width, height = tile * columns, tile * rows + 60
+    doc = Document(width, height)
+    doc.add_layer_untracked(ImageLayer(name="background", pixels=_gradient_patch(height, width, 1, 255)))
+    for number, mode in enumerate(modes):
+        x, y = (number % columns) * tile, (number // columns) * tile
+        group = ""
+        if mode in ("dst-in", "dst-atop"):  # transparent wherever the layer is not: kept to a group
+            holder = GroupLayer(name=f"tile {mode}")
+            doc.add_layer_untracked(ImageLayer(name=f"under {mode}", pixels=_gradient_patch(tile - 2, tile - 2, 40 + number),
+                                               x=x, y=y, group=holder.id))
+            group = holder.id
+        doc.add_layer_untracked(ImageLayer(name=f"mode {mode}", pixels=_gradient_patch(tile - 4, tile - 4, 10 + number),
+                                           x=x + 2, y=y + 2, blend=mode, group=group))
+        if group:  # a group sits right above its members
+            doc.add_layer_untracked(holder)
+    top = tile * rows
+    outer = GroupLayer(name="group 50%", opacity=0.5)
+    doc.add_layer_untracked(ImageLayer(name="in group", pixels=_gradient_patch(24, 40, 50), x=4, y=top + 4,
+                                       group=outer.id))
+    doc.add_layer_untracked(ImageLayer(name="multiply in group", pixels=_gradient_patch(20, 30, 51), x=20, y=top + 14,
+                                       blend="multiply", group=outer.id))
+    inner = GroupLayer(name="nested screen", blend="screen", opacity=0.8, group=outer.id)
+    doc.add_layer_untracked(ImageLayer(name="in nested", pixels=_gradient_patch(18, 18, 52), x=30, y=top + 30,
+                                       group=inner.id))
+    doc.add_layer_untracked(inner)
+    doc.add_layer_untracked(outer)
+    doc.add_layer_untracked(ImageLayer(name="fractional", pixels=_gradient_patch(14, 14, 60), x=52.25, y=top + 3.5))
+    doc.add_layer_untracked(ImageLayer(name="half scale", pixels=_gradient_patch(40, 40, 61), x=70, y=top + 4,
+                                       scale=0.5))
+    doc.add_layer_untracked(ImageLayer(name="rotated 30", pixels=_gradient_patch(16, 24, 62), x=70, y=top + 30,
+                                       rotation=30.0, opacity=0.9))
+    return doc

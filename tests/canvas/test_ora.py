@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import math
 import os
 import random
 import signal
@@ -27,7 +28,7 @@ from canvas.io.limits import ReadLimits
 from canvas.io.ora import PROJECT_MEMBER, load_ora, save_ora
 from canvas.model.compose import compose
 from canvas.model.document import Document
-from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer, Stroke
+from canvas.model.layers import GroupLayer, ImageLayer, MaskLayer, RegionLayer, ScribbleLayer, Stroke
 from tests.canvas.documents import every_kind_document, rgba
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,7 +136,7 @@ def test_archive_layout_is_what_openraster_readers_expect(tmp_path):
         merged = np.asarray(Image.open(io.BytesIO(zf.read("mergedimage.png"))))
         project = json.loads(zf.read(PROJECT_MEMBER))
     assert np.array_equal(merged, compose(doc).init_image)
-    assert project["format_version"] == 1 and (project["width"], project["height"]) == (96, 64)
+    assert project["format_version"] == 2 and (project["width"], project["height"]) == (96, 64)
     assert (root.get("w"), root.get("h")) == ("96", "64")
     layers = root.find("stack").findall("layer")
     assert [la.get("name") for la in layers] == [la.name for la in reversed(doc.layers)]  # top first
@@ -143,8 +144,11 @@ def test_archive_layout_is_what_openraster_readers_expect(tmp_path):
     assert shown["背景"] == "visible" and shown["moved"] == "visible"
     for hidden in ("マスク", "猫の領域", "sketch", "注釈 ✏️", "reference 参照", "hidden"):
         assert shown[hidden] == "hidden"
-    moved = next(la for la in layers if la.get("name") == "piece 🍣")
-    assert (moved.get("x"), moved.get("y"), moved.get("opacity")) == ("12", "-3", "0.8")
+    moved = next(la for la in layers if la.get("name") == "piece 🍣")  # rendered: where its pixels land
+    piece = doc.layers[1]
+    x0, y0, _, _ = piece.bounds()
+    assert (moved.get("x"), moved.get("y"), moved.get("opacity")) == (str(max(0, math.floor(x0))), "0", "0.8")
+    assert project["layers"][1]["source"] in names
     rect_region = next(la for la in layers if la.get("name") == "猫の領域")
     assert (rect_region.get("x"), rect_region.get("y")) == ("4", "8")
 
@@ -174,11 +178,13 @@ def test_plain_openraster_from_another_app_opens_as_image_layers(tmp_path):
             "data/bottom.png": png_bytes(rgba(4, 4, (0, 0, 255), alpha=7))}
     doc = load_ora(plain_ora(tmp_path / "krita.ora", layers_xml, pngs, w=40, h=30))
     assert doc.size == (40, 30)
-    bottom, inner, top = doc.layers
-    assert all(isinstance(la, ImageLayer) for la in doc.layers)
-    assert (bottom.name, bottom.visible, bottom.opacity, bottom.x) == ("Layer 3", True, 1.0, 0.0)
-    assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible, inner.locked) == \
-        ("inner", 11.0, 21.0, 0.25, False, True)
+    bottom, inner, group, top = doc.layers  # a group comes right after its members
+    assert isinstance(group, GroupLayer) and (group.name, group.opacity, group.visible) == ("group", 0.5, False)
+    assert all(isinstance(la, ImageLayer) for la in (bottom, inner, top))
+    assert (bottom.name, bottom.visible, bottom.opacity, bottom.x) == ("Layer 1", True, 1.0, 0.0)
+    assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible, inner.locked, inner.group) == \
+        ("inner", 11.0, 21.0, 0.5, True, True, group.id)
+    assert not doc.shown(inner)
     assert inner.pixels.tolist() == [[[0, 0, 0, 255]]]
     assert (top.x, top.y, top.opacity) == (1.0, 2.0, 0.5) and top.pixels.shape == (2, 3, 4)
     assert bottom.pixels[0, 0].tolist() == [0, 0, 255, 7]
@@ -249,8 +255,8 @@ BROKEN = {
                  "not valid JSON"),
     "deep json": (lambda p, t: saved_project(t, lambda m: m.__setitem__(PROJECT_MEMBER, b"[" * 100000)),
                   "project.json"),
-    "newer format": (lambda p, t: saved_project(t, edit_json(lambda j: j.update(format_version=2))),
-                     "newer Collagen (project format 2)"),
+    "newer format": (lambda p, t: saved_project(t, edit_json(lambda j: j.update(format_version=3))),
+                     "newer Collagen (project format 3)"),
     "no format": (lambda p, t: saved_project(t, edit_json(lambda j: j.pop("format_version"))), "format_version"),
     "bad opacity": (lambda p, t: saved_project(t, edit_json(lambda j: j["layers"][0].update(opacity=3))),
                     "has an out-of-range opacity (3.0) in layer 1 of project.json"),
