@@ -6,9 +6,9 @@ while a bias row broadcast over the queries (shape 1 x K) costs nothing. Most qu
 row: every base-text query has the same one, every token of one region's text too, and an image
 token's row is fixed by the regions covering it and their weights (with hard masks, which regions
 cover it; soft masks add a few more rows along their feathered edges). So the queries are split
-into groups of identical rows, gathered once into group order, each group attends over the whole
-key sequence with its own row as a broadcast bias (None where the row is all zero), and the results
-go back to sequence order: exactly the masked attention, query by query (keys at -inf get exactly
+into groups of identical rows; each group gathers its queries (a slice where they are consecutive,
+as the base text's are), attends over the whole key sequence with its own row as a broadcast bias
+(None where the row is all zero), and writes its rows of the output: exactly the masked attention, query by query (keys at -inf get exactly
 zero weight in both). Groups too small to pay for their own call share one call with their rows as
 a full mask, and a layout that would not pay at all is that one masked call over every query (the
 reference computation).
@@ -33,10 +33,10 @@ CALL_OVERHEAD_PAIRS = 4096
 
 @dataclass
 class JointQueryGroup:
-    """Rows `start:stop` of the sorted queries; `bias` 1 x 1 x (1 or rows) x K, or None (all zero)."""
+    """Query positions `rows` (a slice where they are consecutive, else a LongTensor) that share one bias:
+    `bias` 1 x 1 x (1 or rows) x K, or None (all zero)."""
 
-    start: int
-    stop: int
+    rows: Any
     bias: Any
     _cast: dict = field(default_factory=dict)
 
@@ -51,12 +51,10 @@ class JointQueryGroup:
 
 @dataclass
 class JointQueryLayout:
-    """The query groups of one guidance branch; `order`/`restore` None when the groups are in sequence order."""
+    """The query groups of one guidance branch, over a joint sequence of `length` tokens."""
 
     groups: list[JointQueryGroup]
     length: int
-    order: Any = None  # LongTensor: sorted position -> sequence position
-    restore: Any = None  # LongTensor: sequence position -> sorted position
 
 
 def group_rows(bias: np.ndarray) -> list[np.ndarray]:
@@ -88,40 +86,44 @@ def build_joint_layout(bias: np.ndarray, device, call_overhead_pairs: int = CALL
     def tensor(block: np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(block))[None, None].to(device)
 
-    groups, order, start = [], [], 0
+    def positions(members: np.ndarray):
+        if members[-1] - members[0] + 1 == len(members):
+            return slice(int(members[0]), int(members[-1]) + 1)
+        return torch.from_numpy(members).to(device)
+
+    groups = []
     for members in own:
         row = bias[members[0] : members[0] + 1]
-        groups.append(JointQueryGroup(start, start + len(members), tensor(row) if np.any(row) else None))
-        order.append(members)
-        start += len(members)
+        groups.append(JointQueryGroup(positions(members), tensor(row) if np.any(row) else None))
     if len(rest_rows):
         block = bias[rest_rows]
-        groups.append(JointQueryGroup(start, start + len(rest_rows), tensor(block) if np.any(block) else None))
-        order.append(rest_rows)
-    order = np.concatenate(order)
-    if np.array_equal(order, np.arange(length)):
-        return JointQueryLayout(groups, length)
-    restore = np.empty_like(order)
-    restore[order] = np.arange(length)
-    return JointQueryLayout(groups, length, torch.from_numpy(order).to(device), torch.from_numpy(restore).to(device))
+        groups.append(JointQueryGroup(positions(rest_rows), tensor(block) if np.any(block) else None))
+    return JointQueryLayout(groups, length)
 
 
 def grouped_attention(query, key, value, layout: JointQueryLayout):
-    """SDPA of B x heads x L x head_dim queries by the layout's groups; B x heads x L x head_dim."""
+    """Attention of B x L x heads x head_dim queries by the layout's groups (keys and values alike, the whole
+    sequence); B x L x heads x head_dim. Each group gathers its own queries and writes its own rows."""
     import torch
     import torch.nn.functional as F
 
-    if layout.order is not None:
-        query = query.index_select(2, layout.order)
-    results = [
-        F.scaled_dot_product_attention(query[:, :, group.start : group.stop], key, value,
-                                       attn_mask=group.bias_as(query.dtype), dropout_p=0.0, is_causal=False)
-        for group in layout.groups
-    ]
-    hidden_states = results[0] if len(results) == 1 else torch.cat(results, dim=2)
-    if layout.order is not None:
-        hidden_states = hidden_states.index_select(2, layout.restore)
-    return hidden_states
+    key, value = key.transpose(1, 2), value.transpose(1, 2)
+    if len(layout.groups) == 1 and layout.groups[0].rows == slice(0, layout.length):
+        group = layout.groups[0]
+        return F.scaled_dot_product_attention(query.transpose(1, 2), key, value, attn_mask=group.bias_as(query.dtype),
+                                              dropout_p=0.0, is_causal=False).transpose(1, 2)
+    output = torch.empty_like(query, dtype=value.dtype)
+    for group in layout.groups:
+        rows = group.rows
+        group_query = query[:, rows] if isinstance(rows, slice) else query.index_select(1, rows)
+        result = F.scaled_dot_product_attention(group_query.transpose(1, 2), key, value,
+                                                attn_mask=group.bias_as(query.dtype), dropout_p=0.0,
+                                                is_causal=False).transpose(1, 2)
+        if isinstance(rows, slice):
+            output[:, rows] = result
+        else:
+            output.index_copy_(1, rows, result)
+    return output
 
 
 class FluxRegionAttnProcessor:
@@ -160,8 +162,7 @@ class FluxRegionAttnProcessor:
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         if query.shape[1] != region_layout.length:
             raise ValueError(f"The regions' layout covers {region_layout.length} tokens, the attention {query.shape[1]}.")
-        hidden_states = grouped_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-                                          region_layout).transpose(1, 2)
+        hidden_states = grouped_attention(query, key, value, region_layout)
         hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:
             return hidden_states

@@ -69,6 +69,7 @@ def test_grouped_attention_is_the_masked_attention(stream, case):
     # Every group its own call (the split path), and the cost model's choice at this tiny size (one masked call).
     split = build_joint_layout(bias, "cpu", call_overhead_pairs=0)
     assert len(split.groups) > 2 and all(g.bias is None or g.bias.shape[2] == 1 for g in split.groups)
+    assert any(isinstance(g.rows, slice) for g in split.groups) and any(isinstance(g.rows, torch.Tensor) for g in split.groups)
     for layout in (split, build_joint_layout(bias, "cpu")):
         grouped = evaluate(attn, stream, text, image, rotary_emb, region_layout=layout)
         assert (grouped - reference).abs().max() <= 1e-10 * reference.abs().max()
