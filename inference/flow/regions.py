@@ -30,8 +30,11 @@ without an attention mask), so the region's words read as in a plain run, and ea
 only its own length in every block (`trim_padding`).
 
 With true CFG the negative pass has the same layout with each region's own negative (or the base
-negative) and a mask of its own. The masks are built once per run and reach diffusers' own
-FluxAttnProcessor through `joint_attention_kwargs` (every FluxAttention takes `attention_mask`).
+negative) and a mask of its own. The masks are built once per run; every FluxAttention gets
+`FluxRegionAttnProcessor` for the run (inference/flow/region_attention.py), which computes the masked
+attention exactly but by groups of queries sharing a mask row, each with its row as a broadcast bias
+(a full float mask slows PyTorch's CPU attention by a third or more); the groups reach it through
+`joint_attention_kwargs` as `region_layout`.
 
 Latent method: the SD latent couple (inference/sd/latent_couple.py) itself, on the flow context: one
 transformer evaluation per region prompt (`FlowContext.model_batch`, prompts by
@@ -47,6 +50,11 @@ import numpy as np
 from inference.api import GenerationRequest, RegionSpec
 from inference.flow import packing
 from inference.flow.prompt import encode_flow_prompts
+from inference.flow.region_attention import (
+    FluxRegionAttnProcessor,
+    InstalledFluxProcessors,
+    build_joint_layout,
+)
 from inference.sd.context import DenoiseContext, LoopExtension
 from inference.sd.diagnostics import apply_precedence, region_notices
 from inference.sd.latent_couple import LatentCoupleExtension
@@ -137,6 +145,7 @@ class FlowAttentionCoupleExtension(LoopExtension):
         self.token_counts: dict[str, int] = {}
         self.bias = RegionSwitch()
         self.masks: dict[str, np.ndarray] = {}  # "cond"/"uncond" -> the float64 bias, for diagnostics
+        self.processors = InstalledFluxProcessors()
 
     @classmethod
     def from_request(cls, request: GenerationRequest) -> FlowAttentionCoupleExtension:
@@ -160,6 +169,10 @@ class FlowAttentionCoupleExtension(LoopExtension):
                                                           [encoded[n] for _, n, _ in texts],
                                                           [n for _, n, _ in texts], token_masks, strengths)
             ctx.negative_joint_attention_kwargs = uncond_kwargs
+        self.processors.install(ctx.model.transformer, FluxRegionAttnProcessor())
+
+    def cleanup(self, ctx: DenoiseContext) -> None:
+        self.processors.restore()
 
     def encode_texts(self, ctx: DenoiseContext, texts: list[str]) -> dict[str, PromptEmbedding]:
         """Every distinct region text once, in one batched call; the run's own prompt and negative reuse theirs."""
@@ -185,7 +198,7 @@ class FlowAttentionCoupleExtension(LoopExtension):
 
     def prepare_pass(self, ctx, name: str, base: PromptEmbedding, base_text: str | None, embeddings, region_texts,
                      token_masks, strengths):
-        """One guidance branch: its text sequence (base + unfolded regions) and its attention mask."""
+        """One guidance branch: its text sequence (base + unfolded regions) and its attention layout."""
         import torch
 
         folded = [self.fold and (embedding is base or (base_text is not None and text == base_text))
@@ -199,8 +212,7 @@ class FlowAttentionCoupleExtension(LoopExtension):
                                    pooled=base.pooled)
         if not np.any(bias):  # every region folded at the base's weight: the plain computation
             return sequence, None
-        mask = torch.from_numpy(bias).to(device=ctx.device, dtype=ctx.dtype)[None, None]
-        return sequence, {"attention_mask": mask}
+        return sequence, {"region_layout": build_joint_layout(bias, ctx.device)}
 
     def report_problems(self, ctx: DenoiseContext, masks, effective) -> None:
         for message in region_notices(masks, effective, token_cell(ctx.model), level_name="the image tokens"):
