@@ -78,7 +78,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self._discovery_task: asyncio.Task | None = None
         self._model_warm = False  # a generation finished: the next one starts without loading
         self._cli_models: list[str] = []  # --models folders, kept first when folders change
-        self._staged_job: int | None = None
+        self._staged_job: tuple[int, ...] | None = None
         self._unsaved_document = False  # see _replace_document
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
@@ -442,10 +442,15 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             overlay.clear()
             self._staged_job = None
         else:
-            if self._staged_job != staging.job.id or len(overlay.candidates) != staging.count:
-                overlay.set_candidates(staging.candidates, staging.area)
-                self._staged_job = staging.job.id
-            overlay.show_candidate(staging.index)
+            if not staging.one_area:  # batches over different areas: the overlay holds the shown one
+                overlay.set_candidates([staging.candidates[staging.index]], staging.area)
+                self._staged_job = None
+                overlay.show_candidate(0)
+            else:
+                if self._staged_job != staging.key or len(overlay.candidates) != staging.count:
+                    overlay.set_candidates(staging.candidates, staging.area)
+                    self._staged_job = staging.key
+                overlay.show_candidate(staging.index)
         self.staging_strip.show_staging(staging)
         self._update_actions()
 

@@ -76,3 +76,32 @@ def test_return_escape_and_arrows_in_the_prompt_are_text_keys(qtbot, make_editor
     assert prompt.toPlainText() == "a ca\nt"
     staging = window.controller.staging
     assert staging is not None and staging.index == 0 and len(window.document.layers) == 0
+
+
+def test_a_new_batch_is_appended_to_the_results_not_yet_accepted(qtbot, make_editor):
+    window = make_editor().window
+    first = staged(qtbot, window, steps=2, batch=2)
+    second = staged(qtbot, window, steps=3, batch=1)
+    staging = window.controller.staging
+    assert staging.count == 3 and staging.job is second  # the new result is shown ...
+    assert window.staging_strip.title.text() == "Result 3 of 3" and window.staging_strip.thumbs.count() == 3
+    QTest.keyClick(window.view, Qt.Key.Key_Right)  # ... and the first batch is still there
+    assert staging.job is first and staging.index == 0 and window.view.staging.current_index == 0
+    window.actions["accept"].trigger()
+    assert (window.document.layers[-1].pixels[0, 0, :3] == first.images[0][0, 0]).all()
+
+
+def test_discarding_is_undoable_and_redoable(qtbot, make_editor):
+    window = make_editor().window
+    staged(qtbot, window, steps=2, batch=2)
+    window.controller.next_candidate()
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Escape)
+    assert window.controller.staging is None and not window.staging_strip.isVisible()
+    assert window.actions["undo"].text() == "&Undo Discard results"
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    staging = window.controller.staging
+    assert staging is not None and staging.count == 2 and window.staging_strip.isVisible()
+    assert window.view.staging.candidates and window.staging_strip.title.text() == "Result 2 of 2"
+    window.actions["redo"].trigger()
+    assert window.controller.staging is None
