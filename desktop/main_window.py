@@ -185,6 +185,14 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         for name in ("zoom_in", "zoom_out", "zoom_fit", "zoom_100"):
             view_menu.addAction(a[name])
         view_menu.addSeparator()
+        self.overlay_actions: dict[str, QAction] = {}
+        for kind in ("masks", "regions", "annotations"):  # drawn above the picture; each can be hidden
+            action = view_menu.addAction(f"Show {kind.title()}")
+            action.setCheckable(True)
+            action.setChecked(True)
+            action.toggled.connect(lambda shown, k=kind: self.view.set_overlay_shown(k, shown))
+            self.overlay_actions[kind] = action
+        view_menu.addSeparator()
         for dock in (self.layers_dock, self.region_dock, self.history_dock, self.generation_dock):
             view_menu.addAction(dock.toggleViewAction())
         layer_menu = bar.addMenu("&Layer")

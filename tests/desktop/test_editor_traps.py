@@ -105,3 +105,13 @@ def test_discarding_is_undoable_and_redoable(qtbot, make_editor):
     assert window.view.staging.candidates and window.staging_strip.title.text() == "Result 2 of 2"
     window.actions["redo"].trigger()
     assert window.controller.staging is None
+
+
+def test_the_view_menu_hides_and_shows_each_overlay_kind(qtbot, make_editor):
+    window = make_editor().window
+    region = window.add_layer("region")
+    item = window.view.canvas_scene.item_for(region)
+    window.overlay_actions["regions"].trigger()
+    assert not item.isVisible() and region.visible
+    window.overlay_actions["regions"].trigger()
+    assert item.isVisible()
