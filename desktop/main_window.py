@@ -337,8 +337,10 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             return
         if isinstance(active, kinds) and not active.locked:
             return
+        # a region is reshaped only when it is the selected layer: otherwise the brush looks for a mask
+        wanted = (MaskLayer,) if tool in ("brush", "eraser") else kinds
         for layer in reversed(doc.layers):
-            if isinstance(layer, kinds) and layer.visible and not layer.locked:
+            if isinstance(layer, wanted) and layer.visible and not layer.locked:
                 doc.active_layer = layer
                 return
         if make is not None:

@@ -115,3 +115,13 @@ def test_the_view_menu_hides_and_shows_each_overlay_kind(qtbot, make_editor):
     assert not item.isVisible() and region.visible
     window.overlay_actions["regions"].trigger()
     assert item.isVisible()
+
+
+def test_b_with_a_region_above_the_mask_paints_the_mask(qtbot, make_editor):
+    window = make_editor().window
+    mask = window.add_layer("mask")
+    region = window.add_layer("region")
+    window.add_layer("sketch")  # neither mask nor region selected
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_B)
+    assert window.document.active_layer is mask and region.rect is not None
