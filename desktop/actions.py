@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QObject, QRect, QRectF, QSize, Qt
+from PySide6.QtCore import QByteArray, QEvent, QObject, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -25,6 +25,7 @@ from PySide6.QtGui import (
     QPixmap,
 )
 from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QPlainTextEdit, QTextEdit
 
 
 def resources_dir() -> Path:
@@ -178,8 +179,31 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("about", "&About Collagen", "", (), ""),
 )
 
-# Canvas-only shortcuts: Return/arrows must keep their meaning in text fields.
+# Shortcuts that work wherever the focus is (a panel button, the history list) except in a text
+# field, where Return, the arrows, Delete and Escape keep their text meaning (TextFieldKeys).
 CANVAS_ACTIONS = ("accept", "next_candidate", "previous_candidate", "delete_layer")
+TEXT_FIELDS = (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox)
+TEXT_KEYS = frozenset({Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Left, Qt.Key.Key_Right,
+                       Qt.Key.Key_Delete, Qt.Key.Key_Escape})
+
+
+def is_text_field(widget: object) -> bool:
+    return isinstance(widget, TEXT_FIELDS)
+
+
+class TextFieldKeys(QObject):
+    """Keeps the editing keys of a focused text field away from the window's shortcuts.
+
+    Qt asks the focus widget first (a ShortcutOverride event); accepting it delivers the key to the
+    field instead of triggering Accept, Next/Previous, Delete Layer or Cancel/Discard.
+    """
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (event.type() == QEvent.Type.ShortcutOverride and is_text_field(watched)
+                and event.key() in TEXT_KEYS
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier):
+            event.accept()
+        return False
 
 TOOL_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("move", "&Move / Transform", "move", ("V",), "Move, scale and rotate image layers", True),
@@ -206,8 +230,10 @@ class WindowActions(QObject):
             action = self._make(spec)
             self.tool_group.addAction(action)
             self.tools[spec.name] = action
-        for name in CANVAS_ACTIONS:
-            self.by_name[name].setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.text_field_keys = TextFieldKeys(self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.text_field_keys)  # removed with this object
 
     def __getitem__(self, name: str) -> QAction:
         return self.by_name[name]

@@ -31,6 +31,7 @@ from PySide6.QtCore import QObject, Signal
 from canvas.model.commands import AddLayer, SetSetting
 from canvas.model.compose import compose
 from canvas.model.document import Document, DocumentError, GenerationSettings
+from canvas.model.history import Command
 from canvas.model.layers import ImageLayer, Rect
 from desktop.request_builder import build_request
 from desktop.worker import InferenceWorker, Started
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 # Done jobs that keep their full-size images and frozen input arrays (staging, regenerate); older
 # ones keep only what the history shows, so a long session does not hold every result it made.
 KEEP_FULL_JOBS = 2
+# Results waiting in the staging strip; past this the oldest waiting batch leaves (with a notice).
+MAX_STAGED_RESULTS = 16
 NO_MEMORY_TO_FREEZE = ("There is not enough memory to prepare this generation; close other documents or "
                        "try a smaller canvas.")
 
@@ -114,34 +117,100 @@ class Job:
         return prompt[:60] + ("…" if len(prompt) > 60 else "") if prompt else f"({self.request.mode})"
 
 
-@dataclass
 class Staging:
-    """The results of one finished job waiting to be accepted or discarded."""
+    """Results waiting to be accepted or discarded: every finished job's images since the last
+    accept, in order. A new batch is appended (and shown), never put in place of the waiting ones."""
 
-    job: Job
-    index: int = 0
+    def __init__(self, job: Job, index: int = 0):
+        self.jobs: list[Job] = [job]
+        self.index = index
+
+    @property
+    def entries(self) -> list[tuple[Job, int]]:
+        """(job, image number) of each waiting result, oldest first."""
+        return [(job, i) for job in self.jobs for i in range(len(job.images))]
+
+    def append(self, job: Job) -> None:
+        """Add a finished job's results and show its first one."""
+        self.jobs.append(job)
+        self.index = self.count - len(job.images)
+
+    def drop_oldest(self, limit: int) -> int:
+        """Keep at most `limit` results (whole jobs, the newest always stays); returns how many went."""
+        dropped = 0
+        while len(self.jobs) > 1 and self.count > limit:
+            gone = len(self.jobs.pop(0).images)
+            dropped += gone
+            self.index = max(0, self.index - gone)
+        return dropped
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        """Which jobs are staged: the views rebuild their thumbnails when it changes."""
+        return tuple(job.id for job in self.jobs)
+
+    @property
+    def job(self) -> Job:
+        """The job of the shown result."""
+        return self.entries[self.index][0]
 
     @property
     def count(self) -> int:
-        return len(self.job.images)
+        return sum(len(job.images) for job in self.jobs)
 
     @property
-    def area(self) -> Rect:
-        """Where the candidates go on the canvas: the engine's Finished.rect (the whole image when it
-        is empty or outside the image)."""
-        image = self.job.images[0]
-        area = (self.job.area or Rect(0, 0, 0, 0)).clip(image.shape[1], image.shape[0])
+    def images(self) -> list[np.ndarray]:
+        return [job.images[i] for job, i in self.entries]
+
+    @staticmethod
+    def job_area(job: Job) -> Rect:
+        """Where a job's results go on the canvas: the engine's Finished.rect (the whole image when
+        it is empty or outside the image)."""
+        image = job.images[0]
+        area = (job.area or Rect(0, 0, 0, 0)).clip(image.shape[1], image.shape[0])
         return area if not area.empty else Rect(0, 0, image.shape[1], image.shape[0])
 
     @property
+    def area(self) -> Rect:
+        """Where the shown result goes on the canvas."""
+        return self.job_area(self.job)
+
+    @property
+    def one_area(self) -> bool:
+        """All waiting results cover the same canvas area (the overlay can hold them all)."""
+        return len({self.job_area(job) for job in self.jobs}) == 1
+
+    @property
     def candidates(self) -> list[np.ndarray]:
-        """Each result cut to `area`: what the staging overlay draws there and what accept adds."""
-        return [image[self.area.slices] for image in self.job.images]
+        """Each result cut to its job's area: what the staging overlay draws there and what accept adds."""
+        return [job.images[i][self.job_area(job).slices] for job, i in self.entries]
 
     @property
     def parameters(self) -> dict:
-        params = self.job.parameters
-        return dict(params[self.index]) if self.index < len(params) else {}
+        job, i = self.entries[self.index]
+        return dict(job.parameters[i]) if i < len(job.parameters) else {}
+
+
+class DiscardResults(Command):
+    """Throwing the waiting results away, as an undo step: Undo brings them back to the strip."""
+
+    label = "Discard results"
+
+    def __init__(self, controller: GenerationController, staging: Staging):
+        self.controller = controller
+        self.staging = staging
+
+    def do(self, doc: Document) -> None:
+        if self.controller.staging is self.staging:
+            self.controller.set_staging(None)
+
+    def undo(self, doc: Document) -> None:
+        current = self.controller.staging
+        if current is None:
+            self.controller.set_staging(self.staging)
+        elif current is not self.staging:  # results that came since go after the discarded ones
+            self.staging.jobs.extend(job for job in current.jobs if job not in self.staging.jobs)
+            self.controller.set_staging(self.staging)
 
 
 class AcceptCandidate(AddLayer):
@@ -175,12 +244,13 @@ class GenerationController(QObject):
         self._tasks: set[asyncio.Task] = set()
         self._running: Job | None = None
         self._random = random.Random()
+        self._discarded: Staging | None = None  # the last discarded results stay whole for Undo
 
     # -- asking ----------------------------------------------------------------------------------
     def set_document(self, document: Document) -> None:
         """Another document is open: its old staging candidates do not belong to it."""
         self.cancel()
-        self.discard()
+        self.set_staging(None)  # not an undo step of the document being left
         self.document = document
 
     def generate(self) -> Job | None:
@@ -214,7 +284,6 @@ class GenerationController(QObject):
         source = self.staging.job if self.staging else next((j for j in reversed(self.jobs)), None)
         if source is None:
             return None
-        self.discard()
         request = replace(source.request, seed=self._random.randrange(MAX_SEED + 1))
         return self.submit(request, source.settings)
 
@@ -264,8 +333,7 @@ class GenerationController(QObject):
             job.area = canvas_rect(event.rect, job.request)
             self._end(job, JobState.FINISHED)
             if job.images:
-                self.staging = Staging(job)
-                self.staging_changed.emit()
+                self._stage(job)
         elif isinstance(event, Failed):
             self._end(job, JobState.FAILED, event.message)
             self.failed.emit(event.message)
@@ -282,13 +350,30 @@ class GenerationController(QObject):
 
     def _release_old_jobs(self) -> None:
         keep = set(map(id, self.jobs[-KEEP_FULL_JOBS:]))
-        if self.staging is not None:
-            keep.add(id(self.staging.job))
+        for staging in (self.staging, self._discarded):
+            if staging is not None:
+                keep.update(map(id, staging.jobs))
         for job in self.jobs[:-KEEP_FULL_JOBS]:
             if job.state.done and not job.released and id(job) not in keep:
                 job.release_payload()
 
     # -- staging -----------------------------------------------------------------------------------
+    def _stage(self, job: Job) -> None:
+        if self.staging is None:
+            self.staging = Staging(job)
+        else:
+            self.staging.append(job)
+            dropped = self.staging.drop_oldest(MAX_STAGED_RESULTS)
+            if dropped:
+                self.notice.emit(f"{dropped} older result{'s' if dropped != 1 else ''} left the staging strip "
+                                 f"(it keeps {MAX_STAGED_RESULTS}); accept the ones to keep.")
+        self.staging_changed.emit()
+
+    def set_staging(self, staging: Staging | None) -> None:
+        if staging is not self.staging:
+            self.staging = staging
+            self.staging_changed.emit()
+
     def next_candidate(self) -> None:
         if self.staging and self.staging.count > 1:
             self.staging.index = (self.staging.index + 1) % self.staging.count
@@ -305,9 +390,10 @@ class GenerationController(QObject):
             self.staging_changed.emit()
 
     def discard(self) -> None:
+        """Throw the waiting results away as an undo step of the document (Undo brings them back)."""
         if self.staging is not None:
-            self.staging = None
-            self.staging_changed.emit()
+            self._discarded = self.staging
+            self.document.execute(DiscardResults(self, self.staging))
 
     def accept(self) -> ImageLayer | None:
         """The shown candidate becomes a new image layer on top (one undo step)."""

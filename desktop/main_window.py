@@ -78,7 +78,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self._discovery_task: asyncio.Task | None = None
         self._model_warm = False  # a generation finished: the next one starts without loading
         self._cli_models: list[str] = []  # --models folders, kept first when folders change
-        self._staged_job: int | None = None
+        self._staged_job: tuple[int, ...] | None = None
         self._unsaved_document = False  # see _replace_document
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
@@ -184,6 +184,14 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         view_menu = bar.addMenu("&View")
         for name in ("zoom_in", "zoom_out", "zoom_fit", "zoom_100"):
             view_menu.addAction(a[name])
+        view_menu.addSeparator()
+        self.overlay_actions: dict[str, QAction] = {}
+        for kind in ("masks", "regions", "annotations"):  # drawn above the picture; each can be hidden
+            action = view_menu.addAction(f"Show {kind.title()}")
+            action.setCheckable(True)
+            action.setChecked(True)
+            action.toggled.connect(lambda shown, k=kind: self.view.set_overlay_shown(k, shown))
+            self.overlay_actions[kind] = action
         view_menu.addSeparator()
         for dock in (self.layers_dock, self.region_dock, self.history_dock, self.generation_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -330,8 +338,10 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             return
         if isinstance(active, kinds) and not active.locked:
             return
+        # a region is reshaped only when it is the selected layer: otherwise the brush looks for a mask
+        wanted = (MaskLayer,) if tool in ("brush", "eraser") else kinds
         for layer in reversed(doc.layers):
-            if isinstance(layer, kinds) and layer.visible and not layer.locked:
+            if isinstance(layer, wanted) and layer.visible and not layer.locked:
                 doc.active_layer = layer
                 return
         if make is not None:
@@ -443,10 +453,15 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             overlay.clear()
             self._staged_job = None
         else:
-            if self._staged_job != staging.job.id or len(overlay.candidates) != staging.count:
-                overlay.set_candidates(staging.candidates, staging.area)
-                self._staged_job = staging.job.id
-            overlay.show_candidate(staging.index)
+            if not staging.one_area:  # batches over different areas: the overlay holds the shown one
+                overlay.set_candidates([staging.candidates[staging.index]], staging.area)
+                self._staged_job = None
+                overlay.show_candidate(0)
+            else:
+                if self._staged_job != staging.key or len(overlay.candidates) != staging.count:
+                    overlay.set_candidates(staging.candidates, staging.area)
+                    self._staged_job = staging.key
+                overlay.show_candidate(staging.index)
         self.staging_strip.show_staging(staging)
         self._update_actions()
 

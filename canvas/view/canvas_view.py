@@ -29,7 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
 from canvas.model.document import Document
-from canvas.model.layers import Layer
+from canvas.model.layers import Layer, MaskLayer, RegionLayer, ScribbleLayer
 from canvas.view.items import LayerItem, item_for_layer
 from canvas.view.overlay import HeatOverlay
 from canvas.view.staging import StagingOverlay
@@ -42,6 +42,21 @@ WHEEL_NOTCH = 120.0  # angleDelta units of one wheel notch
 ZOOM_PER_NOTCH = 2.0 ** 0.25
 CHECKER_PX = 8
 OVERLAY_Z = 1_000_000.0  # heat map above every layer
+# Masks, regions and annotations are drawn above every picture layer (in their own layer order),
+# as Krita and InvokeAI do: an image moved above a mask must not hide it, nor its handles.
+ABOVE_PICTURE_Z = 100_000.0
+OVERLAY_KINDS = ("masks", "regions", "annotations")
+
+
+def overlay_kind(layer: Layer) -> str | None:
+    """Which overlay a layer belongs to (None: it is part of the picture)."""
+    if isinstance(layer, MaskLayer):
+        return "masks"
+    if isinstance(layer, RegionLayer):
+        return "regions"
+    if isinstance(layer, ScribbleLayer) and layer.mode == "annotation":
+        return "annotations"
+    return None
 STAGING_Z = 1_000_001.0  # previews and candidates above everything
 
 
@@ -53,6 +68,7 @@ class CanvasScene(QGraphicsScene):
         self.document = document
         self._items: dict[Layer, LayerItem] = {}
         self._view_scale = 1.0
+        self.overlays_shown = {kind: True for kind in OVERLAY_KINDS}
         # Layer items move and repaint constantly and there are few of them: a BSP index
         # would only cost time to maintain.
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
@@ -83,6 +99,13 @@ class CanvasScene(QGraphicsScene):
     def layer_items(self) -> list[LayerItem]:
         """Items in document order (bottom first)."""
         return [self._items[layer] for layer in self.document.layers if layer in self._items]
+
+    def set_overlay_shown(self, kind: str, shown: bool) -> None:
+        """Show or hide every layer of one overlay kind (masks, regions, annotations) on the canvas."""
+        self.overlays_shown[kind] = shown
+        for layer, item in self._items.items():
+            if overlay_kind(layer) == kind:
+                item.set_shown_by_view(shown)
 
     def set_view_scale(self, scale: float) -> None:
         self._view_scale = scale
@@ -142,6 +165,9 @@ class CanvasScene(QGraphicsScene):
         item = item_for_layer(layer)
         item.set_view_scale(self._view_scale)
         item.set_selected_layer(layer is self.document.active_layer)
+        kind = overlay_kind(layer)
+        if kind is not None:
+            item.set_shown_by_view(self.overlays_shown[kind])
         self._items[layer] = item
         self.addItem(item)
 
@@ -164,7 +190,7 @@ class CanvasScene(QGraphicsScene):
             parent = self._items.get(group) if group is not None else None
             if item.parentItem() is not parent:
                 item.setParentItem(parent)
-            item.setZValue(float(z))
+            item.setZValue(float(z) + (ABOVE_PICTURE_Z if overlay_kind(layer) else 0.0))
 
 
 def _checker_pixmap() -> QPixmap:
@@ -190,6 +216,7 @@ class CanvasView(QGraphicsView):
         super().__init__(parent)
         self.document = document
         self._scene: CanvasScene | None = None
+        self._overlays_shown: dict[str, bool] = {}  # masks / regions / annotations the user hid
         self._checker = QBrush(_checker_pixmap())
         self._outside = QColor(58, 58, 62)
         self._space_held = False
@@ -223,6 +250,8 @@ class CanvasView(QGraphicsView):
             self._tool.deactivate()  # tools drop drags and subscriptions tied to the old document
         self.document = document
         self._scene = CanvasScene(document, self)
+        for kind, shown in self._overlays_shown.items():
+            self._scene.set_overlay_shown(kind, shown)
         self.setScene(self._scene)
         if old is not None:
             old.close()
@@ -241,6 +270,11 @@ class CanvasView(QGraphicsView):
     @property
     def staging(self) -> StagingOverlay:
         return self.canvas_scene.staging
+
+    def set_overlay_shown(self, kind: str, shown: bool) -> None:
+        """Show or hide masks, regions or annotations (kept across documents)."""
+        self._overlays_shown[kind] = shown
+        self.canvas_scene.set_overlay_shown(kind, shown)
 
     @property
     def heat_overlay(self) -> HeatOverlay:

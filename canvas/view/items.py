@@ -100,6 +100,7 @@ class LayerItem(QGraphicsItem):
         self.layer = layer
         self.selected_layer = False  # the document's active layer (drawn with handles/outline)
         self.view_scale = 1.0  # screen px per document px, for screen-sized decorations
+        self.shown_by_view = True  # the view's show/hide of this layer's overlay kind
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.setVisible(layer.visible)
         self.setOpacity(layer.opacity)
@@ -128,6 +129,10 @@ class LayerItem(QGraphicsItem):
             self.selected_layer = selected
             self.update()
 
+    def set_shown_by_view(self, shown: bool) -> None:
+        self.shown_by_view = shown
+        self.setVisible(self.layer.visible and shown)
+
     def set_view_scale(self, scale: float) -> None:
         """Screen-sized decorations (handles, labels) change their scene size with the zoom."""
         self.view_scale = scale
@@ -150,7 +155,7 @@ class LayerItem(QGraphicsItem):
         if name == "group" and hasattr(scene, "restack"):  # membership decides the parent item
             scene.restack()
         elif name == "visible":
-            self.setVisible(self.layer.visible)
+            self.setVisible(self.layer.visible and self.shown_by_view)
         elif name == "opacity":
             self.setOpacity(self.layer.opacity)
         else:

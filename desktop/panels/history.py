@@ -1,4 +1,8 @@
-"""History of past generations: a thumbnail per job; clicking one restores its settings."""
+"""History of past generations: a thumbnail per job.
+
+Clicking or moving through the list only selects; bringing settings back is the explicit
+"Restore settings" button, so no click or key meant for something else changes the settings.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +37,8 @@ class HistoryPanel(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setSpacing(2)
         self.list.setWordWrap(True)
-        self.list.itemActivated.connect(self._on_item_activated)
-        self.list.itemClicked.connect(self._on_item_activated)
-        self.hint = QLabel("Past generations appear here. Click one to bring its settings back.", self)
+        self.hint = QLabel("Past generations appear here. Select one and press Restore settings to bring "
+                           "its settings back.", self)
         self.hint.setObjectName("hintLabel")
         self.hint.setWordWrap(True)
         self.restore_button = QPushButton(icon("history"), "Restore settings", self)

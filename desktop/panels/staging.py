@@ -80,11 +80,11 @@ class StagingStrip(QFrame):
             return
         self._updating = True
         try:
-            if self.thumbs.count() != staging.count or self.thumbs.property("job") != staging.job.id:
+            if self.thumbs.count() != staging.count or self.thumbs.property("jobs") != list(staging.key):
                 self.thumbs.clear()
-                for image in staging.job.images:
+                for image in staging.images:
                     self.thumbs.addItem(QListWidgetItem(QIcon(result_thumbnail(image, THUMB)), ""))
-                self.thumbs.setProperty("job", staging.job.id)
+                self.thumbs.setProperty("jobs", list(staging.key))
             self.thumbs.setCurrentRow(staging.index)
         finally:
             self._updating = False

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication
 from canvas.model.commands import AddLayer, MoveLayer, RemoveLayer, SetProperty
 from canvas.model.document import Document
 from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer
-from canvas.view.canvas_view import MAX_ZOOM, MIN_ZOOM, CanvasView
+from canvas.view.canvas_view import ABOVE_PICTURE_Z, MAX_ZOOM, MIN_ZOOM, CanvasView, overlay_kind
 
 LEFT = Qt.MouseButton.LeftButton
 MIDDLE = Qt.MouseButton.MiddleButton
@@ -459,7 +459,9 @@ def test_set_document_switches_scenes_and_disconnects_the_old_one(view, doc):
 def test_layer_order_changes_restack_items(view, doc):
     scene = view.canvas_scene
     items = scene.layer_items()
-    assert [i.zValue() for i in items] == [0, 1, 2, 3]
+    # document order, with masks, regions and annotations lifted above every picture layer
+    band = [ABOVE_PICTURE_Z if overlay_kind(i.layer) else 0.0 for i in items]
+    assert [i.zValue() for i in items] == [z + b for z, b in zip([0, 1, 2, 3], band)]
     piece = layer_named(doc, "Piece")
     doc.execute(MoveLayer(piece, 3))
     assert scene.item_for(piece).zValue() == 3

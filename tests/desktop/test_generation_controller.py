@@ -101,8 +101,9 @@ def test_candidates_cycle_and_regenerate_uses_a_new_seed(qtbot, make_controller)
     controller.previous_candidate()
     assert staging.index == 2
     second = controller.regenerate()
-    assert controller.staging is None
+    assert controller.staging is staging and staging.count == 3  # the waiting results stay
     qtbot.waitUntil(lambda: second.state.done, timeout=5000)
+    assert staging.count == 6 and staging.index == 3 and staging.job is second  # new ones appended, shown
     assert second.request.seed != first.request.seed and second.request.prompt == first.request.prompt
     assert second.request.init_image is first.request.init_image  # the same frozen composition
     controller.discard()

@@ -310,7 +310,7 @@ def test_engine_failure_is_a_dialog(qtbot, make_editor, dialog_spy):
     assert not window.generation_panel.progress.isVisible()
 
 
-def test_history_click_restores_the_settings_of_that_generation(qtbot, make_editor):
+def test_history_restore_button_brings_back_the_settings_of_that_generation(qtbot, make_editor):
     window = make_editor().window
     doc = window.document
     doc.settings.prompt = "first idea"
@@ -320,7 +320,8 @@ def test_history_click_restores_the_settings_of_that_generation(qtbot, make_edit
     assert doc.settings.prompt == "second idea"
     panel = window.history_panel
     assert "first idea" in panel.list.item(0).text() and not panel.list.item(0).icon().isNull()
-    panel.list.itemClicked.emit(panel.list.item(0))
+    panel.list.setCurrentRow(0)
+    panel.restore_button.click()
     assert doc.settings.prompt == "first idea" and window.generation_panel.prompt.toPlainText() == "first idea"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from canvas.model.document import Document, GenerationSettings
 from canvas.model.layers import ImageLayer
-from desktop.generation import KEEP_FULL_JOBS, GenerationController, JobState
+from desktop.generation import MAX_STAGED_RESULTS, GenerationController, JobState
 from desktop.panels.history import describe
 from desktop.worker import InferenceWorker
 from scripts.soak import soak_engine, soak_gui
@@ -82,9 +82,11 @@ def test_old_jobs_let_go_of_their_images_and_inputs_but_keep_their_history(qapp)
     jobs = controller.jobs
     assert len(jobs) == 12 and all(job.state is JobState.FINISHED for job in jobs)
     held = [job for job in jobs if job.images or job.request.init_image is not None]
-    assert held == jobs[-KEEP_FULL_JOBS:] and controller.staging.job is jobs[-1]  # the staged one stays whole
-    assert sum(image.nbytes for job in jobs for image in job.images) <= (KEEP_FULL_JOBS + 1) * side * side * 3
-    for job in jobs[:-KEEP_FULL_JOBS]:  # what the history panel shows and restores is still there
+    # the results not accepted since job 3 wait in the staging strip (appended, never replaced); the
+    # strip is bounded, so are the images held
+    assert held == jobs[4:] == controller.staging.jobs and controller.staging.job is jobs[-1]
+    assert sum(image.nbytes for job in jobs for image in job.images) <= (MAX_STAGED_RESULTS + 1) * side * side * 3
+    for job in jobs[:4]:  # what the history panel shows and restores is still there
         assert job.released and job.settings["prompt"] == "a fox" and job.parameters
         assert "a fox" in describe(job)
     assert controller.restore_settings(jobs[0].settings) == 0

@@ -1,0 +1,127 @@
+"""Traps of the editor found by using it: keys going to the wrong widget, clicks that act, lost results.
+
+Each test drives the real window (offscreen) the way the user did when the trap sprang.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QPushButton
+
+from canvas.model.layers import ImageLayer
+
+
+def staged(qtbot, window, steps: int, batch: int):
+    window.document.settings.steps = steps
+    window.document.settings.batch_count = batch
+    job = window.generate()
+    qtbot.waitUntil(lambda: job.state.done and window.controller.staging is not None, timeout=5000)
+    return job
+
+
+def click_history_row(panel, row: int) -> None:
+    item = panel.list.item(row)
+    rect = panel.list.visualItemRect(item)
+    QTest.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def test_staging_keys_work_from_the_history_list_and_never_restore_its_settings(qtbot, make_editor):
+    window = make_editor().window
+    doc = window.document
+    staged(qtbot, window, steps=20, batch=1)
+    window.controller.accept()
+    staged(qtbot, window, steps=8, batch=3)
+    window.history_dock.raise_()
+    panel = window.history_panel
+    click_history_row(panel, 1)  # the older job: selected, its settings not brought back
+    assert panel.list.hasFocus() and panel.list.currentRow() == 1
+    assert (doc.settings.steps, doc.settings.batch_count) == (8, 3)
+    QTest.keyClick(panel.list, Qt.Key.Key_Right)
+    assert window.staging_strip.title.text() == "Result 2 of 3"
+    QTest.keyClick(panel.list, Qt.Key.Key_Left)
+    QTest.keyClick(panel.list, Qt.Key.Key_Left)
+    assert window.staging_strip.title.text() == "Result 3 of 3"
+    layers = len(doc.layers)
+    QTest.keyClick(panel.list, Qt.Key.Key_Return)
+    assert window.controller.staging is None and len(doc.layers) == layers + 1
+    assert isinstance(doc.layers[-1], ImageLayer)
+    QTest.keyClick(panel.list, Qt.Key.Key_Return)  # nothing staged: the list must not restore either
+    assert (doc.settings.steps, doc.settings.batch_count) == (8, 3)
+    panel.restore_button.click()  # the explicit way
+    assert (doc.settings.steps, doc.settings.batch_count) == (20, 1)
+
+
+def test_staging_keys_work_after_clicking_a_panel_button(qtbot, make_editor):
+    window = make_editor().window
+    staged(qtbot, window, steps=2, batch=2)
+    button = next(b for b in window.generation_panel.findChildren(QPushButton)
+                  if b.isVisible() and b.focusPolicy() != Qt.FocusPolicy.NoFocus and b is not
+                  window.generation_panel.generate_button)
+    button.setFocus()
+    assert button.hasFocus()
+    QTest.keyClick(button, Qt.Key.Key_Right)
+    assert window.staging_strip.title.text() == "Result 2 of 2"
+
+
+def test_return_escape_and_arrows_in_the_prompt_are_text_keys(qtbot, make_editor):
+    window = make_editor().window
+    staged(qtbot, window, steps=2, batch=2)
+    prompt = window.generation_panel.prompt
+    prompt.setFocus()
+    QTest.keyClicks(prompt, "a cat")
+    QTest.keyClick(prompt, Qt.Key.Key_Left)
+    QTest.keyClick(prompt, Qt.Key.Key_Return)
+    QTest.keyClick(prompt, Qt.Key.Key_Escape)
+    assert prompt.toPlainText() == "a ca\nt"
+    staging = window.controller.staging
+    assert staging is not None and staging.index == 0 and len(window.document.layers) == 0
+
+
+def test_a_new_batch_is_appended_to_the_results_not_yet_accepted(qtbot, make_editor):
+    window = make_editor().window
+    first = staged(qtbot, window, steps=2, batch=2)
+    second = staged(qtbot, window, steps=3, batch=1)
+    staging = window.controller.staging
+    assert staging.count == 3 and staging.job is second  # the new result is shown ...
+    assert window.staging_strip.title.text() == "Result 3 of 3" and window.staging_strip.thumbs.count() == 3
+    QTest.keyClick(window.view, Qt.Key.Key_Right)  # ... and the first batch is still there
+    assert staging.job is first and staging.index == 0 and window.view.staging.current_index == 0
+    window.actions["accept"].trigger()
+    assert (window.document.layers[-1].pixels[0, 0, :3] == first.images[0][0, 0]).all()
+
+
+def test_discarding_is_undoable_and_redoable(qtbot, make_editor):
+    window = make_editor().window
+    staged(qtbot, window, steps=2, batch=2)
+    window.controller.next_candidate()
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Escape)
+    assert window.controller.staging is None and not window.staging_strip.isVisible()
+    assert window.actions["undo"].text() == "&Undo Discard results"
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    staging = window.controller.staging
+    assert staging is not None and staging.count == 2 and window.staging_strip.isVisible()
+    assert window.view.staging.candidates and window.staging_strip.title.text() == "Result 2 of 2"
+    window.actions["redo"].trigger()
+    assert window.controller.staging is None
+
+
+def test_the_view_menu_hides_and_shows_each_overlay_kind(qtbot, make_editor):
+    window = make_editor().window
+    region = window.add_layer("region")
+    item = window.view.canvas_scene.item_for(region)
+    window.overlay_actions["regions"].trigger()
+    assert not item.isVisible() and region.visible
+    window.overlay_actions["regions"].trigger()
+    assert item.isVisible()
+
+
+def test_b_with_a_region_above_the_mask_paints_the_mask(qtbot, make_editor):
+    window = make_editor().window
+    mask = window.add_layer("mask")
+    region = window.add_layer("region")
+    window.add_layer("sketch")  # neither mask nor region selected
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_B)
+    assert window.document.active_layer is mask and region.rect is not None
