@@ -179,9 +179,8 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("about", "&About Collagen", "", (), ""),
 )
 
-# Shortcuts that work wherever the focus is (a panel button, the history list) except in a text
-# field, where Return, the arrows, Delete and Escape keep their text meaning (TextFieldKeys).
-CANVAS_ACTIONS = ("accept", "next_candidate", "previous_candidate", "delete_layer")
+# Shortcuts work wherever the focus is (a panel button, the history list) except in a text field,
+# where Return, the arrows, Delete and Escape keep their text meaning (TextFieldKeys).
 TEXT_FIELDS = (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox)
 TEXT_KEYS = frozenset({Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Left, Qt.Key.Key_Right,
                        Qt.Key.Key_Delete, Qt.Key.Key_Escape})
