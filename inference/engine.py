@@ -247,8 +247,9 @@ class Engine:
         resolved = tuple((self.resolve_lora(spec.name), float(spec.weight)) for spec in loras)
         if self._applied_loras.get(id(model), ()) == resolved:
             return
-        if resolved:
-            raise RequestError(f"LoRAs for {model.name} arrive with FLUX file loading; this build cannot apply them yet.")
+        from inference.flow.lora import apply_flux_loras
+
+        apply_flux_loras(model, list(resolved))
         self._applied_loras[id(model)] = resolved
 
     def apply_loras(self, model, loras: list[LoraSpec]) -> None:

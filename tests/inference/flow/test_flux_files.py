@@ -353,3 +353,26 @@ def test_bad_files_are_one_sentence_naming_them(library, tmp_path):
         load_flux_split(scaled, **companions)
     with pytest.raises(ModelError, match="no CLIP-L text encoder inside; choose a separate file"):
         load_flux_all_in_one(library.models / "diffusion_models" / "flux1-dev.safetensors")
+
+
+def test_a_render_finishes_through_the_manager_and_engine_from_the_comfyui_folder(library):
+    """Discovery lists the split dev file; the manager finds its CLIP-L, T5 and VAE beside it; the
+    engine renders it (64 px, one step) and records the guidance."""
+    import threading
+
+    from inference.api import Failed, Finished, GenerationRequest
+    from inference.engine import Engine
+    from inference.models import ModelManager
+
+    manager = ModelManager([library.root], hash_cache_file=None)
+    listed = {info.name: info.family for info in manager.discover()}
+    assert listed.get("flux1-dev") == "flux-dev", listed
+    events: list = []
+    request = GenerationRequest(model="flux1-dev", prompt="a red cube", width=64, height=64, steps=1, seed=3,
+                                preview="none")
+    Engine(manager).run(request, events.append, threading.Event())
+    failures = [event.message for event in events if isinstance(event, Failed)]
+    assert failures == []
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.images[0].shape == (64, 64, 3)
+    assert finished.parameters[0]["guidance"] == 3.5 and finished.parameters[0]["family"] == "flux-dev"
