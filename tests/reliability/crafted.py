@@ -4,6 +4,10 @@ Each builder writes its files into a folder and returns the `collagen` arguments
 `run_collagen` runs the command in a fresh interpreter and measures that one child's peak RSS
 (os.wait4's rusage) and CPU time; a child still running after `hang_after` seconds is killed and
 reported as a hang.
+
+The child is started by a small launcher interpreter, not forked from pytest itself: Linux carries a
+process's peak RSS across fork and exec, so a child forked straight from a test process that has
+grown to gigabytes reports the parent's size as its own.
 """
 
 from __future__ import annotations
@@ -34,36 +38,47 @@ class Measured:
     peak_rss_mib: float
 
 
+# Forks and execs the command, waits for it and writes [wait status, ru_maxrss KiB, CPU s] to argv[1].
+LAUNCHER = ("import json, os, sys\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.execv(sys.argv[2], sys.argv[2:])\n"
+            "_, status, usage = os.wait4(pid, 0)\n"
+            "with open(sys.argv[1], 'w') as report:\n"
+            "    json.dump([status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime], report)\n")
+
+
 def run_collagen(args: list[str], *, cwd: Path, hang_after: float = 60.0) -> Measured:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "COLLAGEN"))}
     env.update(PYTHONPATH=str(REPO), HOME=str(cwd), XDG_DATA_HOME=str(cwd / "data"), COLLAGEN_MODELS="",
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    report = cwd / f".rusage-{os.getpid()}-{time.monotonic_ns()}.json"
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-m", "desktop.cli", *args], cwd=cwd, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    launcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(report),
+                                 sys.executable, "-m", "desktop.cli", *args],
+                                cwd=cwd, env=env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     hung = threading.Event()
 
     def kill_if_hung() -> None:
         hung.set()
-        os.kill(child.pid, signal.SIGKILL)
+        os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and the command it runs
 
     timer = threading.Timer(hang_after, kill_if_hung)
     timer.start()
-    out_chunks: dict[str, bytes] = {}
-    readers = [threading.Thread(target=lambda n=n, s=s: out_chunks.__setitem__(n, s.read()))
-               for n, s in (("out", child.stdout), ("err", child.stderr))]
-    for reader in readers:
-        reader.start()
-    _, wait_status, usage = os.wait4(child.pid, 0)
+    try:
+        out, err = launcher.communicate()
+    finally:
+        timer.cancel()
     wall = time.monotonic() - started
-    timer.cancel()
-    for reader in readers:
-        reader.join()
-    child.returncode = os.waitstatus_to_exitcode(wait_status)  # already reaped: keep Popen from waiting
-    return Measured(None if hung.is_set() else child.returncode,
-                    out_chunks.get("out", b"").decode("utf-8", "replace"),
-                    out_chunks.get("err", b"").decode("utf-8", "replace"),
-                    wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss: KiB on Linux
+    status, maxrss_kib, cpu_s = None, 0, 0.0
+    if report.exists():
+        wait_status, maxrss_kib, cpu_s = json.loads(report.read_text())
+        report.unlink()
+        status = os.waitstatus_to_exitcode(wait_status)
+    return Measured(None if hung.is_set() else status,
+                    out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                    wall, cpu_s, maxrss_kib / 1024)  # ru_maxrss: KiB on Linux
 
 
 # ---- project builders ---------------------------------------------------------------------------

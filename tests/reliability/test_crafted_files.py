@@ -88,6 +88,18 @@ def test_a_crafted_file_gets_one_sentence_within_the_budgets(case, tmp_path):
     assert "step " not in result.stderr  # refused before any generating
 
 
+@pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs wait4")
+def test_the_measured_peak_is_the_commands_own_not_the_test_process(tmp_path):
+    """CI's pytest process grows to gigabytes; a child forked from it inherited that peak (Linux keeps
+    ru_maxrss across fork and exec) and every case 'used' 15 GiB. The launcher keeps the figure honest."""
+    ballast = bytearray(1536 << 20)  # 1.5 GiB touched in this process
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    result = c.run_collagen(["info", _s(c.small_project(tmp_path))], cwd=tmp_path, hang_after=HANG_AFTER)
+    assert result.status == 0, result.stderr[-2000:]
+    assert 20 < result.peak_rss_mib < MAX_RSS_MIB, f"{result.peak_rss_mib:.0f} MiB"
+    del ballast
+
+
 def main() -> int:
     import tempfile
 
