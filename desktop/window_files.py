@@ -20,6 +20,7 @@ from desktop import dialogs
 from desktop.autosave import FileStamp
 
 PROJECT_FILTER = "Collagen projects (*.ora)"
+OPEN_FILTER = "Collagen projects and Photoshop files (*.ora *.psd);;Collagen projects (*.ora);;Photoshop files (*.psd)"
 
 
 class ProjectFiles:
@@ -95,15 +96,18 @@ class ProjectFiles:
     def action_open(self) -> None:
         if not self.maybe_save():
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", self._start_dir(), PROJECT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", self._start_dir(), OPEN_FILTER)
         if path:
             self.open_path(path, ask=False)
 
     def open_path(self, path: str | Path, *, ask: bool = True) -> bool:
-        """Open a project; a broken file is a dialog and the current document stays."""
+        """Open a project (or a PSD, as a new unsaved project); a broken file is a dialog and the
+        current document stays."""
         if ask and not self.maybe_save():
             return False
         path = Path(path)
+        if path.suffix.lower() == ".psd":
+            return self._open_psd(path)
         try:
             document = load_ora(path)
         except ProjectError as exc:
@@ -117,6 +121,23 @@ class ProjectFiles:
         # Another program saved it after Collagen: say what was restored, until the next message.
         report = document.load_report
         self.statusBar().showMessage(report or f"Opened {path.name}.", 0 if report else 4000)
+        return True
+
+    def _open_psd(self, path: Path) -> bool:
+        """A PSD becomes a new project: its layers, groups and blend modes, saved as .ora on request."""
+        from canvas.io.psd import load_psd  # psd-tools is imported only when a PSD is opened
+
+        try:
+            document = load_psd(path)
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+            return False
+        except (OSError, MemoryError) as exc:
+            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+            return False
+        self._replace_document(document, None, unsaved=True)
+        self.statusBar().showMessage(f"Imported {path.name} ({len(document.layers)} layers); "
+                                     "Save writes it as a Collagen project (.ora).", 0)
         return True
 
     def save(self) -> bool:

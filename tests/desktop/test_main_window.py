@@ -499,3 +499,40 @@ def test_first_start_fits_the_window_to_the_screen(qapp, user_dirs):
         editor.window.close()
         assert editor.worker.shutdown(timeout=10)
         editor.window.deleteLater()
+
+
+def test_opening_a_psd_imports_its_layers_as_a_new_unsaved_project(qtbot, make_editor, tmp_path, monkeypatch,
+                                                                    dialog_spy):
+    from canvas.io.psd import PSD_BLEND, save_psd
+    from canvas.model.layers import GroupLayer
+    from tests.canvas.documents import interchange_document
+
+    source = interchange_document(tuple(PSD_BLEND))
+    psd = tmp_path / "from photoshop.psd"
+    save_psd(source, psd)
+    window = make_editor().window
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(psd), "")))
+    window.actions["open"].trigger()
+    assert not dialog_spy.texts("warning")
+    document = window.document
+    assert (document.width, document.height) == (source.width, source.height)
+    assert [layer.name for layer in document.layers] == [layer.name for layer in source.layers]
+    assert any(isinstance(layer, GroupLayer) for layer in document.layers)
+    assert window.layers_panel.list.count() >= len(document.layers)
+    assert window.path is None and window.has_unsaved_changes  # closing asks; Save asks for an .ora name
+    assert "Imported from photoshop.psd" in window.statusBar().currentMessage()
+    target = tmp_path / "imported"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    assert window.save()
+    assert load_ora(tmp_path / "imported.ora").same_as(window.document)
+
+
+def test_a_damaged_psd_is_one_sentence_and_the_document_stays(qtbot, make_editor, tmp_path, dialog_spy):
+    window = make_editor().window
+    before = window.document
+    bad = tmp_path / "bad.psd"
+    bad.write_bytes(b"8BPS" + b"\x00\x01" + b"\xff" * 40)
+    assert not window.open_path(bad, ask=False)
+    warnings = dialog_spy.texts("warning")
+    assert len(warnings) == 1 and warnings[0].startswith("bad.psd:") and "\n" not in warnings[0]
+    assert window.document is before
