@@ -64,7 +64,8 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from canvas.io.ora import load_ora
     from canvas.io.png_info import write_png
     from canvas.model.compose import compose
-    from desktop.request_builder import build_request
+    from canvas.model.document import DocumentError
+    from desktop.request_builder import build_request, check_canvas_size
     from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
     from inference.sd.fastpath import FastPathHook
@@ -76,10 +77,11 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         document.settings.steps = int(steps)
     if seed is not None:
         document.settings.seed = int(seed)
-    composition = compose(document)
     try:  # the whole request is validated here, before any model is loaded
+        check_canvas_size(document.width, document.height)  # before the canvas is frozen
+        composition = compose(document)
         request = build_request(composition, document.settings, preview="none", model=model)
-    except RequestError as error:
+    except (RequestError, DocumentError) as error:
         raise CliError(f"{project}: {error}") from None
     quiet_libraries()
 
@@ -249,7 +251,7 @@ def info(path: Path) -> int:
     from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLayer
 
     check_project_file(path)
-    doc = load_ora(path)
+    doc = load_ora(path, pixels=False)  # sizes from the PNG headers: nothing is decoded
     s = doc.settings
     _out(f"{path.name}: {doc.width}x{doc.height}, {len(doc.layers)} layers, mode {s.mode}, model {s.model}")
     if s.prompt:
@@ -264,7 +266,7 @@ def info(path: Path) -> int:
             w, h = layer.size
             detail = f"{role} {w}x{h} at ({layer.x:g}, {layer.y:g}) scale {layer.scale:g} rot {layer.rotation:g}"
         elif isinstance(layer, MaskLayer):
-            detail = f"mask, {int((layer.pixels > 0).sum())} px painted"
+            detail = f"mask {layer.pixels.shape[1]}x{layer.pixels.shape[0]}"
         elif isinstance(layer, RegionLayer):
             shape = "painted" if layer.mask is not None else "rect {}".format(tuple(layer.rect))
             detail = f"region {shape}, strength {layer.strength:g}: {layer.prompt!r}"

@@ -33,7 +33,7 @@ from canvas.model.compose import compose
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.history import Command
 from canvas.model.layers import ImageLayer, Rect
-from desktop.request_builder import build_request
+from desktop.request_builder import build_request, check_canvas_size
 from desktop.worker import InferenceWorker, Started
 from inference.api import (
     MAX_SEED,
@@ -256,6 +256,7 @@ class GenerationController(QObject):
     def generate(self) -> Job | None:
         """Freeze the document and queue a generation; None (and `failed`) when it cannot start."""
         try:
+            check_canvas_size(self.document.width, self.document.height)
             composition = compose(self.document)
             request = build_request(composition, self.document.settings, preview=self.preview_method)
         except (InferenceError, DocumentError) as exc:

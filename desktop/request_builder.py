@@ -50,6 +50,12 @@ class RegionInput:
     name: str
 
 
+def check_canvas_size(width: int, height: int) -> None:
+    """The generation size is the canvas size: refuse a canvas too large to generate before it is
+    frozen (a composition of a 16384² canvas is gigabytes, more with each region)."""
+    validate_size(width, height, "The requested size")
+
+
 def build_request(composition: Any, settings: GenerationSettings | Mapping[str, Any] | None = None, *,
                   preview: str = "linear", model: str | None = None) -> GenerationRequest:
     """Map a frozen composition and the generation settings to one engine request.

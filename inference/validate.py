@@ -145,6 +145,17 @@ def validate_size(width, height, what: str) -> None:
         raise RequestError(f"{what} {width}x{height} is not a multiple of 8 pixels on each side.")
 
 
+def encodable_text(text: str) -> str:
+    """The text with lone surrogates (valid in a project's JSON, "\\ud800", but no character)
+    replaced by U+FFFD; the tokenizers fail on them deep inside with a UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # utf-16 with surrogatepass pairs up halves that belong together and marks the rest.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def validate_text(label: str, text, where: str = "") -> None:
     owner = f"{where} " if where else ""
     if not isinstance(text, str):

@@ -60,10 +60,11 @@ from canvas.io.png_chunks import (
     peek_header,
     plausible_file_bytes,
 )
-from canvas.model.compose import compose, layer_matrix
+from canvas.model.compose import check_cost, flatten_layers, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.layers import (
     BLEND_MODES,
+    MAX_NAME_CHARS,
     GroupLayer,
     ImageLayer,
     Layer,
@@ -132,13 +133,13 @@ def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: boo
     the project itself is saved)."""
     target = Path(path)
     try:
-        composition = compose(document)
+        merged = flatten_layers(document)[0]  # what other programs show; nothing else of a composition
         plan = prepare_layers(document)
     except DocumentError as exc:
         raise ProjectError(target, f"cannot be saved: {exc}") from None
     try:
         with atomic_file(target) as fileobj:
-            _write_archive(fileobj, document, plan, composition.init_image)
+            _write_archive(fileobj, document, plan, merged)
     except OSError as exc:
         raise ProjectError(target, f"cannot be written: {exc.strerror or exc}") from None
     except (TypeError, ValueError) as exc:  # a value json or Pillow cannot encode
@@ -281,8 +282,15 @@ def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLaye
         # The mimetype must be the first member, stored, with no extra field (OpenRaster §1).
         put("mimetype", MIMETYPE, zipfile.ZIP_STORED)
         stack = _stack_xml(document, plan)
+        project = _project_json(document, plan, stack_digest(stack))
+        # Never write what could not be opened again (the old file stays as it was).
+        for what, data, cap in (("layer list", stack, DEFAULT_LIMITS.max_xml_bytes),
+                                ("project data", project, DEFAULT_LIMITS.max_json_bytes)):
+            if len(data) > cap:
+                raise ValueError(f"its {what} would be {len(data) >> 20} MiB, more than the {cap >> 20} MiB "
+                                 "a project may hold (are some layer names or prompts that long?)")
         put(STACK_MEMBER, stack, zipfile.ZIP_DEFLATED)
-        put(PROJECT_MEMBER, _project_json(document, plan, stack_digest(stack)), zipfile.ZIP_DEFLATED)
+        put(PROJECT_MEMBER, project, zipfile.ZIP_DEFLATED)
         for planned in plan:
             if planned.src:
                 put(planned.src, _encode_png(planned.rgba()), zipfile.ZIP_STORED)
@@ -419,20 +427,24 @@ def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
 
 
 def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, *,
-             repair: bool = True) -> Document:
+             repair: bool = True, pixels: bool = True) -> Document:
     """Read a project (or any OpenRaster file). Raises ProjectError; never returns a partial document.
 
     A file whose layers another program saved after Collagen (no project.json, or one whose
     stack digest no longer matches) opens with the layers in stack.xml; with `repair`, what can
     be matched is restored from Collagen's data (the stale project.json, or the last copy) and
-    `document.load_report` says what happened in one sentence."""
+    `document.load_report` says what happened in one sentence.
+
+    With `pixels=False` only the layers' PNG headers are read: every layer holds a read-only
+    array of zeros of its size that takes no memory (for `collagen info`, which prints sizes), and
+    nothing is repaired. Every limit is checked as for a full load."""
     source = Path(path)
-    with _Archive(source, limits) as archive:
+    with _Archive(source, limits, pixels=pixels) as archive:
         try:
             document, stale = _read_document(archive)
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
-    if repair:
+    if repair and pixels:
         from canvas.io.roundtrip import repair_foreign_save
 
         repair_foreign_save(document, source, stale, limits)
@@ -442,9 +454,10 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
 class _Archive:
     """A zip opened for reading with every declared size checked before any member is read."""
 
-    def __init__(self, path: Path, limits: ReadLimits):
+    def __init__(self, path: Path, limits: ReadLimits, *, pixels: bool = True):
         self.path = path
         self.limits = limits
+        self.pixels = pixels  # False: PNG headers only, layers hold zero-cost placeholders
         self.decoded_bytes = 0
         self._zip = self._open()
         try:
@@ -547,6 +560,8 @@ class _Archive:
             if self.decoded_bytes > self.limits.max_decoded_bytes:
                 raise PngFormatError(f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB "
                                      "of pixels this program opens")
+            if not self.pixels:
+                return placeholder(header.height, header.width)
             return decode_png(self.read(name, self.limits.max_png_bytes, what), self.limits)
         except PngFormatError as exc:
             raise self.fail(f"cannot use {what} ({name}): {exc}") from None
@@ -555,6 +570,11 @@ class _Archive:
 _END_OF_DIRECTORY = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_END_OF_DIRECTORY = b"PK\x06\x06"
+
+
+def placeholder(height: int, width: int) -> np.ndarray:
+    """A read-only height x width x 4 array of zeros backed by four bytes (a header-only load)."""
+    return np.broadcast_to(np.zeros(4, np.uint8), (height, width, 4))
 
 
 def zip_directory_extent(fileobj: BinaryIO) -> tuple[int, int] | None:
@@ -685,7 +705,7 @@ def _read_entries(archive: _Archive, stack: ElementTree.Element, out: list[_Stac
             blend = "normal"
             foreign["composite-op"] = _XML_UNSAFE.sub("", op[:200])
         entry = _StackEntry(
-            src="", name=child.get("name", f"Layer {len(out) + 1}"), x=x, y=y,
+            src="", name=child.get("name", f"Layer {len(out) + 1}")[:MAX_NAME_CHARS], x=x, y=y,
             opacity=min(max(_xml_float(archive, child, "opacity", 1.0), 0.0), 1.0),
             visible=child.get("visibility", "visible") != "hidden",
             locked=child.get("edit-locked", "false") == "true", blend=blend,
@@ -775,6 +795,8 @@ def _tiled(tile: np.ndarray, width: int, height: int, archive: _Archive) -> np.n
     if archive.decoded_bytes > archive.limits.max_decoded_bytes:
         raise archive.fail(f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB "
                            "of pixels this program opens")
+    if not archive.pixels:
+        return placeholder(height, width)
     reps_y, reps_x = -(-height // tile.shape[0]), -(-width // tile.shape[1])
     return np.ascontiguousarray(np.tile(tile, (reps_y, reps_x, 1))[:height, :width])
 
@@ -785,6 +807,8 @@ def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSe
         document = Document(width, height, settings=settings)
         for layer in layers:
             document.add_layer_untracked(layer)
+        if archive.pixels:  # a project that could not be shown or saved is refused when opened
+            check_cost(document)
     except DocumentError as exc:
         raise archive.fail(str(exc)) from None
     return document
@@ -848,7 +872,7 @@ class _ProjectReader:
         kind = record.get("kind")
         common = dict(
             id=self.text(record, "id", max_chars=MAX_ID_CHARS, non_empty=True),
-            name=self.text(record, "name"),
+            name=self.text(record, "name")[:MAX_NAME_CHARS],
             visible=self.flag(record, "visible"),
             opacity=self.number(record, "opacity", 0.0, 1.0),
             locked=self.flag(record, "locked"),
@@ -946,7 +970,8 @@ class _ProjectReader:
         return self.archive.read_png(self.src(record, key), f"the {what} of {self.where_layer()}")
 
     def alpha(self, record: dict, what: str) -> np.ndarray:
-        return np.ascontiguousarray(self.png(record, what)[..., 3])
+        rgba = self.png(record, what)
+        return rgba[..., 3] if not self.archive.pixels else np.ascontiguousarray(rgba[..., 3])
 
     def where_layer(self) -> str:
         return self.where.replace(" of project.json", "")

@@ -24,9 +24,9 @@ import numpy as np
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
-from canvas.model.compose import compose
+from canvas.model.compose import flatten_layers
 from canvas.model.document import Document, DocumentError, GenerationSettings
-from canvas.model.layers import GroupLayer, ImageLayer, Layer
+from canvas.model.layers import MAX_NAME_CHARS, GroupLayer, ImageLayer, Layer
 
 # Collagen blend mode -> psd-tools BlendMode member name (and back).
 PSD_BLEND = {
@@ -46,7 +46,7 @@ def save_psd(document: Document, path: str | os.PathLike[str]) -> list[str]:
 
     target = Path(path)
     try:
-        merged = compose(document).init_image
+        merged = flatten_layers(document)[0]
         plan = prepare_layers(document)
     except DocumentError as exc:
         raise ProjectError(target, f"cannot be saved: {exc}") from None
@@ -164,7 +164,7 @@ def _read_group(parent, group_id: str, out: list[Layer], limits: ReadLimits, dec
         if len(out) >= limits.max_layers:
             raise fail(f"has more than {limits.max_layers} layers")
         mode = item.blend_mode.name if item.blend_mode is not None else "NORMAL"
-        common = dict(name=str(item.name), opacity=min(max(item.opacity / 255.0, 0.0), 1.0),
+        common = dict(name=str(item.name)[:MAX_NAME_CHARS], opacity=min(max(item.opacity / 255.0, 0.0), 1.0),
                       visible=bool(item.visible), blend=_FROM_PSD.get(mode, "normal"), group=group_id)
         if item.is_group():
             group = GroupLayer(isolated=mode != "PASS_THROUGH", **common)

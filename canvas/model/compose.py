@@ -36,6 +36,11 @@ from canvas.model.layers import GroupLayer, ImageLayer, Layer, MaskLayer, Rect, 
 from canvas.model.raster import StrokeCanvas, exact_matrix, footprint, strokes_bounds, to_uint8, warp_rgba
 
 BAND_PIXELS = 1 << 20  # flatten this many canvas pixels at a time, to bound float temporaries
+# What one composition may cost, checked before any pixel is drawn: the canvas pixels the image
+# layers cover, summed over the layers (as many as four full layers of the largest canvas, the
+# same as the pixels a project may hold), and the bytes of refine's one-plane-per-piece outlines.
+MAX_DRAWN_PIXELS = 1 << 30
+MAX_COLLAGE_BYTES = 2 << 30
 
 
 class ComposedRegion(NamedTuple):
@@ -162,10 +167,41 @@ def _prepare_stack(tree: dict[GroupLayer | None, list[Layer]], group: GroupLayer
     return out
 
 
+def drawn_pixels(document: Document) -> int:
+    """The canvas pixels the document's image layers cover, summed over the layers (hidden ones
+    too: the editor draws them when shown): what flattening or showing it costs. Whole-canvas blend
+    modes count the canvas. Raises DocumentError for a transform that is not a finite number."""
+    total = 0
+    for layer in document.layers:
+        if isinstance(layer, ImageLayer) and not layer.reference:
+            _check_rgba(layer)
+            if layer.blend in CLEARS_OUTSIDE:
+                total += document.width * document.height
+            else:
+                reach = footprint(layer_matrix(layer), *layer.size).clip(document.width, document.height)
+                total += 0 if reach.empty else reach.w * reach.h
+    return total
+
+
+def check_cost(document: Document, collage_pieces: int = 0) -> None:
+    """Refuse, in one sentence and before anything is allocated, a document too costly to flatten."""
+    drawn = drawn_pixels(document)
+    if drawn > MAX_DRAWN_PIXELS:
+        raise DocumentError(f"The image layers cover the canvas {drawn / (document.width * document.height):.0f} "
+                            f"times over ({drawn / 1e9:.1f} billion pixels to draw); at most "
+                            f"{MAX_DRAWN_PIXELS / 1e9:.1f} billion can be composed. Merge or remove some layers.")
+    planes = collage_pieces * document.width * document.height * 4
+    if planes > MAX_COLLAGE_BYTES:
+        raise DocumentError(f"Refine keeps an outline of each collage piece: {collage_pieces} pieces on a "
+                            f"{document.width}x{document.height} canvas need {planes / 2**30:.1f} GiB, more than "
+                            f"the {MAX_COLLAGE_BYTES >> 30} GiB allowed. Merge some pieces or use fewer.")
+
+
 def flatten_layers(document: Document, collage: list[ImageLayer] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(init_image over white, init_alpha, collage_alpha) of the document's visible image layers,
     in bands of rows to bound memory."""
     width, height = document.width, document.height
+    check_cost(document, len(collage))
     init_image = np.empty((height, width, 3), np.uint8)
     init_alpha = np.empty((height, width), np.float32)
     collage_alpha = np.zeros((len(collage), height, width), np.float32)

@@ -67,6 +67,11 @@ BLEND_MODES: tuple[str, ...] = (
 """Every OpenRaster composite-op, by the name after its "svg:" prefix ("normal" = svg:src-over)."""
 
 
+# A layer name longer than this is cut when it is read or typed: a name of megabytes would make a
+# project whose layer list no program (this one included) opens again. Photoshop allows 255.
+MAX_NAME_CHARS = 1024
+
+
 class LayerEvents(SignalGroup):
     changed = Signal(str)  # name of the property that changed
     pixels_changed = Signal(object)  # Rect in the layer's own pixel coordinates

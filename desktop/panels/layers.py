@@ -34,6 +34,7 @@ from canvas.model.commands import AddLayer, MoveLayer, RemoveLayer, SetProperty
 from canvas.model.document import Document
 from canvas.model.layers import (
     BLEND_MODES,
+    MAX_NAME_CHARS,
     GroupLayer,
     ImageLayer,
     Layer,
@@ -91,6 +92,7 @@ class LayerRow(QWidget):
         self.name = QLabel(self)
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.editor = QLineEdit(self)
+        self.editor.setMaxLength(MAX_NAME_CHARS)
         self.editor.hide()
         self.editor.editingFinished.connect(self._finish_rename)
         self.badge = QLabel(self)

@@ -56,7 +56,7 @@ from inference.edit.images import (
 )
 from inference.edit.model import FAMILY_IP2P, FAMILY_KONTEXT, EditModel
 from inference.edit.preview import preview_image
-from inference.validate import validate_request
+from inference.validate import encodable_text, validate_request
 
 
 @dataclass
@@ -169,7 +169,7 @@ def prepare_seeds(request: GenerationRequest) -> list[int]:
 def prepare_text_kwargs(model: EditModel, request: GenerationRequest) -> dict:
     """prompt / negative_prompt (or tiny models' embeddings) and the guidance knobs of each family."""
     kwargs: dict = {}
-    negative = request.negative.strip()
+    prompt, negative = encodable_text(request.prompt), encodable_text(request.negative.strip())
     if model.family == FAMILY_IP2P:
         kwargs.update(guidance_scale=request.cfg, image_guidance_scale=request.image_guidance_scale)
         use_negative = bool(negative)
@@ -185,12 +185,12 @@ def prepare_text_kwargs(model: EditModel, request: GenerationRequest) -> dict:
         use_negative = request.true_cfg_scale > 1
         negative = negative or " "
     if model.encode_instruction is not None:
-        encoded = model.encode_instruction(request.prompt, negative or " ")
+        encoded = model.encode_instruction(prompt, negative or " ")
         kwargs.update(encoded.prompt_kwargs)
         if use_negative:
             kwargs.update(encoded.negative_kwargs)
     else:
-        kwargs["prompt"] = request.prompt
+        kwargs["prompt"] = prompt
         if use_negative:
             kwargs["negative_prompt"] = negative
     return kwargs

@@ -13,6 +13,7 @@ pooled = CLIP pooled), so the shared region code (latent couple's evaluation sha
 from __future__ import annotations
 
 from inference.sd.prompt import PromptEmbedding
+from inference.validate import encodable_text
 
 CLIP_TOKENS = 77
 T5_TOKENS = {"flux-dev": 512, "flux-fill": 512, "flux-schnell": 256}
@@ -29,6 +30,7 @@ def encode_flow_prompts(model, texts: list[str], *, sequence_length: int | None 
 
     if not texts:
         return []
+    texts = [encodable_text(text) for text in texts]  # a lone surrogate fails inside the tokenizers
     length = sequence_length or max_sequence_length(model)
     device = model.text_encoder.device
     with torch.no_grad():

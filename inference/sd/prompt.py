@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.api import LoraSpec, RequestError
+from inference.validate import encodable_text
 
 CHUNK_TOKENS = 75  # tokens of text per chunk; + start and end tokens = CLIP's 77 positions
 LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
@@ -140,17 +141,6 @@ def expand_embeddings(prompt: str, model) -> str:
     from inference.adapters import expand_embedding_names
 
     return expand_embedding_names(prompt, model)
-
-
-def encodable_text(text: str) -> str:
-    """The text with lone surrogates (valid in a project's JSON, "\\ud800", but no character)
-    replaced by U+FFFD; the tokenizers fail on them deep inside with a UnicodeEncodeError."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        # utf-16 with surrogatepass pairs up halves that belong together and marks the rest.
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def tokenize_chunks(prompt: str, tokenizer) -> list[list[int]]:

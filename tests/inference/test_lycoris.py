@@ -183,3 +183,20 @@ def test_a_generation_tells_which_embedding_words_are_read_as_text(tmp_path):
     messages = [event.message for event in events if isinstance(event, Notice)]
     assert any("'xlstyle' names an embedding for another model family, not SD1.5" in m for m in messages)
     assert any("No embedding named 'nothing'" in m for m in messages)
+
+
+def test_lone_surrogates_reach_the_flux_and_edit_encoders_as_replacement_characters():
+    """The SD tokenizer path replaced them; FLUX's CLIP/T5 and the edit families' text kwargs did not."""
+    from inference.api import GenerationRequest
+    from inference.edit.run import prepare_text_kwargs
+    from inference.edit.tiny import build_tiny_edit
+    from inference.flow.prompt import encode_flow_prompts
+    from tests.inference.flow.flow_helpers import tiny_flux
+
+    flux = tiny_flux("dev")
+    lone, clean = encode_flow_prompts(flux, [LONE, "a \ufffd fox \ufffd at dusk"])
+    assert torch.equal(lone.hidden_states, clean.hidden_states) and torch.equal(lone.pooled, clean.pooled)
+    edit = build_tiny_edit("ip2p")
+    request = GenerationRequest(mode="edit", model="builtin:tiny-ip2p", prompt=LONE, negative="\udc80 blur")
+    kwargs = prepare_text_kwargs(edit, request)
+    assert (kwargs["prompt"], kwargs["negative_prompt"]) == ("a \ufffd fox \ufffd at dusk", "\ufffd blur")

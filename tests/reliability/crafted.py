@@ -136,3 +136,61 @@ def link(folder: Path, name: str, target: str) -> Path:
     path = folder / name
     path.symlink_to(target)
     return path
+
+
+def sparse_png(side: int) -> bytes:
+    """A side x side 1-bit grey PNG of zeros, written by hand: a few KB that decode to side² RGBA pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the packed bits
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def shared_huge_png(folder: Path, layers: int = 3, side: int = 16384) -> Path:
+    """Issue 17: a small project whose image layers all use one 16384² PNG (info decoded every one:
+    100 s, 7.2 GB, to print sizes)."""
+    records = [{"kind": "image", "id": f"l{i}", "name": f"big {i}", "visible": True, "opacity": 1.0,
+                "locked": False, "src": "data/big.png", "x": 0.0, "y": 0.0, "scale": 1.0, "rotation": 0.0,
+                "collage": False, "reference": False} for i in range(layers)]
+    path = raw_project(folder / "shared-png.ora", {"format_version": 1, "width": side, "height": side,
+                                                   "settings": {}, "layers": records}, side, side)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data/big.png", sparse_png(side), zipfile.ZIP_STORED)
+    return path
+
+
+def region_canvas(folder: Path, regions: int = 4, side: int = 16384) -> Path:
+    """Issue 17: ~1 KB, a 16384² canvas with full-canvas region rectangles (render built a composition
+    of 2-6 GB, +1 GiB per region, before refusing the size)."""
+    records = [{"kind": "region", "id": f"r{i}", "name": f"region {i}", "visible": True, "opacity": 1.0,
+                "locked": False, "rect": [0, 0, side, side], "painted": False, "prompt": f"thing {i}",
+                "negative": "", "strength": 1.0, "loras": [], "color": "#ff0000"} for i in range(regions)]
+    return raw_project(folder / "regions.ora", {"format_version": 1, "width": side, "height": side,
+                                                "settings": {"prompt": "a room"}, "layers": records}, side, side)
+
+
+def many_pieces(folder: Path, pieces: int = 1000, side: int = 4096) -> Path:
+    """Issue 17: 4 KB, 1000 collage pieces, each a 1x1 PNG scaled over a 4096² canvas (saving raised a
+    62.5 GiB MemoryError; rendering would warp 17 billion pixels)."""
+    import io
+
+    from PIL import Image
+
+    records = [{"kind": "image", "id": f"p{i}", "name": f"piece {i}", "visible": True, "opacity": 1.0,
+                "locked": False, "src": "data/dot.png", "x": 0.0, "y": 0.0, "scale": float(side), "rotation": 0.0,
+                "collage": True, "reference": False} for i in range(pieces)]
+    path = raw_project(folder / "pieces.ora", {"format_version": 1, "width": side, "height": side,
+                                               "settings": {"prompt": "a collage", "mode": "refine"},
+                                               "layers": records}, side, side)
+    dot = io.BytesIO()
+    Image.new("RGBA", (1, 1), (200, 100, 50, 255)).save(dot, "PNG")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data/dot.png", dot.getvalue(), zipfile.ZIP_STORED)
+    return path

@@ -60,6 +60,12 @@ CASES = [
          r"FIFO.*left as it is"),
     Case("--out is a link to a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out",
                                                 _s(c.link(d, "o.png", _s(c.fifo(d, "f"))))], 1, r"FIFO"),
+    Case("layers sharing one 16384² PNG: info", lambda d: ["info", _s(c.shared_huge_png(d))], 0, ""),
+    Case("16384² canvas with full-canvas regions: render", lambda d: ["render", _s(c.region_canvas(d)), "--out",
+                                                                      _s(d / "o.png")], 1, r"larger than the limit"),
+    Case("1000 collage pieces over 4096²: render", lambda d: ["render", _s(c.many_pieces(d)), "--out",
+                                                              _s(d / "o.png")], 1, r"billion pixels to draw"),
+    Case("1000 collage pieces over 4096²: info", lambda d: ["info", _s(c.many_pieces(d))], 0, ""),
     Case("--out is a folder", lambda d: ["render", _s(c.small_project(d)), "--out", _s(d)], 1, r"is a folder"),
 ]
 
