@@ -1,8 +1,8 @@
 """Fuzz `canvas.io.psd.load_psd`: `python -m fuzz.psd --cases 10000 [--seed 0]`.
 
 Mutations: seeded byte edits of PSDs Collagen wrote (layers, groups, blend modes), with the
-header's sizes and section lengths edited now and then. The hypothesis strategy builds files from
-a header of drawn fields and section lengths followed by drawn bytes. Accepted documents must be
+header's sizes and section lengths edited now and then. The hypothesis strategy writes layered
+PSDs from drawn documents and then lies in their header or layer records half the time. Accepted documents must be
 within the limits, hold sound pixels, and compose.
 """
 
@@ -85,16 +85,59 @@ def target() -> Target:
 
 
 def strategy():
+    """Layered PSDs written from drawn documents (image layers and nested groups with drawn blend
+    modes, opacities, visibility and offsets), then, half the time, one header field or a length in
+    the layer records replaced by a drawn lie and the tail cut or padded: the reader meets real
+    layer records, not only random bytes."""
     from hypothesis import strategies as st
+
+    from canvas.io.psd import PSD_BLEND
+
+    @st.composite
+    def document(draw):
+        from canvas.model.document import Document
+        from canvas.model.layers import GroupLayer, ImageLayer
+
+        doc = Document(draw(st.integers(1, 48)), draw(st.integers(1, 48)))
+        groups = [""]
+        for index in range(draw(st.integers(0, 5))):
+            common = dict(id=f"l{index}", name=draw(st.text(max_size=12)), group=draw(st.sampled_from(groups)),
+                          opacity=draw(st.floats(0, 1)), visible=draw(st.booleans()),
+                          blend=draw(st.sampled_from(sorted(PSD_BLEND))))
+            if draw(st.integers(0, 3)) == 0:
+                doc.add_layer_untracked(GroupLayer(isolated=draw(st.booleans()), **common))
+                groups.append(f"l{index}")
+                continue
+            w, h = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+            pixels = np.frombuffer(draw(st.binary(min_size=w * h * 4, max_size=w * h * 4)), np.uint8)
+            doc.add_layer_untracked(ImageLayer(pixels=pixels.reshape(h, w, 4).copy(),
+                                               x=float(draw(st.integers(-8, 40))), y=float(draw(st.integers(-8, 40))),
+                                               **common))
+        return doc
 
     @st.composite
     def psd(draw) -> bytes:
-        header = HEADER.pack(draw(st.sampled_from([b"8BPS", b"8BPS", b"8BPX"])), draw(st.sampled_from([1, 1, 2, 3])),
-                             draw(st.integers(0, 60)), draw(st.integers(0, 40)), draw(st.integers(0, 40)),
-                             draw(st.sampled_from([8, 8, 16, 1])), draw(st.sampled_from([3, 3, 1, 4])))
-        sections = b"".join(struct.pack(">I", draw(st.sampled_from([0, 4, 12, 2**31, 2**32 - 1])))
-                            + draw(st.binary(max_size=24)) for _ in range(draw(st.integers(0, 4))))
-        return header + sections + draw(st.binary(max_size=64))
+        import tempfile
+
+        from canvas.io.psd import save_psd
+
+        with tempfile.TemporaryDirectory(prefix="collagen-fuzz-psd-") as folder:
+            path = Path(folder) / "drawn.psd"
+            save_psd(draw(document()), path)
+            data = bytearray(path.read_bytes())
+        if draw(st.booleans()):
+            at, fmt = draw(st.sampled_from([(4, ">H"), (12, ">H"), (14, ">I"), (18, ">I"), (22, ">H"), (24, ">H"),
+                                            (26, ">I")]))
+            lie = draw(st.sampled_from([0, 1, 2, 3, 16, 30001, 65535, 2**31, 2**32 - 1]))
+            struct.pack_into(fmt, data, at, lie & (0xFFFF if fmt == ">H" else 0xFFFFFFFF))
+        if draw(st.booleans()) and len(data) > 30:  # somewhere in the layer records: a length of extremes
+            at = draw(st.integers(26, len(data) - 4))
+            data[at:at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00",
+                                                    b"\x7f\xff\xff\xff"]))
+        cut = draw(st.sampled_from([None, None, None, 0.5, 0.9]))
+        if cut is not None:
+            del data[int(len(data) * cut):]
+        return bytes(data) + draw(st.binary(max_size=16))
 
     return psd()
 

@@ -38,6 +38,7 @@ PSD_BLEND = {
 _FROM_PSD = {value: key for key, value in PSD_BLEND.items()}
 PSD_HEADER = struct.Struct(">4sH6xHIIHH")  # signature, version, channels, height, width, depth, mode
 RGB_MODE = 3
+PSD_NAME_CHARS = 255
 
 
 def save_psd(document: Document, path: str | os.PathLike[str]) -> list[str]:
@@ -78,12 +79,15 @@ def _build(document: Document, plan: list, merged: np.ndarray, notes: list[str])
         for layer in tree.get(group, []):  # psd-tools lists layers bottom first
             planned = planned_of[id(layer)]
             if isinstance(layer, GroupLayer):
-                added = Group.new(parent, name=layer.name)
+                added = Group.new(parent, name="")
                 place(added, layer)
             else:
                 pixels = planned.rgba()
                 added = PixelLayer.frompil(Image.fromarray(np.ascontiguousarray(pixels), "RGBA"), parent,
-                                           name=layer.name, top=planned.y, left=planned.x)
+                                           name="", top=planned.y, left=planned.x)
+            # The setter keeps any name in the Unicode block (the legacy one gets "?" where Mac Roman
+            # has no character); Photoshop's names end at 255 characters.
+            added.name = layer.name[:PSD_NAME_CHARS]
             added.opacity = int(round(min(max(layer.opacity, 0.0), 1.0) * 255))
             added.visible = bool(planned.shown_elsewhere)
             if isinstance(layer, GroupLayer) and not layer.isolated:
@@ -94,6 +98,10 @@ def _build(document: Document, plan: list, merged: np.ndarray, notes: list[str])
                 unsupported.append(layer.name)
 
     place(psd, None)
+    long_names = sum(len(layer.name) > PSD_NAME_CHARS for layer in document.layers)
+    if long_names:
+        notes.append(f"Photoshop layer names end at {PSD_NAME_CHARS} characters: {long_names} longer "
+                     f"name{'s were' if long_names > 1 else ' was'} cut.")
     if unsupported:
         names = ", ".join(repr(n[:40]) for n in unsupported[:6])
         notes.append(f"Photoshop has no equivalent of the blend mode of {names}: written as normal.")

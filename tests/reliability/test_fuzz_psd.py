@@ -24,3 +24,21 @@ def test_generated_psd_files_give_a_document_or_one_clear_project_error(data):
     with tempfile.TemporaryDirectory() as folder:
         outcome, summary, _ = run_case(psd.target(), data, Path(folder) / "generated.psd", time_limit=20)
     assert outcome in ("accepted", "rejected"), summary
+
+
+def test_psd_export_keeps_any_layer_name_and_cuts_only_past_photoshops_255(tmp_path):
+    """Found by the structure-aware strategy: a name with a character Mac Roman lacks ('\\x80', CJK)
+    failed the whole export ('charmap' codec), and a name of 256+ characters raised ValueError."""
+    import numpy as np
+
+    from canvas.io.psd import load_psd, save_psd
+    from canvas.model.document import Document
+    from canvas.model.layers import GroupLayer, ImageLayer
+
+    document = Document(16, 16)
+    document.add_layer_untracked(GroupLayer(id="g", name="グループ \x80"))
+    document.add_layer_untracked(ImageLayer(id="a", name="猫" * 300, group="g",
+                                            pixels=np.full((4, 4, 4), 255, np.uint8)))
+    notes = save_psd(document, tmp_path / "names.psd")
+    assert notes == ["Photoshop layer names end at 255 characters: 1 longer name was cut."]
+    assert sorted(layer.name for layer in load_psd(tmp_path / "names.psd").layers) == ["グループ \x80", "猫" * 255]
