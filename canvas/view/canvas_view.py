@@ -5,6 +5,9 @@ holds one item per layer (canvas.view.items) in document order, the staging over
 generation previews and candidates, and the heat overlay for per-pixel maps. The view adds
 what is about looking rather than the document: the checkerboard, zoom around the cursor,
 panning (space-drag, middle button), the active tool and its cursor/overlay.
+
+Over 500 lines: the scene and the view are one unit (the view's tools act on the scene's items
+and overlays); tools, items and overlays themselves live in their own modules.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Each widget shows one field of the document's GenerationSettings. A user edit be
 SetSetting command (typing and slider drags merge into one undo step per burst); the document's
 `settings_changed` event updates the widget, so undo, redo, history restore and opening another
 file all show up here without the panel keeping its own copy.
+
+Over 500 lines: one widget row per setting of SPEC §2-§4, each a few lines of the same pattern;
+the shared pieces (wheel guard, sections, model picker) are small helpers here.
 """
 
 from __future__ import annotations
