@@ -13,13 +13,14 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from canvas.io.errors import ProjectError
-from canvas.io.ora import load_ora, save_ora
+from canvas.io.ora import PngCache, load_ora, save_ora
 from canvas.model.document import Document
 
 LOCK_NAME = "session.json"
@@ -51,6 +52,7 @@ class Autosave:
         self.folder = self.root / f"session-{self.pid}-{int(time.time() * 1000)}"
         self._counter = 0
         self._source_path = ""
+        self._saving = threading.RLock()  # saves may run on a worker thread (window_files)
 
     def start(self) -> str | None:
         """Create this session's folder and lock; returns None, or the sentence saying why autosave
@@ -66,21 +68,24 @@ class Autosave:
     def set_source(self, path: str | os.PathLike[str] | None) -> None:
         """The project file being edited, remembered so a restore can say what it was."""
         self._source_path = str(path) if path else ""
-        if self.folder.exists():
-            with suppress(OSError):  # written again with the next autosave
-                self._write_lock()
+        with self._saving:
+            if self.folder.exists():
+                with suppress(OSError):  # written again with the next autosave
+                    self._write_lock()
 
-    def save(self, document: Document) -> Path:
-        """Write the document to the next rotating file and drop the oldest beyond `keep`."""
-        if not self.folder.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-        self._counter += 1
-        path = self.folder / f"{FILE_PREFIX}{self._counter:06d}.ora"
-        save_ora(document, path)
-        self._write_lock()
-        for old in self.files()[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
+    def save(self, document: Document, cache: PngCache | None = None) -> Path:
+        """Write the document to the next rotating file and drop the oldest beyond `keep`.
+        Safe from a worker thread (one save at a time; the lock file is written under the same lock)."""
+        with self._saving:
+            if not self.folder.exists():
+                self.folder.mkdir(parents=True, exist_ok=True)
+            self._counter += 1
+            path = self.folder / f"{FILE_PREFIX}{self._counter:06d}.ora"
+            save_ora(document, path, cache=cache)
+            self._write_lock()
+            for old in self.files()[: -self.keep]:
+                old.unlink(missing_ok=True)
+            return path
 
     def files(self) -> list[Path]:
         """This session's autosaves, oldest first."""

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
+    background_save_done = Signal(str, int)  # error ("" when saved), the changes it covered
 
     def __init__(self, *, worker: InferenceWorker, settings_store: SettingsStore, settings: AppSettings,
                  autosave: Autosave | None = None, models: Any = None, document: Document | None = None,
@@ -97,8 +98,9 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self._update_title()
         self._update_actions()
         self.view.set_tool("move")  # neutral until a tool is picked (the brush would need a mask first)
+        self._init_background_save()
         self._autosave_timer = QTimer(self)
-        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._autosave_timer.timeout.connect(self.autosave_in_background)
         self.apply_settings(settings)
         self._restore_geometry()
 
@@ -642,6 +644,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             self._discovery_task.cancel()
         self.controller.shutdown()
         self.worker.shutdown(timeout=3.0)
+        self.wait_for_background_save()
         if self.autosave is not None:
             self.autosave.finish()
 

@@ -6,6 +6,7 @@ methods show it in; this module holds only what is about the project file.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from canvas.io.errors import ProjectError
-from canvas.io.ora import load_ora, save_ora
+from canvas.io.ora import PngCache, load_ora, save_ora
 from canvas.model.document import Document, DocumentError
 from canvas.model.layers import ImageLayer
+from canvas.model.snapshot import Snapshots
 from desktop import dialogs
 from desktop.autosave import FileStamp
 
@@ -196,9 +198,60 @@ class ProjectFiles:
         return self.settings.last_directory or str(Path.home())
 
     # ==== autosave =================================================================================
+    # The timer's autosave runs on a worker thread from a snapshot (canvas.model.snapshot: after one
+    # stroke it copies one layer) with a PNG cache (only changed layers are encoded again), so it never
+    # blocks painting. `autosave_now` is the synchronous one, for emergencies and restores.
+    def _init_background_save(self) -> None:
+        self._snapshots = Snapshots()
+        self._png_cache = PngCache()
+        self._background_save: threading.Thread | None = None
+        self.background_save_done.connect(self._on_background_save_done)
+
+    def autosave_in_background(self) -> bool:
+        """Start an autosave on a worker thread; False when there is nothing to save or one is running."""
+        if self.autosave is None or self._changes_since_autosave == 0 or self._background_save is not None:
+            return False
+        try:
+            snapshot = self._snapshots.take(self.document)
+        except MemoryError:
+            self.statusBar().showMessage("Autosave skipped: not enough memory to copy the project.", 8000)
+            return False
+        changes, self._changes_since_autosave = self._changes_since_autosave, 0
+        thread = threading.Thread(target=self._save_snapshot, args=(snapshot, changes), name="collagen-autosave",
+                                  daemon=True)
+        self._background_save = thread
+        thread.start()
+        return True
+
+    def _save_snapshot(self, snapshot: Document, changes: int) -> None:  # on the worker thread
+        try:
+            self.autosave.save(snapshot, self._png_cache)
+            error = ""
+        except (ProjectError, OSError, DocumentError) as exc:
+            error = str(exc)
+        except MemoryError:
+            error = "not enough memory to save the project"
+        self.background_save_done.emit(error, changes)  # queued to the GUI thread
+
+    def _on_background_save_done(self, error: str, changes: int) -> None:
+        thread, self._background_save = self._background_save, None
+        if thread is not None:
+            thread.join()
+        if error:
+            self._changes_since_autosave += changes  # the next tick tries again
+            self.statusBar().showMessage(f"Autosave failed: {error}", 8000)
+
+    def wait_for_background_save(self) -> None:
+        """Let a running autosave finish (before a synchronous save, or the session's folder goes)."""
+        thread = self._background_save
+        if thread is not None:
+            thread.join()
+            self._background_save = None
+
     def autosave_now(self, force: bool = False) -> Path | None:
         if self.autosave is None or (self._changes_since_autosave == 0 and not force):
             return None
+        self.wait_for_background_save()
         try:
             path = self.autosave.save(self.document)
         except (ProjectError, OSError, DocumentError) as exc:

@@ -127,10 +127,39 @@ def last_copy_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(f".{target.name}.collagen-copy")
 
 
-def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: bool = False) -> None:
+class PngCache:
+    """The PNG bytes of the previous save's layers, reused while a layer's array, revision and
+    placement are the same (an autosave after one stroke encodes one layer). One save at a time."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[np.ndarray, bytes]] = {}
+        self._used: dict[tuple, tuple[np.ndarray, bytes]] = {}
+        self.encoded = 0  # PNGs encoded by the last save (the rest came from here)
+
+    def png(self, key: tuple | None, array: np.ndarray, render: Callable[[], np.ndarray]) -> bytes:
+        if key is None:
+            return _encode_png(render())
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not array:  # the array itself is kept, so its id is not reused
+            entry = (array, _encode_png(render()))
+            self.encoded += 1
+        self._used[key] = entry
+        return entry[1]
+
+    def start(self) -> None:
+        self.encoded = 0
+
+    def finish(self) -> None:
+        """Keep only what the save that just ended used."""
+        self._entries, self._used = self._used, {}
+
+
+def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: bool = False,
+             cache: PngCache | None = None) -> None:
     """Write the document atomically: the target is either the old file or the complete new one.
     With `keep_copy`, a copy also goes to `last_copy_path(path)` (a failure there is not fatal:
-    the project itself is saved)."""
+    the project itself is saved). With `cache`, layers unchanged since the save that used it last
+    are not encoded again."""
     target = Path(path)
     try:
         merged = flatten_layers(document)[0]  # what other programs show; nothing else of a composition
@@ -139,7 +168,7 @@ def save_ora(document: Document, path: str | os.PathLike[str], *, keep_copy: boo
         raise ProjectError(target, f"cannot be saved: {exc}") from None
     try:
         with atomic_file(target) as fileobj:
-            _write_archive(fileobj, document, plan, merged)
+            _write_archive(fileobj, document, plan, merged, cache or PngCache())
     except OSError as exc:
         raise ProjectError(target, f"cannot be written: {exc.strerror or exc}") from None
     except (TypeError, ValueError) as exc:  # a value json or Pillow cannot encode
@@ -270,7 +299,7 @@ def _prepare_scribble(layer: ScribbleLayer, src: str, document: Document) -> Pla
 
 
 def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLayer],
-                   merged: np.ndarray) -> None:
+                   merged: np.ndarray, cache: PngCache) -> None:
     stamp = time.localtime()[:6]
     with zipfile.ZipFile(fileobj, "w", allowZip64=True) as archive:
         def put(name: str, data: bytes, compress: int) -> None:
@@ -291,13 +320,39 @@ def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLaye
                                  "a project may hold (are some layer names or prompts that long?)")
         put(STACK_MEMBER, stack, zipfile.ZIP_DEFLATED)
         put(PROJECT_MEMBER, project, zipfile.ZIP_DEFLATED)
+        cache.start()
         for planned in plan:
             if planned.src:
-                put(planned.src, _encode_png(planned.rgba()), zipfile.ZIP_STORED)
+                put(planned.src, cache.png(_png_key(planned, "layer"), _keyed_array(planned.layer), planned.rgba),
+                    zipfile.ZIP_STORED)
             if planned.source:
-                put(planned.source, _encode_png(planned.layer.pixels), zipfile.ZIP_STORED)
+                pixels = planned.layer.pixels
+                put(planned.source, cache.png(_png_key(planned, "source"), pixels, lambda p=pixels: p),
+                    zipfile.ZIP_STORED)
+        cache.finish()
         put(THUMBNAIL_MEMBER, _encode_png(_thumbnail(merged)), zipfile.ZIP_STORED)
         put(MERGED_MEMBER, _encode_png(merged), zipfile.ZIP_STORED)
+
+
+def _keyed_array(layer: Layer) -> np.ndarray | None:
+    array = getattr(layer, "pixels", None)
+    if isinstance(layer, RegionLayer):
+        array = layer.mask
+    return array if isinstance(array, np.ndarray) else None
+
+
+def _png_key(planned: PlannedLayer, member: str) -> tuple | None:
+    """What a layer's PNG depends on; None for layers drawn from their fields (cheap, not cached)."""
+    layer = planned.layer
+    array = _keyed_array(layer)
+    if array is None or isinstance(layer, ScribbleLayer):
+        return None
+    placement: tuple = ()
+    if isinstance(layer, ImageLayer) and member == "layer" and planned.source:  # rendered by its transform
+        placement = (layer.x, layer.y, layer.scale, layer.rotation, planned.x, planned.y)
+    elif isinstance(layer, RegionLayer):
+        placement = (layer.color,)
+    return (layer.id, member, layer.revision, array.shape, placement)
 
 
 def _encode_png(array: np.ndarray) -> bytes:

@@ -98,6 +98,15 @@ class Layer:
     id: str = field(default_factory=_new_id)
     events: LayerEvents = field(default_factory=LayerEvents, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # Not a field: how many times the pixels changed (every change emits pixels_changed, which the
+        # canvas repaints from), so a saver can tell pixels it already copied or encoded.
+        self.revision = 0
+        self.events.pixels_changed.connect(self._count_change)
+
+    def _count_change(self, _rect: Any) -> None:
+        self.revision += 1
+
     def state(self) -> dict[str, Any]:
         """Every field's value (arrays included), for comparisons and serialisation."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "events"}
