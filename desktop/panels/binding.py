@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
@@ -45,6 +46,28 @@ class EditBursts:
             self._keys.clear()
         else:
             self._keys.pop(field, None)
+
+
+class WheelGuard(QObject):
+    """The wheel over a field that does not have focus scrolls the panel instead of changing the value.
+
+    Spin boxes, combo boxes and sliders take the wheel only once clicked or tabbed into (as in
+    Krita and Blender); until then a wheel event is handed to the scroll area's scroll bar.
+    """
+
+    def __init__(self, scroll_area: QAbstractScrollArea, parent: QObject | None = None):
+        super().__init__(parent)
+        self.scroll_area = scroll_area
+
+    def watch(self, field: QWidget) -> None:
+        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel alone never gives it focus
+        field.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            QCoreApplication.sendEvent(self.scroll_area.verticalScrollBar(), event)
+            return True
+        return False
 
 
 class PromptEdit(QPlainTextEdit):
@@ -107,6 +130,7 @@ class LoraList(QWidget):
         self.add_button.clicked.connect(self._add_clicked)
         self._layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._emitting = True
+        self.wheel_guard: WheelGuard | None = None  # set by a panel that scrolls: rows added later are guarded
 
     def set_available(self, names: list[str]) -> None:
         self._available = list(names)
@@ -165,6 +189,9 @@ class LoraList(QWidget):
         layout.addWidget(combo, 1)
         layout.addWidget(spin)
         layout.addWidget(remove)
+        if self.wheel_guard is not None:
+            self.wheel_guard.watch(combo)
+            self.wheel_guard.watch(spin)
         self._rows.append((combo, spin, row))
         self._layout.insertWidget(self._layout.count() - 1, row)
 

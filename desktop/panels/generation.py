@@ -16,6 +16,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QRegularExpression, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QRegularExpressionValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import (
 from canvas.model.commands import SetSetting
 from canvas.model.document import Document
 from desktop.actions import icon
-from desktop.panels.binding import EditBursts, LoraList, PromptEdit
+from desktop.panels.binding import EditBursts, LoraList, PromptEdit, WheelGuard
 from inference.api import (
     CFG_RANGE,
     IMAGE_GUIDANCE_RANGE,
@@ -321,6 +322,12 @@ class GenerationPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll = scroll
+        self._wheel_guard = WheelGuard(scroll, self)
+        for kind in (QAbstractSpinBox, QComboBox, QSlider):
+            for field in body.findChildren(kind):
+                self._wheel_guard.watch(field)
+        self.loras.wheel_guard = self._wheel_guard
 
         # footer: always visible
         footer = QWidget(self)

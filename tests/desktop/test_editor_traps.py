@@ -5,9 +5,10 @@ Each test drives the real window (offscreen) the way the user did when the trap 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from canvas.model.layers import ImageLayer
 
@@ -125,3 +126,34 @@ def test_b_with_a_region_above_the_mask_paints_the_mask(qtbot, make_editor):
     window.view.setFocus()
     QTest.keyClick(window.view, Qt.Key.Key_B)
     assert window.document.active_layer is mask and region.rect is not None
+
+
+def wheel(widget, notches: int = -1) -> None:
+    """One real wheel event at the middle of `widget` (negative notches: towards the user)."""
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_over_an_unfocused_field_scrolls_the_panel_and_keeps_the_value(qtbot, make_editor):
+    window = make_editor().window
+    window.resize(1024, 700)
+    panel = window.generation_panel
+    window.document.settings.mode = "refine"  # the longest panel: it must scroll at this height
+    panel.set_document(window.document)
+    qtbot.waitUntil(lambda: panel.scroll.verticalScrollBar().maximum() > 0, timeout=3000)
+    steps, bar = panel.steps, panel.scroll.verticalScrollBar()
+    steps_before, sampler_before = window.document.settings.steps, panel.sampler.currentIndex()
+    window.view.setFocus()
+    wheel(steps)
+    wheel(panel.sampler)
+    wheel(panel.strength_slider)
+    assert window.document.settings.steps == steps_before and steps.value() == steps_before
+    assert panel.sampler.currentIndex() == sampler_before
+    assert bar.value() > 0  # the panel scrolled instead
+    steps.setFocus()  # once the user clicked into the field, the wheel is the field's
+    qtbot.waitUntil(steps.hasFocus, timeout=2000)
+    wheel(steps, notches=1)
+    assert window.document.settings.steps == steps_before + 1
