@@ -400,6 +400,11 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     # ==== generation ===============================================================================
     def generate(self) -> Job | None:
         self.generation_panel.end_edit_bursts()  # what is typed after this is a new undo step
+        problem = self.generation_panel.model_problem()
+        if problem:  # refused before anything is frozen or queued, in the sentence the panel shows
+            self.generation_panel.set_status(problem)
+            self.statusBar().showMessage(problem, 8000)
+            return None
         job = self.controller.generate()
         self._update_actions()
         return job

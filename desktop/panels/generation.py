@@ -86,6 +86,7 @@ class GenerationPanel(QWidget):
         self._bindings: dict[str, Binding] = {}
         self._random = random.Random()
         self._first_run_dismissed = False
+        self._models: list[ModelInfo] = []  # what discovery found; the picker shows those fit for the mode
         self._build()
         self.set_document(document)
 
@@ -157,12 +158,17 @@ class GenerationPanel(QWidget):
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(refresh)
+        self.model_problem_label = QLabel(body)
+        self.model_problem_label.setObjectName("warningLabel")
+        self.model_problem_label.setWordWrap(True)
+        self.model_problem_label.hide()
         self.noise_badge = QLabel("Demo model: random weights — the result is noise", body)
         self.noise_badge.setObjectName("noiseBadge")
         self.noise_badge.setWordWrap(True)
         top.addRow("Mode", self.mode)
         top.addRow("", self.mode_hint)
         top.addRow("Model", model_row)
+        top.addRow("", self.model_problem_label)
         top.addRow("", self.noise_badge)
         column.addLayout(top)
 
@@ -436,6 +442,8 @@ class GenerationPanel(QWidget):
         binding = self._bindings.get(name)
         if binding is not None:
             binding.show(getattr(self.document.settings, name))
+        if name == "mode" and self._models:
+            self._fill_model_picker()
         if name in ("mode", "model"):
             self._refresh_visibility()
 
@@ -479,16 +487,8 @@ class GenerationPanel(QWidget):
     # -- models -----------------------------------------------------------------------------------
     def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
         """The discovered models; built-ins are marked as the demo that draws noise."""
-        self.model.blockSignals(True)
-        self.model.clear()
-        for info in models:
-            if info.kind == "builtin":
-                text = f"{info.name} — demo, produces noise"
-            else:
-                text = f"{info.name}  ({info.family}{', inpaint' if info.kind == 'inpaint' else ''})"
-            self.model.addItem(text, info.name)
-            self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
-        self.model.blockSignals(False)
+        self._models = list(models)
+        self._fill_model_picker()
         self.vae.blockSignals(True)
         self.vae.clear()
         self.vae.addItem("The checkpoint's own", "")
@@ -502,6 +502,43 @@ class GenerationPanel(QWidget):
         self.first_run.setVisible(not real and not self._first_run_dismissed)
         self.first_run_path.setText(str(self.models_folder) if self.models_folder else "")
         self.first_run_path.setCursorPosition(0)
+
+    def _fill_model_picker(self) -> None:
+        """The models that run the current mode (edit models in Edit, the others elsewhere)."""
+        mode = self.document.settings.mode
+        self.model.blockSignals(True)
+        self.model.clear()
+        for info in self._models:
+            if not model_runs_mode(info, mode):
+                continue
+            if info.kind == "builtin":
+                text = f"{info.name} — demo, produces noise"
+            else:
+                text = f"{info.name}  ({info.family}{', inpaint' if info.kind == 'inpaint' else ''})"
+            self.model.addItem(text, info.name)
+            self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
+        chosen = self.model_info()
+        if chosen is not None and not model_runs_mode(chosen, mode):  # kept selected, and marked
+            self.model.addItem(f"{chosen.name} — not for this mode", chosen.name)
+        self.model.blockSignals(False)
+        self._bindings["model"].show(self.document.settings.model)
+
+    def model_info(self) -> ModelInfo | None:
+        """What discovery knows of the selected model (None: not found, or discovery has not run)."""
+        name = self.document.settings.model
+        return next((info for info in self._models if info.name == name), None)
+
+    def model_problem(self) -> str:
+        """One sentence when the selected model cannot run the selected mode; empty when it can."""
+        info, mode = self.model_info(), self.document.settings.mode
+        if info is None or model_runs_mode(info, mode):
+            return ""
+        label = next(text for value, text, _ in MODES if value == mode)
+        if mode == "edit":
+            return (f"{info.name} is not an instruction-edit model; pick an edit model (such as "
+                    f"builtin:tiny-ip2p) for {label} mode.")
+        return (f"{info.name} is an instruction-edit model and only runs Edit mode; pick another model for "
+                f"{label} mode.")
 
     def _use_demo_model(self) -> None:
         """The user knows now: the card makes room (until the next start without models)."""
@@ -530,6 +567,9 @@ class GenerationPanel(QWidget):
         self.strength_label.setText("Strength" if mode != "refine" else "Strength (max)")
         model = self.document.settings.model
         self.noise_badge.setVisible(model.startswith("builtin:"))
+        problem = self.model_problem()
+        self.model_problem_label.setText(problem)
+        self.model_problem_label.setVisible(bool(problem))
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
@@ -556,6 +596,12 @@ class GenerationPanel(QWidget):
 
     def set_status(self, text: str) -> None:
         self.progress_label.setText(text)
+
+
+def model_runs_mode(info: ModelInfo, mode: str) -> bool:
+    """Discovery lists each model's modes (from its family); a model without that list is not filtered."""
+    modes = info.extra.get("modes")
+    return modes is None or mode in modes
 
 
 def progress_text(step: int, total: int, seconds_left: float) -> str:

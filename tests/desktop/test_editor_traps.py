@@ -157,3 +157,48 @@ def test_the_wheel_over_an_unfocused_field_scrolls_the_panel_and_keeps_the_value
     qtbot.waitUntil(steps.hasFocus, timeout=2000)
     wheel(steps, notches=1)
     assert window.document.settings.steps == steps_before + 1
+
+
+def pick(combo, value) -> None:
+    """Choose an entry the way a click in the combo's list does (activated, with the index)."""
+    index = combo.findData(value)
+    assert index >= 0, f"{value} is not offered"
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def test_the_picker_lists_the_builtin_edit_models_in_edit_mode_and_generate_refuses_a_misfit(qtbot, make_editor):
+    window = make_editor().window
+    panel = window.generation_panel
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    offered = lambda: [panel.model.itemData(i) for i in range(panel.model.count())]  # noqa: E731
+    assert "builtin:tiny-sd15" in offered() and "builtin:tiny-flux-dev" in offered()
+    assert "builtin:tiny-ip2p" not in offered()  # generation modes show generation models
+    pick(panel.mode, "edit")
+    edit_models = ["builtin:tiny-ip2p", "builtin:tiny-kontext", "builtin:tiny-qwen-edit", "builtin:tiny-qwen-edit-plus"]
+    assert all(name in offered() for name in edit_models) and "builtin:tiny-flux-dev" not in offered()
+    # the SD model chosen before stays selected, marked, and the panel says why it cannot run
+    assert panel.model.currentText() == "builtin:tiny-sd15 — not for this mode"
+    problem = panel.model_problem_label.text()
+    assert panel.model_problem_label.isVisibleTo(panel) and problem.startswith("builtin:tiny-sd15 is not an")
+    assert window.generate() is None and not window.controller.jobs
+    assert panel.progress_label.text() == problem
+    pick(panel.model, "builtin:tiny-ip2p")
+    assert window.document.settings.model == "builtin:tiny-ip2p" and not panel.model_problem_label.isVisibleTo(panel)
+    assert "(not found)" not in panel.model.currentText()
+    pick(panel.mode, "generate")  # and the other way round
+    assert "builtin:tiny-ip2p is an instruction-edit model" in panel.model_problem_label.text()
+
+
+def test_the_edit_sample_finds_its_builtin_model(qtbot, make_editor):
+    from pathlib import Path
+
+    window = make_editor().window
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    window.open_path(str(Path(__file__).parents[2] / "resources" / "samples" / "edit.ora"), ask=False)
+    panel = window.generation_panel
+    assert window.document.settings.model == "builtin:tiny-ip2p"
+    assert panel.model.currentText() == "builtin:tiny-ip2p — demo, produces noise"
+    assert not panel.model_problem_label.isVisibleTo(panel)
