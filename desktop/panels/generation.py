@@ -189,6 +189,11 @@ class GenerationPanel(QWidget):
         for name in SAMPLERS:
             self.sampler.addItem(name, name)
         self._bind_combo("sampler", self.sampler)
+        self.sampler_fixed = QLabel(body)  # a model that runs one scheduler of its own: its name, not a choice
+        self.sampler_fixed.setToolTip("This model always runs its own scheduler")
+        sampler_row = QHBoxLayout()
+        sampler_row.addWidget(self.sampler, 1)
+        sampler_row.addWidget(self.sampler_fixed, 1)
         self.steps = self._spin("steps", 1, MAX_STEPS)
         self.cfg = self._double("cfg", *CFG_RANGE, 0.5, 1)
         self.seed = QLineEdit(body)
@@ -230,14 +235,17 @@ class GenerationPanel(QWidget):
         self.batch = self._spin("batch_count", 1, MAX_BATCH)
         self.size_label = QLabel(body)
         self.size_label.setToolTip("Generation happens at the canvas size (File ▸ New sets it)")
-        knobs.addRow("Sampler", self.sampler)
+        self.cfg_label = QLabel("CFG scale", body)
+        knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
-        knobs.addRow("CFG scale", self.cfg)
+        knobs.addRow(self.cfg_label, self.cfg)
         knobs.addRow("Seed", seed_row)
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
         knobs.addRow("Size", self.size_label)
         column.addLayout(knobs)
+        self.knobs = knobs
+        self._sampler_row = sampler_row
 
         # advanced
         self.advanced_toggle = QToolButton(body)
@@ -570,6 +578,24 @@ class GenerationPanel(QWidget):
         problem = self.model_problem()
         self.model_problem_label.setText(problem)
         self.model_problem_label.setVisible(bool(problem))
+        self._show_family_options(self.model_info())
+
+    def _show_family_options(self, info: ModelInfo | None) -> None:
+        """What the model's family uses: FLUX dev's distilled Guidance instead of CFG, none for schnell;
+        the sampler only where one can be picked (an edit model shows the scheduler it runs)."""
+        extra = info.extra if info is not None else {}
+        guidance = extra.get("guidance", "cfg")
+        self.cfg_label.setText("Guidance" if guidance == "guidance" else "CFG scale")
+        self.cfg.setToolTip("Distilled guidance the model was trained with (not classifier-free guidance)"
+                            if guidance == "guidance" else "How closely the picture follows the prompt")
+        self.knobs.setRowVisible(self.cfg, guidance != "none")
+        samplers = extra.get("samplers")
+        choice = samplers is None or bool(samplers)
+        edit = self.document.settings.mode == "edit"
+        self.knobs.setRowVisible(self._sampler_row, choice or edit)  # FLUX: one sampler, nothing to show
+        self.sampler.setVisible(choice and self.knobs.isRowVisible(self._sampler_row))
+        self.sampler_fixed.setVisible(not choice and edit)
+        self.sampler_fixed.setText(f"{extra.get('sampler', '')} (the model's own)")
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self.advanced.setVisible(shown)

@@ -202,3 +202,24 @@ def test_the_edit_sample_finds_its_builtin_model(qtbot, make_editor):
     assert window.document.settings.model == "builtin:tiny-ip2p"
     assert panel.model.currentText() == "builtin:tiny-ip2p — demo, produces noise"
     assert not panel.model_problem_label.isVisibleTo(panel)
+
+
+def test_flux_shows_guidance_or_nothing_and_no_sampler_and_edit_models_name_their_scheduler(qtbot, make_editor):
+    window = make_editor().window
+    panel = window.generation_panel
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    shown = lambda widget: widget.isVisibleTo(panel)  # noqa: E731
+    assert shown(panel.sampler) and shown(panel.cfg) and panel.cfg_label.text() == "CFG scale"
+    pick(panel.model, "builtin:tiny-flux-dev")
+    assert shown(panel.cfg) and panel.cfg_label.text() == "Guidance"
+    assert not shown(panel.sampler) and not shown(panel.sampler_fixed)  # FLUX runs one sampler: no control
+    pick(panel.model, "builtin:tiny-flux-schnell")
+    assert not shown(panel.cfg) and not shown(panel.cfg_label)  # schnell uses no guidance at all
+    pick(panel.model, "builtin:tiny-sd15")
+    assert shown(panel.sampler) and shown(panel.cfg) and panel.cfg_label.text() == "CFG scale"
+    pick(panel.mode, "edit")
+    pick(panel.model, "builtin:tiny-ip2p")
+    assert not shown(panel.sampler) and panel.sampler_fixed.text() == "Euler a (the model's own)"
+    pick(panel.model, "builtin:tiny-kontext")
+    assert panel.sampler_fixed.text() == "FlowMatchEuler (the model's own)" and panel.cfg_label.text() == "Guidance"
