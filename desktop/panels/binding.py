@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Callable
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractScrollArea,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
+    QMainWindow,
     QPlainTextEdit,
     QToolButton,
     QVBoxLayout,
@@ -71,10 +74,17 @@ class WheelGuard(QObject):
 
 
 class PromptEdit(QPlainTextEdit):
-    """A few lines of plain text; emits `edited(text)` on user edits only, `finished` on focus out."""
+    """A few lines of plain text; emits `edited(text)` on user edits only, `finished` on focus out.
+
+    Its typing is recorded in the document's history, so Ctrl+Z / Ctrl+Shift+Z here are not the
+    widget's own undo (which would record the undone text as a new step and throw Redo away): they
+    take back (or redo) the document's step when it is this field's typing, and never another one
+    (the canvas's): `history_step(redo)`, set by the panel, does that and says whether it could.
+    """
 
     edited = Signal(str)
     finished = Signal()
+    NOTHING_TO_UNDO = ("Nothing typed in this field to {}; Ctrl+Z over the canvas undoes the canvas.")
 
     def __init__(self, placeholder: str, lines: int = 3, parent: QWidget | None = None):
         super().__init__(parent)
@@ -85,7 +95,26 @@ class PromptEdit(QPlainTextEdit):
         self.setMinimumHeight(height)
         self.setMaximumHeight(height + self.fontMetrics().lineSpacing() * 3)
         self._setting = False
+        self.history_step: Callable[[bool], bool] | None = None
+        self.setUndoRedoEnabled(False)  # the document's history is the one undo (see the class note)
         self.textChanged.connect(self._on_text_changed)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and _undo_key(event) is not None:
+            event.accept()  # Ctrl+Z here is this field's, never the window's (the canvas's) Undo
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:
+        which = _undo_key(event)
+        if which is None:
+            super().keyPressEvent(event)
+            return
+        if self.history_step is not None and self.history_step(which == "redo"):
+            return
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(self.NOTHING_TO_UNDO.format(which), 5000)
 
     def set_text(self, text: str) -> None:
         """Programmatic update (undo, another document) that keeps the cursor where it makes sense."""
@@ -109,6 +138,16 @@ class PromptEdit(QPlainTextEdit):
     def focusOutEvent(self, event) -> None:
         super().focusOutEvent(event)
         self.finished.emit()
+
+
+def _undo_key(event) -> str | None:
+    if event.matches(QKeySequence.StandardKey.Undo):
+        return "undo"
+    if event.matches(QKeySequence.StandardKey.Redo) or (
+            event.key() == Qt.Key.Key_Z and event.modifiers() == (Qt.KeyboardModifier.ControlModifier
+                                                                   | Qt.KeyboardModifier.ShiftModifier)):
+        return "redo"
+    return None
 
 
 class LoraList(QWidget):

@@ -415,7 +415,18 @@ class GenerationPanel(QWidget):
     def _bind_text(self, name: str, edit: PromptEdit) -> None:
         edit.edited.connect(lambda text: self._set_setting(name, text, merge=True))
         edit.finished.connect(lambda: self._bursts.end(name))
+        edit.history_step = lambda redo: self._typing_step(name, redo)
         self._bindings[name] = Binding(lambda v, w=edit: w.set_text(str(v)))
+
+    def _typing_step(self, name: str, redo: bool) -> bool:
+        """Ctrl+Z / Ctrl+Shift+Z in a prompt field: the document's step if it is that field's typing."""
+        history = self.document.history
+        step = history.next_redo if redo else history.next_undo
+        if not (isinstance(step, SetSetting) and step.name == name):
+            return False
+        self._bursts.end(name)  # what is typed next is a step of its own
+        self.document.redo() if redo else self.document.undo()
+        return True
 
     @staticmethod
     def _show_combo(combo: QComboBox, value: Any) -> None:

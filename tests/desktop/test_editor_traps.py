@@ -223,3 +223,42 @@ def test_flux_shows_guidance_or_nothing_and_no_sampler_and_edit_models_name_thei
     assert not shown(panel.sampler) and panel.sampler_fixed.text() == "Euler a (the model's own)"
     pick(panel.model, "builtin:tiny-kontext")
     assert panel.sampler_fixed.text() == "FlowMatchEuler (the model's own)" and panel.cfg_label.text() == "Guidance"
+
+
+def test_ctrl_z_after_accepting_undoes_the_accept_as_one_step(qtbot, make_editor):
+    window = make_editor().window
+    doc = window.document
+    staged(qtbot, window, steps=2, batch=2)
+    layers, steps_done = len(doc.layers), len(doc.history)
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Return)  # accept
+    assert len(doc.layers) == layers + 1 and len(doc.history) == steps_done + 1
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(doc.layers) == layers and len(doc.history) == steps_done
+    assert window.controller.staging is not None and window.controller.staging.count == 2  # the results are back
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert len(doc.layers) == layers + 1 and window.controller.staging is None
+
+
+def test_ctrl_z_in_the_prompt_undoes_the_typing_and_never_the_canvas_nor_redo(qtbot, make_editor):
+    window = make_editor().window
+    doc = window.document
+    prompt = window.generation_panel.prompt
+    prompt.setFocus()
+    qtbot.waitUntil(prompt.hasFocus, timeout=2000)
+    QTest.keyClicks(prompt, "a cat")
+    QTest.keyClick(prompt, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert prompt.toPlainText() == "" and doc.settings.prompt == ""
+    assert doc.history.can_redo  # the typing is a redo step, not a new step that threw redo away
+    QTest.keyClick(prompt, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert prompt.toPlainText() == "a cat" and doc.settings.prompt == "a cat"
+    window.add_layer("mask")  # a canvas change after the typing
+    layers = len(doc.layers)
+    prompt.setFocus()
+    qtbot.waitUntil(prompt.hasFocus, timeout=2000)
+    QTest.keyClick(prompt, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(doc.layers) == layers and prompt.toPlainText() == "a cat"  # the canvas is not undone from here
+    assert "canvas" in window.statusBar().currentMessage()
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(doc.layers) == layers - 1
