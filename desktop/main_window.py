@@ -55,6 +55,7 @@ from desktop.window_import import ImageImport
 from desktop.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+CANVAS_SHARE = 0.45  # of the window's width, what the canvas keeps when the window gets narrow
 
 class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
@@ -652,7 +653,31 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        QTimer.singleShot(0, self.keep_canvas_room)
         QTimer.singleShot(0, self.view.fit)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() < event.oldSize().width():
+            QTimer.singleShot(0, self.keep_canvas_room)
+
+    def keep_canvas_room(self) -> None:
+        """A narrow window shrinks the side docks (down to what their controls need) before the canvas.
+
+        At 1024 px the docks' usual widths left the canvas under 300 px; the docks give back what
+        they have above their minimum until the canvas has CANVAS_SHARE of the window, or they are at it.
+        """
+        docks = [d for d in (self.layers_dock, self.generation_dock) if d.isVisible() and not d.isFloating()]
+        shortfall = int(self.width() * CANVAS_SHARE) - self.centralWidget().width()
+        if shortfall <= 0 or not docks:
+            return
+        spare = [max(d.width() - d.minimumSizeHint().width(), 0) for d in docks]
+        total = sum(spare)
+        if total <= 0:
+            return
+        take = min(shortfall, total)
+        widths = [d.width() - round(take * room / total) for d, room in zip(docks, spare)]
+        self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
 
 def _next_name(doc: Document, base: str) -> str:

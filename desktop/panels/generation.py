@@ -331,7 +331,6 @@ class GenerationPanel(QWidget):
         column.addStretch(1)
 
         scroll = QScrollArea(self)
-        scroll.setMinimumWidth(330)  # below this the form would be clipped (no horizontal scrolling)
         scroll.setWidget(body)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -342,6 +341,7 @@ class GenerationPanel(QWidget):
             for field in body.findChildren(kind):
                 self._wheel_guard.watch(field)
         self.loras.wheel_guard = self._wheel_guard
+        self._fit_scroll_width()
 
         # footer: always visible
         footer = QWidget(self)
@@ -590,6 +590,7 @@ class GenerationPanel(QWidget):
         self.model_problem_label.setText(problem)
         self.model_problem_label.setVisible(bool(problem))
         self._show_family_options(self.model_info())
+        self._fit_scroll_width()
 
     def _show_family_options(self, info: ModelInfo | None) -> None:
         """What the model's family uses: FLUX dev's distilled Guidance instead of CFG, none for schnell;
@@ -608,8 +609,16 @@ class GenerationPanel(QWidget):
         self.sampler_fixed.setVisible(not choice and edit)
         self.sampler_fixed.setText(f"{extra.get('sampler', '')} (the model's own)")
 
+    def _fit_scroll_width(self) -> None:
+        """The form's own minimum width plus the scroll bar: the panel never clips its right edge
+        (there is no horizontal scrolling), with or without the scroll bar showing."""
+        body = self.scroll.widget()
+        body.layout().activate()
+        self.scroll.setMinimumWidth(body.minimumSizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width())
+
     def _on_advanced_toggled(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
+        self._fit_scroll_width()
         self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def set_running(self, running: bool) -> None:

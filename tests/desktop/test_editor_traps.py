@@ -5,10 +5,10 @@ Each test drives the real window (offscreen) the way the user did when the trap 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QPushButton
+from PySide6.QtWidgets import QAbstractButton, QApplication, QPushButton
 
 from canvas.model.layers import ImageLayer
 
@@ -262,3 +262,35 @@ def test_ctrl_z_in_the_prompt_undoes_the_typing_and_never_the_canvas_nor_redo(qt
     window.view.setFocus()
     QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert len(doc.layers) == layers - 1
+
+
+def window_rect(window, widget):
+    return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
+
+
+def test_at_1024_by_700_the_panel_canvas_and_layers_are_all_usable(qtbot, make_editor):
+    window = make_editor().window
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024 and window.height() == 700, timeout=3000)
+    qtbot.wait(50)  # the docks give room back on the next turn of the event loop
+    inside = window.rect()
+    view = window.view
+    for dock in (window.layers_dock, window.region_dock, window.generation_dock):
+        assert inside.contains(window_rect(window, dock)), dock.windowTitle()
+    assert view.width() >= 380  # was ~300: the docks shrink to what their controls need first
+    doc_width = window.document.width * view.zoom  # and the picture is fitted again to the smaller view
+    assert doc_width <= view.viewport().width() and doc_width >= view.viewport().width() - 64
+    panel = window.generation_panel
+    body, scroll = panel.scroll.widget(), panel.scroll
+    assert scroll.verticalScrollBar().maximum() > 0  # the panel scrolls ...
+    assert scroll.viewport().width() >= body.minimumSizeHint().width()  # ... without clipping its right edge
+    assert inside.contains(window_rect(window, panel.generate_button))  # the footer stays in view
+    layers = window.layers_panel
+    for button in layers.findChildren(QAbstractButton):
+        if button.isVisibleTo(layers):
+            assert QRect(QPoint(0, 0), layers.size()).contains(QRect(button.mapTo(layers, QPoint(0, 0)),
+                                                                     button.size())), button.toolTip()
+    panel.scroll.ensureWidgetVisible(panel.steps)  # every control can be scrolled to and is whole
+    qtbot.wait(10)
+    assert scroll.viewport().rect().contains(QRect(panel.steps.mapTo(scroll.viewport(), QPoint(0, 0)),
+                                                   panel.steps.size()))
