@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QRegularExpression, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QRegularExpressionValidator
+from PySide6.QtCore import QRegularExpression, Qt, Signal
+from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -65,6 +64,7 @@ MODES = (
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
 DEMO_MODEL = "builtin:tiny-sd15"
+DEMO_EDIT_MODEL = "builtin:tiny-ip2p"
 
 
 @dataclass
@@ -75,17 +75,14 @@ class Binding:
 class GenerationPanel(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
-    add_models_folder_requested = Signal()
     refresh_models_requested = Signal()
 
-    def __init__(self, document: Document, parent: QWidget | None = None, *, models_folder: Path | None = None):
+    def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self.models_folder = models_folder
         self._bursts = EditBursts()
         self._bindings: dict[str, Binding] = {}
         self._random = random.Random()
-        self._first_run_dismissed = False
         self._models: list[ModelInfo] = []  # what discovery found; the picker shows those fit for the mode
         self._build()
         self.set_document(document)
@@ -96,45 +93,6 @@ class GenerationPanel(QWidget):
         column = QVBoxLayout(body)
         column.setContentsMargins(8, 8, 8, 8)
         column.setSpacing(8)
-
-        # first run: where models go
-        self.first_run = QFrame(body)
-        self.first_run.setObjectName("firstRunCard")
-        card = QVBoxLayout(self.first_run)
-        card.setContentsMargins(10, 10, 10, 10)
-        title = QLabel("No models found yet", self.first_run)
-        font = title.font()
-        font.setBold(True)
-        title.setFont(font)
-        self.first_run_text = QLabel(
-            "Put Stable Diffusion 1.5 or SDXL checkpoints (.safetensors) into this folder:", self.first_run)
-        self.first_run_text.setWordWrap(True)
-        self.first_run_path = QLineEdit(self.first_run)
-        self.first_run_path.setReadOnly(True)
-        self.first_run_path.setToolTip("The default models folder (select to copy)")
-        self.first_run_more = QLabel(
-            "…or add the models folder of your A1111 or ComfyUI install: checkpoints, LoRAs, VAEs and "
-            "embeddings are found in their usual sub-folders. Nothing is ever downloaded.", self.first_run)
-        self.first_run_more.setWordWrap(True)
-        add_folder = QPushButton(icon("folder-add"), "Add models folder…", self.first_run)
-        add_folder.setToolTip("A folder with checkpoints, or your A1111 / ComfyUI install (detected automatically)")
-        add_folder.clicked.connect(self.add_models_folder_requested)
-        open_folder = QPushButton(icon("open"), "Open folder", self.first_run)
-        open_folder.setToolTip("Open the default models folder in the file manager")
-        open_folder.clicked.connect(self._open_models_folder)
-        demo = QPushButton("Try the demo model (produces noise)", self.first_run)
-        demo.setToolTip("A tiny random-weight model built in: it runs the whole workflow but draws noise")
-        demo.clicked.connect(self._use_demo_model)
-        buttons = QHBoxLayout()
-        buttons.addWidget(add_folder, 1)
-        buttons.addWidget(open_folder)
-        card.addWidget(title)
-        card.addWidget(self.first_run_text)
-        card.addWidget(self.first_run_path)
-        card.addWidget(self.first_run_more)
-        card.addLayout(buttons)
-        card.addWidget(demo)
-        column.addWidget(self.first_run)
 
         # mode and model
         top = QFormLayout()
@@ -517,10 +475,6 @@ class GenerationPanel(QWidget):
         self.loras.set_available(loras)
         self._on_setting_changed("model")
         self._on_setting_changed("vae")
-        real = [m for m in models if m.kind != "builtin"]
-        self.first_run.setVisible(not real and not self._first_run_dismissed)
-        self.first_run_path.setText(str(self.models_folder) if self.models_folder else "")
-        self.first_run_path.setCursorPosition(0)
 
     def _fill_model_picker(self) -> None:
         """The models that run the current mode (edit models in Edit, the others elsewhere)."""
@@ -559,16 +513,9 @@ class GenerationPanel(QWidget):
         return (f"{info.name} is an instruction-edit model and only runs Edit mode; pick another model for "
                 f"{label} mode.")
 
-    def _use_demo_model(self) -> None:
-        """The user knows now: the card makes room (until the next start without models)."""
-        self._set_setting("model", DEMO_MODEL)
-        self._first_run_dismissed = True
-        self.first_run.hide()
-
-    def _open_models_folder(self) -> None:
-        if self.models_folder is not None:
-            self.models_folder.mkdir(parents=True, exist_ok=True)
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.models_folder)))
+    def use_demo_model(self) -> None:
+        """The first-run card's demo: a built-in model that fits the mode (it draws noise)."""
+        self._set_setting("model", DEMO_EDIT_MODEL if self.document.settings.mode == "edit" else DEMO_MODEL)
 
     # -- state ------------------------------------------------------------------------------------
     def _refresh_visibility(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QAbstractButton, QApplication, QPushButton
+from PySide6.QtWidgets import QAbstractButton, QApplication
 
 from canvas.model.layers import ImageLayer
 
@@ -56,7 +56,7 @@ def test_staging_keys_work_from_the_history_list_and_never_restore_its_settings(
 def test_staging_keys_work_after_clicking_a_panel_button(qtbot, make_editor):
     window = make_editor().window
     staged(qtbot, window, steps=2, batch=2)
-    button = next(b for b in window.generation_panel.findChildren(QPushButton)
+    button = next(b for b in window.generation_panel.findChildren(QAbstractButton)
                   if b.isVisible() and b.focusPolicy() != Qt.FocusPolicy.NoFocus and b is not
                   window.generation_panel.generate_button)
     button.setFocus()
@@ -294,3 +294,24 @@ def test_at_1024_by_700_the_panel_canvas_and_layers_are_all_usable(qtbot, make_e
     qtbot.wait(10)
     assert scroll.viewport().rect().contains(QRect(panel.steps.mapTo(scroll.viewport(), QPoint(0, 0)),
                                                    panel.steps.size()))
+
+
+def test_the_first_run_card_sits_on_the_canvas_says_where_models_go_and_once_closed_stays_closed(
+        qtbot, make_editor):
+    from desktop.settings import default_models_dir
+
+    window = make_editor().window
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    card = window.first_run
+    assert card.isVisible() and card.parentWidget() is window.centralWidget()
+    view = window_rect(window, window.view)
+    assert view.contains(window_rect(window, card))  # over the canvas, not in a dock
+    assert str(default_models_dir()) in card.where.text()
+    assert "every mode" in card.builtin.text()
+    card.close_button.click()
+    assert not card.isVisible() and window.settings_store.load().first_run_dismissed
+    again = make_editor().window  # the next start
+    task = again.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    assert not again.first_run.isVisible()
