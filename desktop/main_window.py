@@ -57,6 +57,7 @@ from desktop.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 CANVAS_SHARE = 0.45  # of the window's width, what the canvas keeps when the window gets narrow
+GENERATION_DOCK_FLOOR = 330  # px: the generation dock shrinks no further for the canvas's sake
 
 class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
@@ -703,7 +704,8 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         shortfall = int(self.width() * CANVAS_SHARE) - self.centralWidget().width()
         if shortfall <= 0 or not docks:
             return
-        spare = [max(d.width() - d.minimumSizeHint().width(), 0) for d in docks]
+        floors = {self.generation_dock: GENERATION_DOCK_FLOOR}  # the prompt stays wide enough to read
+        spare = [max(d.width() - max(d.minimumSizeHint().width(), floors.get(d, 0)), 0) for d in docks]
         total = sum(spare)
         if total <= 0:
             return

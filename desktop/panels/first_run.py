@@ -79,12 +79,15 @@ class FirstRunCard(QFrame):
         buttons.addWidget(add_folder)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
-        buttons.addWidget(self.demo_button)
+        demo_row = QHBoxLayout()
+        demo_row.addStretch(1)
+        demo_row.addWidget(self.demo_button)
         layout.addLayout(header)
         layout.addWidget(self.where)
         layout.addWidget(self.how)
         layout.addWidget(self.builtin)
         layout.addLayout(buttons)
+        layout.addLayout(demo_row)
         self.hide()
 
     def set_folders(self, folders: list[Path]) -> None:
@@ -102,8 +105,8 @@ class FirstRunCard(QFrame):
     def place(self) -> None:
         view = self._over.geometry()
         width = max(min(CARD_WIDTH, view.width() - 2 * MARGIN), 200)
-        self.setFixedWidth(width)
-        self.adjustSize()
+        # wrapped labels: the height that width needs (adjustSize would squeeze them into one line each)
+        self.setFixedSize(width, self.layout().totalHeightForWidth(width))
         self.move(view.x() + (view.width() - width) // 2, view.y() + MARGIN)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:

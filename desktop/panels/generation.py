@@ -417,10 +417,12 @@ class GenerationPanel(QWidget):
 
     def _on_setting_changed(self, name: str) -> None:
         binding = self._bindings.get(name)
-        if binding is not None:
+        if name in ("mode", "model") and self._models:
+            self._fill_model_picker()  # which models fit depends on both; it shows the chosen one
+            if name == "mode":
+                binding.show(self.document.settings.mode)
+        elif binding is not None:
             binding.show(getattr(self.document.settings, name))
-        if name == "mode" and self._models:
-            self._fill_model_picker()
         if name in ("mode", "model"):
             self._refresh_visibility()
 

@@ -315,3 +315,16 @@ def test_the_first_run_card_sits_on_the_canvas_says_where_models_go_and_once_clo
     task = again.refresh_models()
     qtbot.waitUntil(task.done, timeout=10_000)
     assert not again.first_run.isVisible()
+
+
+def test_a_model_that_does_not_fit_the_mode_is_marked_so_not_as_missing(qtbot, make_editor):
+    window = make_editor().window
+    panel = window.generation_panel
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    pick(panel.mode, "edit")
+    pick(panel.model, "builtin:tiny-ip2p")
+    window.undo()  # the model goes back to the SD one while the mode stays Edit
+    assert window.document.settings.model == "builtin:tiny-sd15"
+    assert panel.model.currentText() == "builtin:tiny-sd15 — not for this mode"
+    assert panel.model_problem_label.isVisibleTo(panel)
