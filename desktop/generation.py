@@ -191,6 +191,23 @@ class Staging:
         return dict(job.parameters[i]) if i < len(job.parameters) else {}
 
 
+def take_staging(controller: GenerationController, staging: Staging) -> None:
+    if controller.staging is staging:
+        controller.set_staging(None)
+
+
+def give_staging_back(controller: GenerationController, staging: Staging) -> None:
+    """Undo of a discard or an accept: the results are back in the strip (released ones cannot be)."""
+    if any(job.released for job in staging.jobs):
+        return
+    current = controller.staging
+    if current is None:
+        controller.set_staging(staging)
+    elif current is not staging:  # results that came since go after the ones brought back
+        staging.jobs.extend(job for job in current.jobs if job not in staging.jobs)
+        controller.set_staging(staging)
+
+
 class DiscardResults(Command):
     """Throwing the waiting results away, as an undo step: Undo brings them back to the strip."""
 
@@ -201,25 +218,31 @@ class DiscardResults(Command):
         self.staging = staging
 
     def do(self, doc: Document) -> None:
-        if self.controller.staging is self.staging:
-            self.controller.set_staging(None)
+        take_staging(self.controller, self.staging)
 
     def undo(self, doc: Document) -> None:
-        current = self.controller.staging
-        if current is None:
-            self.controller.set_staging(self.staging)
-        elif current is not self.staging:  # results that came since go after the discarded ones
-            self.staging.jobs.extend(job for job in current.jobs if job not in self.staging.jobs)
-            self.controller.set_staging(self.staging)
+        give_staging_back(self.controller, self.staging)
 
 
 class AcceptCandidate(AddLayer):
     """Adding an accepted result: one undo step that keeps the full generation parameters."""
 
-    def __init__(self, layer: ImageLayer, parameters: dict, index: int | None = None):
+    def __init__(self, layer: ImageLayer, parameters: dict, index: int | None = None, *,
+                 controller: GenerationController | None = None, staging: Staging | None = None):
         super().__init__(layer, index)
         self.parameters = dict(parameters)
         self.label = "Accept generation"
+        self._staging = (controller, staging) if controller is not None and staging is not None else None
+
+    def do(self, doc: Document) -> None:
+        super().do(doc)
+        if self._staging is not None:
+            take_staging(*self._staging)
+
+    def undo(self, doc: Document) -> None:
+        super().undo(doc)
+        if self._staging is not None:  # one step: the layer goes and its results are back to choose from
+            give_staging_back(*self._staging)
 
 
 class GenerationController(QObject):
@@ -408,10 +431,11 @@ class GenerationController(QObject):
         params = staging.parameters
         seed = params.get("seed", job.request.seed)
         layer = ImageLayer(name=f"Generated · seed {seed}", pixels=rgba, x=float(area.x), y=float(area.y))
-        self.document.execute(AcceptCandidate(layer, {**params, "job_settings": job.settings}))
+        self._discarded = staging  # kept whole for Undo, as discarded results are
+        self.document.execute(AcceptCandidate(layer, {**params, "job_settings": job.settings},
+                                              controller=self, staging=staging))
         self.document.active_layer = layer
-        self.staging = None
-        self.staging_changed.emit()
+        self.set_staging(None)
         self.accepted.emit(layer)
         return layer
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -42,6 +42,7 @@ from desktop import dialogs
 from desktop.actions import TOOL_SPECS, WindowActions, app_icon
 from desktop.autosave import Autosave, FileStamp
 from desktop.generation import GenerationController, Job, JobState
+from desktop.panels.first_run import FirstRunCard
 from desktop.panels.generation import GenerationPanel, format_duration, progress_text
 from desktop.panels.history import HistoryPanel
 from desktop.panels.layers import LayersPanel
@@ -55,6 +56,8 @@ from desktop.window_import import ImageImport
 from desktop.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+CANVAS_SHARE = 0.45  # of the window's width, what the canvas keeps when the window gets narrow
+GENERATION_DOCK_FLOOR = 330  # px: the generation dock shrinks no further for the canvas's sake
 
 class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
@@ -114,6 +117,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self.staging_strip = StagingStrip(self.actions.by_name, central)
         layout.addWidget(self.staging_strip)
         self.setCentralWidget(central)
+        self.first_run = FirstRunCard(self.view, central)
         for name in ("accept", "next_candidate", "previous_candidate", "delete_layer"):
             central.addAction(self.actions[name])
         # drops are the window's business: image files become layers where they land on the canvas
@@ -123,7 +127,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     def _build_panels(self) -> None:
         self.layers_panel = LayersPanel(self.document, self)
         self.region_panel = RegionInspector(self.document, self)
-        self.generation_panel = GenerationPanel(self.document, self, models_folder=default_models_dir())
+        self.generation_panel = GenerationPanel(self.document, self)
         self.history_panel = HistoryPanel(self)
         self.layers_dock = self._dock("Layers", self.layers_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.region_dock = self._dock("Region", self.region_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -273,7 +277,11 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         gp = self.generation_panel
         gp.generate_requested.connect(self.generate)
         gp.cancel_requested.connect(self.controller.cancel)
-        gp.add_models_folder_requested.connect(self.action_add_models_folder)
+        card = self.first_run
+        card.add_folder_requested.connect(self.action_add_models_folder)
+        card.open_folder_requested.connect(self._open_models_folder)
+        card.demo_requested.connect(gp.use_demo_model)
+        card.dismissed.connect(self._on_first_run_dismissed)
         gp.refresh_models_requested.connect(self.refresh_models)
         c = self.controller
         c.job_changed.connect(self._on_job_changed)
@@ -402,6 +410,11 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
     # ==== generation ===============================================================================
     def generate(self) -> Job | None:
         self.generation_panel.end_edit_bursts()  # what is typed after this is a new undo step
+        problem = self.generation_panel.model_problem()
+        if problem:  # refused before anything is frozen or queued, in the sentence the panel shows
+            self.generation_panel.set_status(problem)
+            self.statusBar().showMessage(problem, 8000)
+            return None
         job = self.controller.generate()
         self._update_actions()
         return job
@@ -503,11 +516,37 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self.generation_panel.set_models(found, vaes, loras)
         self.region_panel.set_available_loras(loras)
         real = [m for m in found if m.kind != "builtin"]
+        self._show_first_run(not real)
         text = (f"Found {len(real)} model{'s' if len(real) != 1 else ''}." if real else
                 "No models found yet; the built-in demo model (noise) is available.")
         if problems:
             text += f" {len(problems)} file{'s were' if len(problems) != 1 else ' was'} skipped: {problems[0]}"
         self.statusBar().showMessage(f"{note} {text}".strip(), 10_000)
+
+    def _show_first_run(self, no_models: bool) -> None:
+        """The card over the canvas, while no model of the user's own is found, until it is dismissed."""
+        if not no_models or self.settings.first_run_dismissed:
+            self.first_run.hide()
+            return
+        folders = getattr(self.models, "folders", None)
+        looked_in = [default_models_dir()]
+        if folders is not None:
+            looked_in += list(folders.roots) + [f for kind in folders.typed.values() for f in kind]
+        self.first_run.set_folders(looked_in)
+        self.first_run.show_card()
+
+    def _on_first_run_dismissed(self) -> None:
+        self.settings.first_run_dismissed = True
+        self._save_settings()
+
+    def _open_models_folder(self) -> None:
+        folder = default_models_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            dialogs.show_error(self, f"The models folder {folder} could not be made: {exc.strerror or exc}.")
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def action_add_models_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a models folder (a folder of checkpoints, or an "
@@ -650,7 +689,32 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        QTimer.singleShot(0, self.keep_canvas_room)
         QTimer.singleShot(0, self.view.fit)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() < event.oldSize().width():
+            QTimer.singleShot(0, self.keep_canvas_room)
+
+    def keep_canvas_room(self) -> None:
+        """A narrow window shrinks the side docks (down to what their controls need) before the canvas.
+
+        At 1024 px the docks' usual widths left the canvas under 300 px; the docks give back what
+        they have above their minimum until the canvas has CANVAS_SHARE of the window, or they are at it.
+        """
+        docks = [d for d in (self.layers_dock, self.generation_dock) if d.isVisible() and not d.isFloating()]
+        shortfall = int(self.width() * CANVAS_SHARE) - self.centralWidget().width()
+        if shortfall <= 0 or not docks:
+            return
+        floors = {self.generation_dock: GENERATION_DOCK_FLOOR}  # the prompt stays wide enough to read
+        spare = [max(d.width() - max(d.minimumSizeHint().width(), floors.get(d, 0)), 0) for d in docks]
+        total = sum(spare)
+        if total <= 0:
+            return
+        take = min(shortfall, total)
+        widths = [d.width() - round(take * room / total) for d, room in zip(docks, spare)]
+        self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
 
 def _next_name(doc: Document, base: str) -> str:

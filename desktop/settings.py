@@ -52,6 +52,7 @@ class AppSettings:
     window_state: str = ""  # base64 of QMainWindow.saveState()
     # Where jobs run: empty = the local engine; else "local" and/or ComfyUI URLs (inference/backends/config.py)
     backends: list[str] = field(default_factory=list)
+    first_run_dismissed: bool = False  # the "no models found yet" card was closed: it does not come back
 
     def normalised(self) -> AppSettings:
         """A copy with every value inside its allowed range (a hand-edited file may say anything)."""

@@ -96,7 +96,6 @@ class Shooter:
     async def run(self) -> None:
         from PySide6.QtCore import Qt
         from PySide6.QtTest import QTest
-        from PySide6.QtWidgets import QPushButton
 
         window = self.window
         task = window.refresh_models()
@@ -104,8 +103,7 @@ class Shooter:
         window.view.fit()
         await pause(0.4)
         self.snap("first-run.png")
-        demo = next(b for b in window.generation_panel.first_run.findChildren(QPushButton) if "demo" in b.text())
-        demo.click()  # the user picked the demo model: the card makes room
+        window.first_run.demo_button.click()  # the user picked the demo model: the card makes room
 
         # the collage sample: a background and two rough cut-out pieces
         window.open_path(ROOT / "resources" / "samples" / "refine.ora", ask=False)

@@ -136,6 +136,15 @@ class History:
     def redo_label(self) -> str:
         return self._undone[-1].label if self._undone else ""
 
+    @property
+    def next_undo(self) -> Command | None:
+        """The step Undo would take back (a text field asks whether it is its own typing)."""
+        return self._done[-1] if self._done else None
+
+    @property
+    def next_redo(self) -> Command | None:
+        return self._undone[-1] if self._undone else None
+
     def done_commands(self) -> list[Command]:
         """The changes that can be undone, newest first, each macro opened into the commands it holds
         (so a caller finds, say, the accepted generation inside a "paste and accept" step)."""

@@ -223,6 +223,7 @@ class CanvasView(QGraphicsView):
         self._checker = QBrush(_checker_pixmap())
         self._outside = QColor(58, 58, 62)
         self._space_held = False
+        self._fitted = False  # showing the whole picture: a resized view fits it again (until the user zooms)
         self._pan_from: QPointF | None = None
         self._tool_pressed = False
         self._cursor_shape: Qt.CursorShape | None = None
@@ -334,6 +335,7 @@ class CanvasView(QGraphicsView):
         self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + round(moved.x()))
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + round(moved.y()))
         self.canvas_scene.set_view_scale(zoom)
+        self._fitted = False
         self.zoom_changed.emit(zoom)
 
     def zoom_in(self) -> None:
@@ -350,6 +352,7 @@ class CanvasView(QGraphicsView):
         zoom = min((vw - 2 * pad) / doc.width(), (vh - 2 * pad) / doc.height())
         self.set_zoom(max(zoom, MIN_ZOOM))
         self.centerOn(doc.center())
+        self._fitted = True
 
     def actual_size(self) -> None:
         """100 %: one document pixel per screen pixel, keeping the centre where it is."""
@@ -509,6 +512,8 @@ class CanvasView(QGraphicsView):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._update_scene_rect()
+        if self._fitted:  # a smaller window (or a dock that grew) still shows the whole picture
+            self.fit()
 
     def _apply_cursor(self) -> None:
         if self._pan_from is not None:

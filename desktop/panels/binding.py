@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
+    QMainWindow,
     QPlainTextEdit,
     QToolButton,
     QVBoxLayout,
@@ -47,11 +51,40 @@ class EditBursts:
             self._keys.pop(field, None)
 
 
+class WheelGuard(QObject):
+    """The wheel over a field that does not have focus scrolls the panel instead of changing the value.
+
+    Spin boxes, combo boxes and sliders take the wheel only once clicked or tabbed into (as in
+    Krita and Blender); until then a wheel event is handed to the scroll area's scroll bar.
+    """
+
+    def __init__(self, scroll_area: QAbstractScrollArea, parent: QObject | None = None):
+        super().__init__(parent)
+        self.scroll_area = scroll_area
+
+    def watch(self, field: QWidget) -> None:
+        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel alone never gives it focus
+        field.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            QCoreApplication.sendEvent(self.scroll_area.verticalScrollBar(), event)
+            return True
+        return False
+
+
 class PromptEdit(QPlainTextEdit):
-    """A few lines of plain text; emits `edited(text)` on user edits only, `finished` on focus out."""
+    """A few lines of plain text; emits `edited(text)` on user edits only, `finished` on focus out.
+
+    Its typing is recorded in the document's history, so Ctrl+Z / Ctrl+Shift+Z here are not the
+    widget's own undo (which would record the undone text as a new step and throw Redo away): they
+    take back (or redo) the document's step when it is this field's typing, and never another one
+    (the canvas's): `history_step(redo)`, set by the panel, does that and says whether it could.
+    """
 
     edited = Signal(str)
     finished = Signal()
+    NOTHING_TO_UNDO = ("Nothing typed in this field to {}; Ctrl+Z over the canvas undoes the canvas.")
 
     def __init__(self, placeholder: str, lines: int = 3, parent: QWidget | None = None):
         super().__init__(parent)
@@ -62,7 +95,26 @@ class PromptEdit(QPlainTextEdit):
         self.setMinimumHeight(height)
         self.setMaximumHeight(height + self.fontMetrics().lineSpacing() * 3)
         self._setting = False
+        self.history_step: Callable[[bool], bool] | None = None
+        self.setUndoRedoEnabled(False)  # the document's history is the one undo (see the class note)
         self.textChanged.connect(self._on_text_changed)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and _undo_key(event) is not None:
+            event.accept()  # Ctrl+Z here is this field's, never the window's (the canvas's) Undo
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:
+        which = _undo_key(event)
+        if which is None:
+            super().keyPressEvent(event)
+            return
+        if self.history_step is not None and self.history_step(which == "redo"):
+            return
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(self.NOTHING_TO_UNDO.format(which), 5000)
 
     def set_text(self, text: str) -> None:
         """Programmatic update (undo, another document) that keeps the cursor where it makes sense."""
@@ -88,6 +140,16 @@ class PromptEdit(QPlainTextEdit):
         self.finished.emit()
 
 
+def _undo_key(event) -> str | None:
+    if event.matches(QKeySequence.StandardKey.Undo):
+        return "undo"
+    if event.matches(QKeySequence.StandardKey.Redo) or (
+            event.key() == Qt.Key.Key_Z and event.modifiers() == (Qt.KeyboardModifier.ControlModifier
+                                                                   | Qt.KeyboardModifier.ShiftModifier)):
+        return "redo"
+    return None
+
+
 class LoraList(QWidget):
     """Rows of (LoRA name, weight) with add/remove; `changed(list of (name, weight))` on user edits."""
 
@@ -107,6 +169,7 @@ class LoraList(QWidget):
         self.add_button.clicked.connect(self._add_clicked)
         self._layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._emitting = True
+        self.wheel_guard: WheelGuard | None = None  # set by a panel that scrolls: rows added later are guarded
 
     def set_available(self, names: list[str]) -> None:
         self._available = list(names)
@@ -165,6 +228,9 @@ class LoraList(QWidget):
         layout.addWidget(combo, 1)
         layout.addWidget(spin)
         layout.addWidget(remove)
+        if self.wheel_guard is not None:
+            self.wheel_guard.watch(combo)
+            self.wheel_guard.watch(spin)
         self._rows.append((combo, spin, row))
         self._layout.insertWidget(self._layout.count() - 1, row)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QRegularExpression, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QRegularExpressionValidator
+from PySide6.QtCore import QRegularExpression, Qt, Signal
+from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from canvas.model.commands import SetSetting
 from canvas.model.document import Document
 from desktop.actions import icon
-from desktop.panels.binding import EditBursts, LoraList, PromptEdit
+from desktop.panels.binding import EditBursts, LoraList, PromptEdit, WheelGuard
 from inference.api import (
     CFG_RANGE,
     IMAGE_GUIDANCE_RANGE,
@@ -67,6 +67,7 @@ MODES = (
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
 DEMO_MODEL = "builtin:tiny-sd15"
+DEMO_EDIT_MODEL = "builtin:tiny-ip2p"
 
 
 @dataclass
@@ -77,17 +78,15 @@ class Binding:
 class GenerationPanel(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
-    add_models_folder_requested = Signal()
     refresh_models_requested = Signal()
 
-    def __init__(self, document: Document, parent: QWidget | None = None, *, models_folder: Path | None = None):
+    def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self.models_folder = models_folder
         self._bursts = EditBursts()
         self._bindings: dict[str, Binding] = {}
         self._random = random.Random()
-        self._first_run_dismissed = False
+        self._models: list[ModelInfo] = []  # what discovery found; the picker shows those fit for the mode
         self._build()
         self.set_document(document)
 
@@ -97,45 +96,6 @@ class GenerationPanel(QWidget):
         column = QVBoxLayout(body)
         column.setContentsMargins(8, 8, 8, 8)
         column.setSpacing(8)
-
-        # first run: where models go
-        self.first_run = QFrame(body)
-        self.first_run.setObjectName("firstRunCard")
-        card = QVBoxLayout(self.first_run)
-        card.setContentsMargins(10, 10, 10, 10)
-        title = QLabel("No models found yet", self.first_run)
-        font = title.font()
-        font.setBold(True)
-        title.setFont(font)
-        self.first_run_text = QLabel(
-            "Put Stable Diffusion 1.5 or SDXL checkpoints (.safetensors) into this folder:", self.first_run)
-        self.first_run_text.setWordWrap(True)
-        self.first_run_path = QLineEdit(self.first_run)
-        self.first_run_path.setReadOnly(True)
-        self.first_run_path.setToolTip("The default models folder (select to copy)")
-        self.first_run_more = QLabel(
-            "…or add the models folder of your A1111 or ComfyUI install: checkpoints, LoRAs, VAEs and "
-            "embeddings are found in their usual sub-folders. Nothing is ever downloaded.", self.first_run)
-        self.first_run_more.setWordWrap(True)
-        add_folder = QPushButton(icon("folder-add"), "Add models folder…", self.first_run)
-        add_folder.setToolTip("A folder with checkpoints, or your A1111 / ComfyUI install (detected automatically)")
-        add_folder.clicked.connect(self.add_models_folder_requested)
-        open_folder = QPushButton(icon("open"), "Open folder", self.first_run)
-        open_folder.setToolTip("Open the default models folder in the file manager")
-        open_folder.clicked.connect(self._open_models_folder)
-        demo = QPushButton("Try the demo model (produces noise)", self.first_run)
-        demo.setToolTip("A tiny random-weight model built in: it runs the whole workflow but draws noise")
-        demo.clicked.connect(self._use_demo_model)
-        buttons = QHBoxLayout()
-        buttons.addWidget(add_folder, 1)
-        buttons.addWidget(open_folder)
-        card.addWidget(title)
-        card.addWidget(self.first_run_text)
-        card.addWidget(self.first_run_path)
-        card.addWidget(self.first_run_more)
-        card.addLayout(buttons)
-        card.addWidget(demo)
-        column.addWidget(self.first_run)
 
         # mode and model
         top = QFormLayout()
@@ -159,12 +119,17 @@ class GenerationPanel(QWidget):
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(refresh)
+        self.model_problem_label = QLabel(body)
+        self.model_problem_label.setObjectName("warningLabel")
+        self.model_problem_label.setWordWrap(True)
+        self.model_problem_label.hide()
         self.noise_badge = QLabel("Demo model: random weights — the result is noise", body)
         self.noise_badge.setObjectName("noiseBadge")
         self.noise_badge.setWordWrap(True)
         top.addRow("Mode", self.mode)
         top.addRow("", self.mode_hint)
         top.addRow("Model", model_row)
+        top.addRow("", self.model_problem_label)
         top.addRow("", self.noise_badge)
         column.addLayout(top)
 
@@ -185,6 +150,11 @@ class GenerationPanel(QWidget):
         for name in SAMPLERS:
             self.sampler.addItem(name, name)
         self._bind_combo("sampler", self.sampler)
+        self.sampler_fixed = QLabel(body)  # a model that runs one scheduler of its own: its name, not a choice
+        self.sampler_fixed.setToolTip("This model always runs its own scheduler")
+        sampler_row = QHBoxLayout()
+        sampler_row.addWidget(self.sampler, 1)
+        sampler_row.addWidget(self.sampler_fixed, 1)
         self.steps = self._spin("steps", 1, MAX_STEPS)
         self.cfg = self._double("cfg", *CFG_RANGE, 0.5, 1)
         self.seed = QLineEdit(body)
@@ -226,14 +196,17 @@ class GenerationPanel(QWidget):
         self.batch = self._spin("batch_count", 1, MAX_BATCH)
         self.size_label = QLabel(body)
         self.size_label.setToolTip("Generation happens at the canvas size (File ▸ New sets it)")
-        knobs.addRow("Sampler", self.sampler)
+        self.cfg_label = QLabel("CFG scale", body)
+        knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
-        knobs.addRow("CFG scale", self.cfg)
+        knobs.addRow(self.cfg_label, self.cfg)
         knobs.addRow("Seed", seed_row)
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
         knobs.addRow("Size", self.size_label)
         column.addLayout(knobs)
+        self.knobs = knobs
+        self._sampler_row = sampler_row
 
         # advanced
         self.advanced_toggle = QToolButton(body)
@@ -319,11 +292,17 @@ class GenerationPanel(QWidget):
         column.addStretch(1)
 
         scroll = QScrollArea(self)
-        scroll.setMinimumWidth(330)  # below this the form would be clipped (no horizontal scrolling)
         scroll.setWidget(body)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll = scroll
+        self._wheel_guard = WheelGuard(scroll, self)
+        for kind in (QAbstractSpinBox, QComboBox, QSlider):
+            for field in body.findChildren(kind):
+                self._wheel_guard.watch(field)
+        self.loras.wheel_guard = self._wheel_guard
+        self._fit_scroll_width()
 
         # footer: always visible
         footer = QWidget(self)
@@ -397,7 +376,18 @@ class GenerationPanel(QWidget):
     def _bind_text(self, name: str, edit: PromptEdit) -> None:
         edit.edited.connect(lambda text: self._set_setting(name, text, merge=True))
         edit.finished.connect(lambda: self._bursts.end(name))
+        edit.history_step = lambda redo: self._typing_step(name, redo)
         self._bindings[name] = Binding(lambda v, w=edit: w.set_text(str(v)))
+
+    def _typing_step(self, name: str, redo: bool) -> bool:
+        """Ctrl+Z / Ctrl+Shift+Z in a prompt field: the document's step if it is that field's typing."""
+        history = self.document.history
+        step = history.next_redo if redo else history.next_undo
+        if not (isinstance(step, SetSetting) and step.name == name):
+            return False
+        self._bursts.end(name)  # what is typed next is a step of its own
+        self.document.redo() if redo else self.document.undo()
+        return True
 
     @staticmethod
     def _show_combo(combo: QComboBox, value: Any) -> None:
@@ -430,7 +420,11 @@ class GenerationPanel(QWidget):
 
     def _on_setting_changed(self, name: str) -> None:
         binding = self._bindings.get(name)
-        if binding is not None:
+        if name in ("mode", "model") and self._models:
+            self._fill_model_picker()  # which models fit depends on both; it shows the chosen one
+            if name == "mode":
+                binding.show(self.document.settings.mode)
+        elif binding is not None:
             binding.show(getattr(self.document.settings, name))
         if name in ("mode", "model"):
             self._refresh_visibility()
@@ -475,16 +469,8 @@ class GenerationPanel(QWidget):
     # -- models -----------------------------------------------------------------------------------
     def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
         """The discovered models; built-ins are marked as the demo that draws noise."""
-        self.model.blockSignals(True)
-        self.model.clear()
-        for info in models:
-            if info.kind == "builtin":
-                text = f"{info.name} — demo, produces noise"
-            else:
-                text = f"{info.name}  ({info.family}{', inpaint' if info.kind == 'inpaint' else ''})"
-            self.model.addItem(text, info.name)
-            self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
-        self.model.blockSignals(False)
+        self._models = list(models)
+        self._fill_model_picker()
         self.vae.blockSignals(True)
         self.vae.clear()
         self.vae.addItem("The checkpoint's own", "")
@@ -494,21 +480,47 @@ class GenerationPanel(QWidget):
         self.loras.set_available(loras)
         self._on_setting_changed("model")
         self._on_setting_changed("vae")
-        real = [m for m in models if m.kind != "builtin"]
-        self.first_run.setVisible(not real and not self._first_run_dismissed)
-        self.first_run_path.setText(str(self.models_folder) if self.models_folder else "")
-        self.first_run_path.setCursorPosition(0)
 
-    def _use_demo_model(self) -> None:
-        """The user knows now: the card makes room (until the next start without models)."""
-        self._set_setting("model", DEMO_MODEL)
-        self._first_run_dismissed = True
-        self.first_run.hide()
+    def _fill_model_picker(self) -> None:
+        """The models that run the current mode (edit models in Edit, the others elsewhere)."""
+        mode = self.document.settings.mode
+        self.model.blockSignals(True)
+        self.model.clear()
+        for info in self._models:
+            if not model_runs_mode(info, mode):
+                continue
+            if info.kind == "builtin":
+                text = f"{info.name} — demo, produces noise"
+            else:
+                text = f"{info.name}  ({info.family}{', inpaint' if info.kind == 'inpaint' else ''})"
+            self.model.addItem(text, info.name)
+            self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
+        chosen = self.model_info()
+        if chosen is not None and not model_runs_mode(chosen, mode):  # kept selected, and marked
+            self.model.addItem(f"{chosen.name} — not for this mode", chosen.name)
+        self.model.blockSignals(False)
+        self._bindings["model"].show(self.document.settings.model)
 
-    def _open_models_folder(self) -> None:
-        if self.models_folder is not None:
-            self.models_folder.mkdir(parents=True, exist_ok=True)
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.models_folder)))
+    def model_info(self) -> ModelInfo | None:
+        """What discovery knows of the selected model (None: not found, or discovery has not run)."""
+        name = self.document.settings.model
+        return next((info for info in self._models if info.name == name), None)
+
+    def model_problem(self) -> str:
+        """One sentence when the selected model cannot run the selected mode; empty when it can."""
+        info, mode = self.model_info(), self.document.settings.mode
+        if info is None or model_runs_mode(info, mode):
+            return ""
+        label = next(text for value, text, _ in MODES if value == mode)
+        if mode == "edit":
+            return (f"{info.name} is not an instruction-edit model; pick an edit model (such as "
+                    f"builtin:tiny-ip2p) for {label} mode.")
+        return (f"{info.name} is an instruction-edit model and only runs Edit mode; pick another model for "
+                f"{label} mode.")
+
+    def use_demo_model(self) -> None:
+        """The first-run card's demo: a built-in model that fits the mode (it draws noise)."""
+        self._set_setting("model", DEMO_EDIT_MODEL if self.document.settings.mode == "edit" else DEMO_MODEL)
 
     # -- state ------------------------------------------------------------------------------------
     def _refresh_visibility(self) -> None:
@@ -526,9 +538,39 @@ class GenerationPanel(QWidget):
         self.strength_label.setText("Strength" if mode != "refine" else "Strength (max)")
         model = self.document.settings.model
         self.noise_badge.setVisible(model.startswith("builtin:"))
+        problem = self.model_problem()
+        self.model_problem_label.setText(problem)
+        self.model_problem_label.setVisible(bool(problem))
+        self._show_family_options(self.model_info())
+        self._fit_scroll_width()
+
+    def _show_family_options(self, info: ModelInfo | None) -> None:
+        """What the model's family uses: FLUX dev's distilled Guidance instead of CFG, none for schnell;
+        the sampler only where one can be picked (an edit model shows the scheduler it runs)."""
+        extra = info.extra if info is not None else {}
+        guidance = extra.get("guidance", "cfg")
+        self.cfg_label.setText("Guidance" if guidance == "guidance" else "CFG scale")
+        self.cfg.setToolTip("Distilled guidance the model was trained with (not classifier-free guidance)"
+                            if guidance == "guidance" else "How closely the picture follows the prompt")
+        self.knobs.setRowVisible(self.cfg, guidance != "none")
+        samplers = extra.get("samplers")
+        choice = samplers is None or bool(samplers)
+        edit = self.document.settings.mode == "edit"
+        self.knobs.setRowVisible(self._sampler_row, choice or edit)  # FLUX: one sampler, nothing to show
+        self.sampler.setVisible(choice and self.knobs.isRowVisible(self._sampler_row))
+        self.sampler_fixed.setVisible(not choice and edit)
+        self.sampler_fixed.setText(f"{extra.get('sampler', '')} (the model's own)")
+
+    def _fit_scroll_width(self) -> None:
+        """The form's own minimum width plus the scroll bar: the panel never clips its right edge
+        (there is no horizontal scrolling), with or without the scroll bar showing."""
+        body = self.scroll.widget()
+        body.layout().activate()
+        self.scroll.setMinimumWidth(body.minimumSizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width())
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
+        self._fit_scroll_width()
         self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def set_running(self, running: bool) -> None:
@@ -552,6 +594,12 @@ class GenerationPanel(QWidget):
 
     def set_status(self, text: str) -> None:
         self.progress_label.setText(text)
+
+
+def model_runs_mode(info: ModelInfo, mode: str) -> bool:
+    """Discovery lists each model's modes (from its family); a model without that list is not filtered."""
+    modes = info.extra.get("modes")
+    return modes is None or mode in modes
 
 
 def progress_text(step: int, total: int, seconds_left: float) -> str:

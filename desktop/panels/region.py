@@ -51,6 +51,8 @@ class RegionInspector(QWidget):
         self.negative = PromptEdit("What to avoid in this region", 2, self.editor)
         self.negative.edited.connect(lambda text: self._set("negative", text, merge=True))
         self.negative.finished.connect(lambda: self._bursts.end("negative"))
+        self.prompt.history_step = lambda redo: self._typing_step("prompt", redo)
+        self.negative.history_step = lambda redo: self._typing_step("negative", redo)
         self.strength_slider = QSlider(Qt.Orientation.Horizontal, self.editor)
         self.strength_slider.setRange(0, 200)
         self.strength_slider.valueChanged.connect(lambda v: self._set_strength(v / 100.0))
@@ -169,6 +171,16 @@ class RegionInspector(QWidget):
             return
         key = f"region-{layer.id}-{self._bursts.key(name)}" if merge else None
         self.document.execute(SetProperty(layer, name, value, key))
+
+    def _typing_step(self, name: str, redo: bool) -> bool:
+        """Ctrl+Z / Ctrl+Shift+Z in the region's prompt: the document's step if it is that typing."""
+        history = self.document.history
+        step = history.next_redo if redo else history.next_undo
+        if not (isinstance(step, SetProperty) and step.layer is self.layer and step.name == name):
+            return False
+        self._bursts.end(name)
+        self.document.redo() if redo else self.document.undo()
+        return True
 
     def _set_strength(self, value: float) -> None:
         value = round(float(value), 2)

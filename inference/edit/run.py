@@ -56,6 +56,7 @@ from inference.edit.images import (
 )
 from inference.edit.model import FAMILY_IP2P, FAMILY_KONTEXT, EditModel
 from inference.edit.preview import preview_image
+from inference.schedulers import SAMPLER_CLASSES
 from inference.validate import encodable_text, validate_request
 
 
@@ -269,6 +270,22 @@ def finish_result(edited: np.ndarray, inputs: EditInputs) -> np.ndarray:
     return result
 
 
+def sampler_name(scheduler) -> str:
+    """The pipeline's own scheduler by the name users know (the one the panel shows for edit models).
+
+    "Euler a" for InstructPix2Pix's EulerAncestralDiscreteScheduler, "FlowMatchEuler" (as FLUX records
+    it) for Kontext and Qwen; a scheduler without such a name keeps its class name.
+    """
+    class_name = type(scheduler).__name__
+    if class_name == "FlowMatchEulerDiscreteScheduler":
+        return "FlowMatchEuler"
+    karras = bool(getattr(scheduler, "config", {}).get("use_karras_sigmas", False))
+    for name, (cls, flags) in SAMPLER_CLASSES.items():
+        if cls == class_name and bool(flags.get("use_karras_sigmas", False)) == karras:
+            return name
+    return class_name
+
+
 def edit_parameters(model: EditModel, request: GenerationRequest, inputs: EditInputs, seed: int) -> dict:
     """What produced one result (SPEC §7): enough to reproduce it and to write the PNG parameters."""
     height, width = inputs.original.shape[:2]
@@ -282,7 +299,7 @@ def edit_parameters(model: EditModel, request: GenerationRequest, inputs: EditIn
         "builtin": model.builtin,
         "steps": request.steps,
         "seed": seed,
-        "sampler": type(model.pipeline.scheduler).__name__,
+        "sampler": sampler_name(model.pipeline.scheduler),
         "cfg": request.cfg,
         "width": width,
         "height": height,

@@ -100,6 +100,9 @@ class Supports:
     modes: tuple[str, ...]
     region_methods: tuple[str, ...] = ()
     lora: bool = False
+    # Sampler names the user may pick; empty: the family always runs `Defaults.sampler` (the flow-matching
+    # families, the edit pipelines with their own scheduler), so a sampler choice would be a lie.
+    samplers: tuple[str, ...] = ()
     inpaint: Literal["none", "blend", "blend+9-channel", "fill-model", "pipeline"] = "none"
 
 

@@ -137,15 +137,15 @@ def flux_family(name: str, label: str, defaults: Defaults, inpaint, pipelines: t
 # the dev entry lists the pipeline and flux_folder_family tells the two apart.
 FLUX_DEV = flux_family(
     "flux-dev", "FLUX.1 dev",
-    Defaults(steps=28, sampler="Euler", guidance=3.5, width=1024, height=1024), "blend", ("FluxPipeline",),
+    Defaults(steps=28, sampler="FlowMatchEuler", guidance=3.5, width=1024, height=1024), "blend", ("FluxPipeline",),
 )
 FLUX_SCHNELL = flux_family(
     "flux-schnell", "FLUX.1 schnell",
-    Defaults(steps=4, sampler="Euler", width=1024, height=1024), "blend", (),
+    Defaults(steps=4, sampler="FlowMatchEuler", width=1024, height=1024), "blend", (),
 )
 FLUX_FILL = flux_family(
     "flux-fill", "FLUX.1 Fill",
-    Defaults(steps=50, sampler="Euler", guidance=30.0, width=1024, height=1024), "fill-model", ("FluxFillPipeline",),
+    Defaults(steps=50, sampler="FlowMatchEuler", guidance=30.0, width=1024, height=1024), "fill-model", ("FluxFillPipeline",),
 )
 
 FLUX_FAMILY_ENTRIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)

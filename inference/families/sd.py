@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inference.api import UnsupportedModelError
+from inference.api import SAMPLERS, UnsupportedModelError
 from inference.families.entry import (
     Defaults,
     Detected,
@@ -99,7 +99,8 @@ def _json_value(path: Path, key: str):
 
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SD_PREFIXES = {"unet": UNET_PREFIX, "vae": VAE_PREFIX}
-SD_SUPPORTS = Supports(modes=SD_MODES, region_methods=SD_REGION_METHODS, lora=True, inpaint="blend+9-channel")
+SD_SUPPORTS = Supports(modes=SD_MODES, region_methods=SD_REGION_METHODS, lora=True, samplers=SAMPLERS,
+                       inpaint="blend+9-channel")
 
 SD15 = Family(
     name="sd15",

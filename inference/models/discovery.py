@@ -33,6 +33,11 @@ BUILTIN_MODELS = (
     ("builtin:tiny-flux-dev", "flux-dev", False),
     ("builtin:tiny-flux-schnell", "flux-schnell", False),
     ("builtin:tiny-flux-fill", "flux-fill", True),
+    # instruction-edit pipelines (inference/edit/tiny.py); the names are BUILTIN_EDIT_MODELS'
+    ("builtin:tiny-ip2p", "ip2p", False),
+    ("builtin:tiny-kontext", "flux-kontext", False),
+    ("builtin:tiny-qwen-edit", "qwen-edit", False),
+    ("builtin:tiny-qwen-edit-plus", "qwen-edit-plus", False),
 )
 ASSET_KINDS = ("lora", "vae", "embedding", "taesd")
 MAX_SCAN_DEPTH = 6  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)
@@ -66,11 +71,33 @@ def builtin_models() -> list[ModelInfo]:
     ]
 
 
+def family_facts(entry) -> dict:
+    """What a model's family lets the user choose, for the GUI, which reads ModelInfo and not the registry.
+
+    modes: the modes it runs; samplers: the names one may pick (empty: it always runs `sampler`);
+    guidance: "cfg" (classifier-free guidance scale), "guidance" (distilled guidance, FLUX dev / Kontext)
+    or "none" (FLUX schnell: neither).
+    """
+    defaults = entry.defaults
+    guidance = "cfg" if defaults.cfg is not None else "guidance" if defaults.guidance is not None else "none"
+    return {"modes": list(entry.supports.modes), "samplers": list(entry.supports.samplers),
+            "sampler": defaults.sampler, "guidance": guidance}
+
+
+def with_family_facts(models: list[ModelInfo], families: FamilyRegistry) -> list[ModelInfo]:
+    for info in models:
+        entry = families.find(info.family)
+        if entry is not None:
+            info.extra.update(family_facts(entry))
+    return models
+
+
 class Scanner:
     """One discovery pass: walks the folders, names entries, skips duplicates, collects problems."""
 
     def __init__(self, detection_cache: dict, families: FamilyRegistry = FAMILIES):
         self.catalog = ModelCatalog(models=builtin_models())
+        self.families = families
         self._detection_cache = detection_cache
         self.families = families
         self._seen_paths: set[Path] = set()

@@ -20,7 +20,7 @@ from inference.models.configs import config_folder_for
 from inference.models.detect import detect_checkpoint_family, diffusers_folder_family, json_value
 from inference.models.device import choose_device, choose_dtype
 from inference.models.diffusers_folder import load_diffusers_folder
-from inference.models.discovery import ASSET_KINDS, ModelCatalog, Scanner
+from inference.models.discovery import ASSET_KINDS, ModelCatalog, Scanner, with_family_facts
 from inference.models.folders import ModelFolders, find_model_folders
 from inference.models.hashes import ModelHashes
 from inference.models.single_file import load_single_file, load_vae_file, load_vae_from_part, wrap_load_errors
@@ -79,6 +79,7 @@ class ModelManager:
             for folder in kind_folders:
                 scanner.scan_kind_folder(kind, folder)
         self._catalog = scanner.catalog
+        with_family_facts(self._catalog.models, self.families)
         return list(self._catalog.models)
 
     @property

@@ -78,6 +78,10 @@ def test_models_lists_builtins(capsys, tmp_models):
     code, out, _ = run_cli(["models", "--json"], capsys)
     assert code == 0
     assert "builtin:tiny-sd15" in out and "builtin:tiny-sdxl" in out
+    listed = {entry["name"]: entry for entry in json.loads(out)}
+    for name in ("builtin:tiny-ip2p", "builtin:tiny-kontext", "builtin:tiny-qwen-edit", "builtin:tiny-qwen-edit-plus"):
+        assert listed[name]["modes"] == ["edit"], name  # the edit models are listed, for Edit mode
+    assert "edit" not in listed["builtin:tiny-sd15"]["modes"]
 
 
 def test_info_on_a_project(capsys):

@@ -18,6 +18,7 @@ from canvas.model.layers import ImageLayer, MaskLayer, RegionLayer, ScribbleLaye
 from desktop import dialogs
 from desktop.app import CrashHandler, palette_from_file
 from desktop.generation import JobState
+from desktop.settings import default_models_dir
 from tests.desktop.fakes import FakeEngine
 from tests.desktop.gui_helpers import drag, line, write_image
 
@@ -30,17 +31,16 @@ def wait_discovery(qtbot, window):
 def test_first_run_explains_where_models_go_and_offers_the_noisy_demo(qtbot, make_editor):
     window = make_editor().window
     wait_discovery(qtbot, window)
-    panel = window.generation_panel
-    assert panel.first_run.isVisible()
-    assert "Collagen" in panel.first_run_path.text() and panel.first_run_path.text().endswith("models")
+    panel, card = window.generation_panel, window.first_run
+    assert card.isVisible()
+    assert str(default_models_dir()) in card.where.text() and "Collagen" in card.where.text()
     texts = [panel.model.itemText(i) for i in range(panel.model.count())]
     assert any("builtin:tiny-sd15" in t and "produces noise" in t for t in texts)
     assert panel.noise_badge.isVisible() and "noise" in panel.noise_badge.text()
     window.document.settings.model = "elsewhere"  # as a project from another machine would say
-    demo = next(b for b in panel.first_run.findChildren(type(panel.generate_button)) if "demo" in b.text())
-    demo.click()
+    card.demo_button.click()
     assert window.document.settings.model == "builtin:tiny-sd15"
-    assert not panel.first_run.isVisible()  # the choice is made: the card makes room
+    assert not card.isVisible()  # the choice is made: the card makes room
 
 
 @pytest.mark.parametrize(("layout", "kind"), [(("models", "Stable-diffusion"), "a1111"),

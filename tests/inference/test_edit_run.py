@@ -118,6 +118,8 @@ def test_edit_runs_with_a_preview_per_step_and_pastes_back_only_inside_the_mask(
     assert parameters["masked"] is True and parameters["builtin"] is True
     guidance_key = {"ip2p": "image_guidance_scale", "flux-kontext": "guidance"}.get(family, "true_cfg_scale")
     assert guidance_key in parameters
+    # the scheduler the pipeline ran, by the name the panel shows (not a diffusers class name)
+    assert parameters["sampler"] == ("Euler a" if family == "ip2p" else "FlowMatchEuler")
 
 
 def test_pixels_where_the_feathered_mask_is_zero_are_byte_identical(tiny_models):

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.api import ModelError, UnsupportedModelError
+from inference.edit.model import BUILTIN_EDIT_MODELS
 from inference.models import (
     ModelFolders,
     ModelHashes,
@@ -197,7 +198,13 @@ def test_builtins_are_always_there():
     assert set(builtins) == {
         "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint",
         "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill",
+        *BUILTIN_EDIT_MODELS,
     }
+    assert {name: builtins[name].family for name in BUILTIN_EDIT_MODELS} == BUILTIN_EDIT_MODELS
+    assert builtins["builtin:tiny-flux-dev"].extra["guidance"] == "guidance"
+    assert builtins["builtin:tiny-flux-schnell"].extra["guidance"] == "none"
+    assert builtins["builtin:tiny-sd15"].extra["guidance"] == "cfg" and builtins["builtin:tiny-sd15"].extra["samplers"]
+    assert builtins["builtin:tiny-flux-dev"].extra["samplers"] == []
     assert builtins["builtin:tiny-flux-fill"].family == "flux-fill"
     assert builtins["builtin:tiny-sdxl-inpaint"].family == "sdxl"
     assert builtins["builtin:tiny-sdxl-inpaint"].extra["inpaint"] is True
