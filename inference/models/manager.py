@@ -102,7 +102,14 @@ class ModelManager:
             kind = "inpaint" if detected.inpaint else "checkpoint"
             return ModelInfo(path.stem, str(path.resolve()), detected.family, kind,
                              {"format": "single-file", "inpaint": detected.inpaint})
+        self._refuse_skipped(name_or_path)
         raise ModelError(f"No model named {name_or_path!r} was found in the model folders, and it is not a file.")
+
+    def _refuse_skipped(self, name_or_path: str) -> None:
+        """Asking for a file discovery skipped says why it was skipped, not 'not found'."""
+        skipped = self.catalog.skipped_named(name_or_path)
+        if skipped is not None:
+            raise ModelError(f"{name_or_path!r} was found but skipped: {skipped}")
 
     def find_asset(self, kind: str, name_or_path: str) -> ModelInfo:
         """A LoRA / VAE / embedding / TAESD decoder by discovered name or path."""
@@ -114,6 +121,7 @@ class ModelManager:
         path = Path(name_or_path).expanduser()
         if path.exists():
             return ModelInfo(path.stem, str(path.resolve()), "", kind)
+        self._refuse_skipped(name_or_path)
         raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")
 
     def lora_path(self, name: str) -> Path:
