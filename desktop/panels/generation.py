@@ -9,6 +9,7 @@ file all show up here without the panel keeping its own copy.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -470,8 +471,11 @@ class GenerationPanel(QWidget):
             self._set_setting("seed", -1)
 
     # -- models -----------------------------------------------------------------------------------
-    def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
-        """The discovered models; built-ins are marked as the demo that draws noise."""
+    def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str],
+                   skipped: Sequence[str] = ()) -> None:
+        """The discovered models; built-ins are marked as the demo that draws noise. `skipped`
+        (`path: reason` of each file discovery left out) is the model picker's tooltip."""
+        self.model.setToolTip(skipped_tooltip(skipped))
         self.model.blockSignals(True)
         self.model.clear()
         for info in models:
@@ -575,3 +579,17 @@ def _quiet(widget: QWidget, setter: Callable, value: Any) -> None:
         setter(value)
     finally:
         widget.blockSignals(False)
+
+
+MAX_TOOLTIP_SKIPPED = 20
+
+
+def skipped_tooltip(skipped: Sequence[str]) -> str:
+    """What the model picker's tooltip says about the files discovery skipped (empty: none)."""
+    if not skipped:
+        return ""
+    lines = [f"{len(skipped)} file{'s were' if len(skipped) != 1 else ' was'} skipped:"]
+    lines += [f"• {entry}" for entry in skipped[:MAX_TOOLTIP_SKIPPED]]
+    if len(skipped) > MAX_TOOLTIP_SKIPPED:
+        lines.append(f"… and {len(skipped) - MAX_TOOLTIP_SKIPPED} more (`collagen models` lists them all)")
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.api import ModelError, ModelInfo
+from inference.bounded_read import open_regular
 from inference.components import SDModel
 from inference.families import FAMILIES, FamilyRegistry
 from inference.families.sd import VAE_PREFIX
@@ -102,6 +103,8 @@ class ModelManager:
             kind = "inpaint" if detected.inpaint else "checkpoint"
             return ModelInfo(path.stem, str(path.resolve()), detected.family, kind,
                              {"format": "single-file", "inpaint": detected.inpaint})
+        if path.exists():  # a FIFO, a device, a socket: say what it is
+            open_regular(path, what="model file").close()
         self._refuse_skipped(name_or_path)
         raise ModelError(f"No model named {name_or_path!r} was found in the model folders, and it is not a file.")
 
@@ -120,6 +123,8 @@ class ModelManager:
                 return info
         path = Path(name_or_path).expanduser()
         if path.exists():
+            if not path.is_dir():
+                open_regular(path, what=f"{kind} file").close()  # a FIFO or device: refused, not waited on
             return ModelInfo(path.stem, str(path.resolve()), "", kind)
         self._refuse_skipped(name_or_path)
         raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")

@@ -61,6 +61,15 @@ CASES = [
     Case("--out is a link to a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out",
                                                 _s(c.link(d, "o.png", _s(c.fifo(d, "f"))))], 1, r"FIFO"),
     Case("--out is a folder", lambda d: ["render", _s(c.small_project(d)), "--out", _s(d)], 1, r"is a folder"),
+    Case("models folder with links to '.', loops, FIFO, custom pipeline: models",
+         lambda d: ["models", "--models", _s(c.hostile_models(d))], 0, ""),
+    Case("a skipped model asked for by name: models", lambda d: ["models", "custom", "--models",
+                                                                 _s(c.hostile_models(d))], 1,
+         r"'custom' was found but skipped: .*a custom pipeline"),
+    Case("a FIFO named like a model: render --model", lambda d: ["render", _s(c.small_project(d)), "--out",
+                                                                _s(d / "o.png"), "--model",
+                                                                _s(c.fifo(d, "m.safetensors"))], 1,
+         r"FIFO"),
 ]
 
 
