@@ -175,6 +175,8 @@ class Engine:
 
         check_model_fits_request(model, request)
         check_clip_skip(model, request.clip_skip)
+        for note in model.extra.get("notes", ()):  # what loading decided from the file (v-prediction, ...)
+            on_event(Notice(note))
         prompt, prompt_loras = parse_lora_tags(request.prompt)
         negative, negative_loras = parse_lora_tags(request.negative)
         loras = list(request.loras) + prompt_loras + negative_loras

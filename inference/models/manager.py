@@ -273,6 +273,7 @@ class ModelManager:
                     path, info.family, inpaint, config_root=self.config_root, families=self.families, **options
                 )
                 model_hash = self.model_hash(path)
+            notes = parts.pop("notes", [])
             for module in parts.values():
                 if hasattr(module, "requires_grad_"):
                     module.eval().requires_grad_(False)
@@ -285,6 +286,8 @@ class ModelManager:
                 vae=parts.get("vae"),
                 **{k: v for k, v in parts.items() if k != "vae"},
             )
+            if notes:
+                model.extra["notes"] = list(notes)
         if vae_info is not None:
             vae = wrap_load_errors(Path(vae_info.path), "a VAE", lambda: self._load_vae_file(info, vae_info))
             model.vae = vae.eval().requires_grad_(False)
