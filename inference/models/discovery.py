@@ -285,6 +285,8 @@ class Scanner:
     def _add_file(self, kind: str | None, path: Path, name: str) -> None:
         if not self._claim(path):
             return
+        if kind in (None, "checkpoint") and paired_checkpoint(path) is not None:
+            kind = "vae"  # A1111: name.vae.safetensors beside name.safetensors is that checkpoint's VAE
         if kind == "taesd" or (kind is None and _taesd_family(path)):
             family = _taesd_family(path)
             if family:
@@ -311,13 +313,17 @@ class Scanner:
 
     def _add_checkpoint(self, path: Path, name: str, shapes: Mapping[str, Sequence[int]]) -> None:
         detected = detect_checkpoint_family(path, shapes, self.families)
+        extra = {"format": "single-file", "inpaint": detected.inpaint}
+        vae = paired_vae(path)
+        if vae is not None:
+            extra["paired_vae"] = str(vae)
         self.catalog.models.append(
             ModelInfo(
                 name=self._unique_name("model", name),
                 path=str(path),
                 family=detected.family,
                 kind="inpaint" if detected.inpaint else "checkpoint",
-                extra={"format": "single-file", "inpaint": detected.inpaint},
+                extra=extra,
             )
         )
 
@@ -327,6 +333,33 @@ class Scanner:
         if key not in self._detection_cache:
             self._detection_cache[key] = read_weight_shapes(path)
         return self._detection_cache[key]
+
+
+PAIRED_VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt")
+
+
+def paired_vae(checkpoint: Path) -> Path | None:
+    """A1111's pairing: `name.vae.safetensors` (or .pt/.ckpt) beside `name.safetensors` is its VAE."""
+    for suffix in PAIRED_VAE_SUFFIXES:
+        candidate = checkpoint.with_name(f"{checkpoint.stem}.vae{suffix}")
+        try:
+            if stat.S_ISREG(os.stat(candidate).st_mode):
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def paired_checkpoint(path: Path) -> Path | None:
+    """The checkpoint a `name.vae.*` file is paired with (the file beside it), or None."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if not stem.lower().endswith(".vae") or path.suffix.lower() not in PAIRED_VAE_SUFFIXES:
+        return None
+    for suffix in WEIGHT_SUFFIXES:
+        candidate = path.with_name(stem[:-4] + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _taesd_family(path: Path) -> str:

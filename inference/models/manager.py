@@ -177,7 +177,7 @@ class ModelManager:
         entry = self.families.get(info.family)
         if entry.loop == "edit":
             raise ModelError(f"{info.name} is an instruction-edit model; it runs through the edit pipeline.")
-        vae_info = self.find_asset("vae", vae) if vae else None
+        vae_info = self.find_asset("vae", vae) if vae else self._paired_vae(info)
         if entry.loop != "sd":
             return self._load_with_loader(entry.loop, entry.label, info, vae_info)
         key = ("sd", info.path, vae_info.path if vae_info else None)
@@ -189,6 +189,15 @@ class ModelManager:
         model = wrap_load_errors(Path(info.path), f"an {info.family} model", lambda: self._load_sd(info, vae_info))
         self._loaded_key, self._loaded = key, model
         return model
+
+    def _paired_vae(self, info: ModelInfo) -> ModelInfo | None:
+        """The `name.vae.safetensors` beside a checkpoint (A1111), used when the user picked no other VAE."""
+        paired = info.extra.get("paired_vae")
+        if not paired:
+            return None
+        path = Path(paired)
+        name = next((vae.name for vae in self.catalog.vaes if vae.path == paired), path.name)
+        return ModelInfo(name, paired, "", "vae", {"paired_with": info.name})
 
     def _load_with_loader(self, loop: str, label: str, info: ModelInfo, vae_info: ModelInfo | None):
         key = (loop, info.path, vae_info.path if vae_info else None)
@@ -219,6 +228,7 @@ class ModelManager:
             model.extra.pop("vae", None)
         else:
             model.extra["vae"] = vae_info.name
+        model.extra["vae_note"] = _paired_note(vae_info)
         self._loaded_key = key
         gc.collect()
         return model
@@ -292,6 +302,7 @@ class ModelManager:
             vae = wrap_load_errors(Path(vae_info.path), "a VAE", lambda: self._load_vae_file(info, vae_info))
             model.vae = vae.eval().requires_grad_(False)
             model.extra["vae"] = vae_info.name
+            model.extra["vae_note"] = _paired_note(vae_info)
         return model
 
     def _load_vae_file(self, info: ModelInfo, vae_info: ModelInfo):
@@ -320,3 +331,10 @@ class ModelManager:
                     setattr(model, name, module.to(device=self.device, dtype=self.dtype))
         model.device, model.dtype = self.device, self.dtype
         return model
+
+
+def _paired_note(vae_info: ModelInfo | None) -> str:
+    """The job's note when the VAE is the one paired with the checkpoint by its file name."""
+    if vae_info is None or "paired_with" not in vae_info.extra:
+        return ""
+    return f"{Path(vae_info.path).name} lies beside the checkpoint and is used as its VAE (as A1111 pairs them)."
