@@ -2,7 +2,7 @@
 
     collagen [PROJECT.ora]                      open the editor
     collagen render PROJECT.ora --out OUT.png   run the project's saved generation headless
-    collagen models [--json]                    what model discovery found
+    collagen models [NAME] [--json]             what model discovery found, and what it skipped and why
     collagen info FILE                          layers of a project, or the parameters of a PNG
     collagen --self-test                        a tiny offline generation end to end
 
@@ -222,15 +222,28 @@ def _model_manager(models_dir: str | None):
 # ---- models / info -------------------------------------------------------------------------
 
 
-def list_models(models_dir: str | None, as_json: bool) -> int:
-    infos = _model_manager(models_dir).discover()
-    if as_json:
+def list_models(models_dir: str | None, as_json: bool, name: str | None = None) -> int:
+    """The models discovery found, then the files it skipped and why; with `name`, that one model
+    (a skipped file's name or path says why it was skipped, not 'not found')."""
+    manager = _model_manager(models_dir)
+    infos = manager.discover()
+    skipped = list(manager.catalog.skipped)
+    if name is not None:
+        infos, skipped = [manager.find(name)], []
+    if as_json:  # skipped entries are kind "skipped", with their reason
         print(json.dumps([{"name": m.name, "path": m.path, "family": m.family, "kind": m.kind, **m.extra}
-                          for m in infos], indent=2, default=str))
+                          for m in infos] +
+                         [{"name": s.name, "path": s.path, "family": "", "kind": "skipped", "reason": s.reason}
+                          for s in skipped], indent=2, default=str))
         return EXIT_OK
     width = max((len(m.name) for m in infos), default=4)
     for m in infos:
         _out(f"{m.name:<{width}}  {m.family:<14} {m.kind:<10} {m.path}")
+    if skipped:
+        _out("")
+        _out(f"Skipped ({len(skipped)}):")
+        for entry in skipped:
+            _out(f"  {entry.path}: {entry.reason}")
     return EXIT_OK
 
 
@@ -297,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", metavar="URL", dest="backends",
                    help="run on this ComfyUI server (repeat for a pool; 'local' is the built-in engine)")
     m = sub.add_parser("models", help="list discovered models")
+    m.add_argument("name", nargs="?", help="show this one model (or why it was skipped)")
     m.add_argument("--json", action="store_true")
     m.add_argument("--models", dest="sub_models", metavar="DIR")
     i = sub.add_parser("info", help="show a project's layers or a PNG's parameters")
@@ -325,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                    models_dir=models_dir, backends=args.backends)
             return EXIT_OK
         if args.command == "models":
-            return list_models(models_dir, args.json)
+            return list_models(models_dir, args.json, args.name)
         if args.command == "info":
             return info(args.file)
         return _open_editor(None, models_dir)

@@ -513,7 +513,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             log.warning("model discovery failed: %s", exc)
             self.statusBar().showMessage(f"Looking for models failed: {exc}", 8000)
             return
-        self.generation_panel.set_models(found, vaes, loras)
+        self.generation_panel.set_models(found, vaes, loras, problems)
         self.region_panel.set_available_loras(loras)
         real = [m for m in found if m.kind != "builtin"]
         self._show_first_run(not real)

@@ -175,6 +175,9 @@ class Engine:
 
         check_model_fits_request(model, request)
         check_clip_skip(model, request.clip_skip)
+        for note in [*model.extra.get("notes", ()), model.extra.get("vae_note", "")]:  # decided from the files
+            if note:
+                on_event(Notice(note))
         prompt, prompt_loras = parse_lora_tags(request.prompt)
         negative, negative_loras = parse_lora_tags(request.negative)
         loras = list(request.loras) + prompt_loras + negative_loras

@@ -65,7 +65,7 @@ def generation_parameters(request, model, sampler: str, seed: int, batch_index: 
         "loras": [{"name": str(name), "weight": float(weight)} for name, weight in loras_as_pairs(loras)],
         "lcm": bool(request.lcm),
         "lcm_lora": request.lcm_lora,
-        "vae": request.vae,
+        "vae": request.vae or getattr(model, "extra", {}).get("vae", ""),  # a paired VAE is named too
         "batch_count": int(request.batch_count),
         "batch_index": int(batch_index),
     }

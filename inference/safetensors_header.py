@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.api import ModelError
+from inference.bounded_read import open_regular
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # real headers are a few MB even for 3000-tensor SDXL files
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # real headers are < 2 MiB even for 3000-tensor SDXL files
 _LENGTH_BYTES = 8
 _DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1,
@@ -51,7 +52,7 @@ def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
     """The validated header of `path`; `ModelError` naming the file when it is not a sound .safetensors."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, what="safetensors file") as handle:  # a FIFO or device: refused, not waited on
             file_size = os.fstat(handle.fileno()).st_size
             header_length = _read_header_length(path, handle.read(_LENGTH_BYTES), file_size)
             raw = handle.read(header_length)
@@ -68,8 +69,8 @@ def _read_header_length(path: Path, prefix: bytes, file_size: int) -> int:
     (header_length,) = struct.unpack("<Q", prefix)
     if header_length > MAX_HEADER_BYTES:
         raise ModelError(
-            f"{path}: not a safetensors file (its header claims {header_length} bytes, more than the "
-            f"{MAX_HEADER_BYTES // (1024 * 1024)} MB any real model needs)."
+            f"{path}: refused before reading it: a safetensors header of {header_length / (1024 * 1024):.0f} MiB "
+            f"is larger than any real model's (at most {MAX_HEADER_BYTES // (1024 * 1024)} MiB is read)."
         )
     if _LENGTH_BYTES + header_length > file_size:
         raise ModelError(f"{path}: the safetensors header runs past the end of the file (truncated download?).")

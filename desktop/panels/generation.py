@@ -12,6 +12,7 @@ the shared pieces (wheel guard, sections, model picker) are small helpers here.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -467,8 +468,11 @@ class GenerationPanel(QWidget):
             self._set_setting("seed", -1)
 
     # -- models -----------------------------------------------------------------------------------
-    def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str]) -> None:
-        """The discovered models; built-ins are marked as the demo that draws noise."""
+    def set_models(self, models: list[ModelInfo], vaes: list[str], loras: list[str],
+                   skipped: Sequence[str] = ()) -> None:
+        """The discovered models; built-ins are marked as the demo that draws noise. `skipped`
+        (`path: reason` of each file discovery left out) is the model picker's tooltip."""
+        self.model.setToolTip(skipped_tooltip(skipped))
         self._models = list(models)
         self._fill_model_picker()
         self.vae.blockSignals(True)
@@ -626,3 +630,17 @@ def _quiet(widget: QWidget, setter: Callable, value: Any) -> None:
         setter(value)
     finally:
         widget.blockSignals(False)
+
+
+MAX_TOOLTIP_SKIPPED = 20
+
+
+def skipped_tooltip(skipped: Sequence[str]) -> str:
+    """What the model picker's tooltip says about the files discovery skipped (empty: none)."""
+    if not skipped:
+        return ""
+    lines = [f"{len(skipped)} file{'s were' if len(skipped) != 1 else ' was'} skipped:"]
+    lines += [f"• {entry}" for entry in skipped[:MAX_TOOLTIP_SKIPPED]]
+    if len(skipped) > MAX_TOOLTIP_SKIPPED:
+        lines.append(f"… and {len(skipped) - MAX_TOOLTIP_SKIPPED} more (`collagen models` lists them all)")
+    return "\n".join(lines)

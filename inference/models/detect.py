@@ -7,14 +7,14 @@ file a weights file is (checkpoint, LoRA, VAE, embedding) and which family a LoR
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.api import ModelError
+from inference.api import ModelError, UnsupportedModelError
+from inference.bounded_read import read_json
 from inference.families import FAMILIES, FamilyRegistry
 from inference.families.foreign import foreign_checkpoint
 from inference.families.sd import UNET_PREFIX
@@ -91,18 +91,24 @@ def embedding_family(shapes: Mapping[str, Sequence[int]]) -> str:
 
 def diffusers_folder_family(folder: Path, families: FamilyRegistry = FAMILIES) -> tuple[str, str]:
     """(family, kind) of a diffusers folder from model_index.json; unsupported ones are refused."""
-    index_file = folder / "model_index.json"
-    try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelError(f"{index_file}: cannot be read as JSON ({error}).") from error
+    index = read_json(folder / "model_index.json", what="model_index.json")  # capped: a 3 GiB one costs nothing
     class_name = index.get("_class_name") if isinstance(index, dict) else None
+    if isinstance(class_name, list):  # diffusers' custom-pipeline form: ["my_module", "MyPipeline"]
+        named = ".".join(str(part) for part in class_name if isinstance(part, str)) or "unnamed"
+        raise UnsupportedModelError(
+            f"{folder}: a custom pipeline ({named}), whose code would have to be run; Collagen runs only the "
+            "pipelines it knows."
+        )
+    if not isinstance(class_name, str):
+        raise ModelError(f"{folder}: its model_index.json does not name a pipeline (no _class_name).")
     entry = families.detect_diffusers_folder(folder, class_name)
     return entry.name, "edit" if entry.loop == "edit" else "diffusers"
 
 
 def json_value(path: Path, key: str) -> Any:
+    """One key of a JSON config, or None when the file is missing, too large, not JSON or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        document = read_json(path)
+    except ModelError:
         return None
+    return document.get(key) if isinstance(document, dict) else None

@@ -2,16 +2,23 @@
 
 A1111 and ComfyUI layouts and flat folders are understood; a file's kind and family come from its
 safetensors header alone (no weights are read), a diffusers folder's from model_index.json.
-A file that cannot be used becomes a one-sentence problem in the catalog, never an exception.
+A file that cannot be used becomes a one-sentence entry of the catalog's `skipped` list, never an
+exception: one bad entry (a symlink loop, a FIFO, a damaged or 3 GiB model_index.json, a custom
+pipeline) never hides the others. Folder walks follow a linked folder once (a seen-set of
+device/inode pairs, so links to `.` cost nothing) and stop MAX_SCAN_DEPTH folders down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import errno
+import os
+import stat
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.api import ModelError, ModelInfo
+from inference.bounded_read import describe_kind
 from inference.families import FAMILIES, FamilyRegistry
 from inference.models.detect import (
     classify_weights,
@@ -40,22 +47,53 @@ BUILTIN_MODELS = (
     ("builtin:tiny-qwen-edit-plus", "qwen-edit-plus", False),
 )
 ASSET_KINDS = ("lora", "vae", "embedding", "taesd")
-MAX_SCAN_DEPTH = 6  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)
+MAX_SCAN_DEPTH = 8  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file or folder discovery did not list, and why (one sentence, without the path)."""
+
+    path: str
+    reason: str
+    name: str = ""  # the name it would have been listed under, so asking for it can say why
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 @dataclass
 class ModelCatalog:
-    """Everything discovery found; `problems` are one-sentence notes on files that were skipped."""
+    """Everything discovery found; `skipped` says which files were left out and why."""
 
     models: list[ModelInfo] = field(default_factory=list)
     loras: list[ModelInfo] = field(default_factory=list)
     vaes: list[ModelInfo] = field(default_factory=list)
     embeddings: list[ModelInfo] = field(default_factory=list)
     taesd: list[ModelInfo] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """The skipped entries as `path: reason` sentences."""
+        return [str(entry) for entry in self.skipped]
 
     def of_kind(self, kind: str) -> list[ModelInfo]:
         return {"lora": self.loras, "vae": self.vaes, "embedding": self.embeddings, "taesd": self.taesd}[kind]
+
+    def skipped_named(self, name_or_path: str) -> SkippedFile | None:
+        """The skipped entry a user's name or path means, if any (to say why instead of 'not found')."""
+        wanted = name_or_path.strip()
+        if not wanted:
+            return None
+        real = os.path.realpath(os.path.expanduser(wanted))
+        for entry in self.skipped:
+            if wanted in (entry.name, entry.path) or real == os.path.realpath(entry.path):
+                return entry
+        for entry in self.skipped:  # A1111 names files by their bare name whatever their sub-folder
+            if entry.name and entry.name.rsplit("/", 1)[-1] == wanted:
+                return entry
+        return None
 
 
 def builtin_models() -> list[ModelInfo]:
@@ -100,12 +138,34 @@ class Scanner:
         self.families = families
         self._detection_cache = detection_cache
         self.families = families
-        self._seen_paths: set[Path] = set()
+        self._seen_paths: set[str] = set()
         self._names: dict[str, set[str]] = {}
+
+    def skip(self, path: Path | str, reason: str | BaseException, name: str = "") -> None:
+        """Note a skipped entry; a ModelError's `path: sentence` text is split into its two parts."""
+        text, where = str(reason).strip(), str(path)
+        if isinstance(reason, BaseException) and not isinstance(reason, ModelError):
+            text = f"could not be examined (unexpected {type(reason).__name__}: {_first_line(reason)})."
+        elif text.startswith(where):
+            cut = text.find(": ", len(where))
+            if cut != -1 and "\n" not in text[:cut]:
+                where, text = text[:cut], text[cut + 2:]
+        self.catalog.skipped.append(SkippedFile(where, text, name))
+
+    def _guarded(self, path: Path, name: str, add: Callable[[], None]) -> None:
+        """Run one entry's examination; whatever goes wrong in it skips that entry only."""
+        try:
+            add()
+        except ModelError as error:
+            self.skip(path, error, name)
+        except OSError as error:  # vanished or unreadable while we looked
+            self.skip(path, f"cannot be read ({error.strerror or error}).", name)
+        except Exception as error:  # noqa: BLE001 - one bad entry must never hide the others
+            self.skip(path, error, name)
 
     def scan_root(self, root: Path) -> None:
         if (root / "model_index.json").is_file():
-            self._add_diffusers_folder(root, root.name)
+            self._guarded(root, root.name, lambda: self._add_diffusers_folder(root, root.name))
             return
         kind_folders = []
         for base in (root / "models", root):
@@ -114,24 +174,108 @@ class Scanner:
         for kind, folder in kind_folders:
             self.scan_kind_folder(kind, folder)
         # What lies directly in the root (a flat folder) is sorted by its content.
-        for path in sorted(root.iterdir(), key=lambda p: p.name.lower()):
-            if path.is_dir() and (path / "model_index.json").is_file():
-                self._add_diffusers_folder(path, path.name)
-            elif path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
-                self._add_file(None, path, path.stem)
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name.lower())
+        except OSError as error:
+            self.skip(root, f"cannot be listed ({error.strerror or error}).")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            mode = self._mode(path, path.stem, report=path.suffix.lower() in WEIGHT_SUFFIXES or entry.is_symlink())
+            if mode is None:
+                continue
+            if stat.S_ISDIR(mode) and (path / "model_index.json").is_file():
+                self._guarded(path, path.name, lambda path=path: self._add_diffusers_folder(path, path.name))
+            elif path.suffix.lower() in WEIGHT_SUFFIXES:
+                if stat.S_ISREG(mode):
+                    self._guarded(path, path.stem, lambda path=path: self._add_file(None, path, path.stem))
+                elif not stat.S_ISDIR(mode):
+                    self.skip(path, f"is {describe_kind(mode)}, not a regular file.", path.stem)
 
     def scan_kind_folder(self, kind: str, folder: Path) -> None:
-        for path, name in _walk_weight_files(folder, kind):
+        for path, name in self._walk(folder, kind):
             if path.is_dir():
                 if kind == "vae":
-                    self._add_vae_folder(path, name)
+                    self._guarded(path, name, lambda path=path, name=name: self._add_vae_folder(path, name))
                 elif kind == "checkpoint":
-                    self._add_diffusers_folder(path, name)
+                    self._guarded(path, name, lambda path=path, name=name: self._add_diffusers_folder(path, name))
             else:
-                self._add_file(kind, path, name)
+                self._guarded(path, name, lambda path=path, name=name: self._add_file(kind, path, name))
+
+    def _mode(self, path: Path, name: str, *, report: bool = True) -> int | None:
+        """The file type of `path` with links followed, or None (noted as skipped when `report`)."""
+        try:
+            return os.stat(path).st_mode
+        except OSError as error:
+            if report:
+                if error.errno == errno.ELOOP:
+                    reason = "is a symbolic link loop (it never reaches a file)."
+                elif os.path.islink(path) and isinstance(error, FileNotFoundError):
+                    reason = "is a broken symbolic link (its target does not exist)."
+                else:
+                    reason = f"cannot be read ({error.strerror or error})."
+                self.skip(path, reason, name)
+            return None
+
+    def _walk(self, folder: Path, kind: str) -> list[tuple[Path, str]]:
+        """(path, name) of weight files and diffusers folders under `folder`; names keep sub-folders.
+
+        A diffusers model is a folder with model_index.json; in a VAE folder, one with config.json.
+        Each folder is entered once, however many links lead to it, and at most MAX_SCAN_DEPTH deep.
+        """
+        marker = "config.json" if kind == "vae" else "model_index.json"
+        found: list[tuple[Path, str]] = []
+        try:
+            top = os.stat(folder)
+        except OSError as error:
+            self.skip(folder, f"cannot be read ({error.strerror or error}).")
+            return found
+        entered = {(top.st_dev, top.st_ino)}
+
+        def walk(current: Path, depth: int) -> None:
+            try:
+                entries = sorted(os.scandir(current), key=lambda e: e.name.lower())
+            except OSError as error:
+                self.skip(current, f"cannot be listed ({error.strerror or error}).")
+                return
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = Path(entry.path)
+                relative = path.relative_to(folder).as_posix()
+                is_weights = path.suffix.lower() in WEIGHT_SUFFIXES
+                name = relative[: -len(path.suffix)] if is_weights else relative
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    self._mode(path, name, report=is_weights or entry.is_symlink())
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    if (info.st_dev, info.st_ino) in entered:
+                        self.skip(path, "leads back to a folder that is already scanned (a link loop); it was "
+                                        "scanned once.")
+                    elif (path / marker).is_file():
+                        entered.add((info.st_dev, info.st_ino))
+                        found.append((path, relative))
+                    elif (path / "config.json").is_file():
+                        entered.add((info.st_dev, info.st_ino))  # a bare component folder: not a model
+                    elif depth >= MAX_SCAN_DEPTH:
+                        self.skip(path, f"lies more than {MAX_SCAN_DEPTH} folders deep; deeper folders are not "
+                                        "scanned.")
+                    else:
+                        entered.add((info.st_dev, info.st_ino))
+                        walk(path, depth + 1)
+                elif is_weights:
+                    if stat.S_ISREG(info.st_mode):
+                        found.append((path, name))
+                    else:
+                        self.skip(path, f"is {describe_kind(info.st_mode)}, not a regular file.", name)
+
+        walk(folder, 0)
+        return found
 
     def _claim(self, path: Path) -> bool:
-        resolved = path.resolve()
+        resolved = os.path.realpath(path)  # never raises on a link loop, unlike Path.resolve on 3.11
         if resolved in self._seen_paths:
             return False
         self._seen_paths.add(resolved)
@@ -148,11 +292,7 @@ class Scanner:
     def _add_diffusers_folder(self, folder: Path, name: str) -> None:
         if not self._claim(folder):
             return
-        try:
-            family, kind = diffusers_folder_family(folder, self.families)
-        except ModelError as error:
-            self.catalog.problems.append(str(error))
-            return
+        family, kind = diffusers_folder_family(folder, self.families)
         inpaint = json_value(folder / "unet" / "config.json", "in_channels") == 9
         self.catalog.models.append(
             ModelInfo(
@@ -172,19 +312,14 @@ class Scanner:
     def _add_file(self, kind: str | None, path: Path, name: str) -> None:
         if not self._claim(path):
             return
+        if kind in (None, "checkpoint") and paired_checkpoint(path) is not None:
+            kind = "vae"  # A1111: name.vae.safetensors beside name.safetensors is that checkpoint's VAE
         if kind == "taesd" or (kind is None and _taesd_family(path)):
             family = _taesd_family(path)
             if family:
                 self.catalog.taesd.append(ModelInfo(self._unique_name("taesd", name), str(path), family, "taesd"))
             return
-        try:
-            shapes = self._shapes(path)
-        except ModelError as error:
-            self.catalog.problems.append(str(error))
-            return
-        except OSError as error:  # vanished or unreadable while we looked
-            self.catalog.problems.append(f"{path}: cannot be read ({error.strerror or error}).")
-            return
+        shapes = self._shapes(path)
         content_kind = classify_weights(shapes, self.families)
         if kind is None:
             kind = content_kind
@@ -204,27 +339,54 @@ class Scanner:
             )
 
     def _add_checkpoint(self, path: Path, name: str, shapes: Mapping[str, Sequence[int]]) -> None:
-        try:
-            detected = detect_checkpoint_family(path, shapes, self.families)
-        except ModelError as error:
-            self.catalog.problems.append(str(error))
-            return
+        detected = detect_checkpoint_family(path, shapes, self.families)
+        extra = {"format": "single-file", "inpaint": detected.inpaint}
+        vae = paired_vae(path)
+        if vae is not None:
+            extra["paired_vae"] = str(vae)
         self.catalog.models.append(
             ModelInfo(
                 name=self._unique_name("model", name),
                 path=str(path),
                 family=detected.family,
                 kind="inpaint" if detected.inpaint else "checkpoint",
-                extra={"format": "single-file", "inpaint": detected.inpaint},
+                extra=extra,
             )
         )
 
     def _shapes(self, path: Path) -> Mapping[str, Sequence[int]]:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        info = path.stat()
+        key = (os.path.realpath(path), info.st_size, info.st_mtime_ns)
         if key not in self._detection_cache:
             self._detection_cache[key] = read_weight_shapes(path)
         return self._detection_cache[key]
+
+
+PAIRED_VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt")
+
+
+def paired_vae(checkpoint: Path) -> Path | None:
+    """A1111's pairing: `name.vae.safetensors` (or .pt/.ckpt) beside `name.safetensors` is its VAE."""
+    for suffix in PAIRED_VAE_SUFFIXES:
+        candidate = checkpoint.with_name(f"{checkpoint.stem}.vae{suffix}")
+        try:
+            if stat.S_ISREG(os.stat(candidate).st_mode):
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def paired_checkpoint(path: Path) -> Path | None:
+    """The checkpoint a `name.vae.*` file is paired with (the file beside it), or None."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if not stem.lower().endswith(".vae") or path.suffix.lower() not in PAIRED_VAE_SUFFIXES:
+        return None
+    for suffix in WEIGHT_SUFFIXES:
+        candidate = path.with_name(stem[:-4] + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _taesd_family(path: Path) -> str:
@@ -232,30 +394,7 @@ def _taesd_family(path: Path) -> str:
     return {"taesd_decoder": "sd15", "taesdxl_decoder": "sdxl", "taef1_decoder": "flux-dev"}.get(stem, "")
 
 
-def _walk_weight_files(folder: Path, kind: str) -> list[tuple[Path, str]]:
-    """(path, name) of weight files and diffusers folders under `folder`; names keep sub-folders.
-
-    A diffusers model is a folder with model_index.json; in a VAE folder, one with config.json.
-    """
-    marker = "config.json" if kind == "vae" else "model_index.json"
-    found: list[tuple[Path, str]] = []
-
-    def walk(current: Path, depth: int) -> None:
-        try:
-            entries = sorted(current.iterdir(), key=lambda p: p.name.lower())
-        except OSError:
-            return
-        for path in entries:
-            if path.name.startswith("."):
-                continue
-            relative = path.relative_to(folder).as_posix()
-            if path.is_dir():
-                if (path / marker).is_file():
-                    found.append((path, relative))
-                elif not (path / "config.json").is_file() and depth < MAX_SCAN_DEPTH:
-                    walk(path, depth + 1)
-            elif path.suffix.lower() in WEIGHT_SUFFIXES:
-                found.append((path, relative[: -len(path.suffix)]))
-
-    walk(folder, 0)
-    return found
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 160 else line[:157] + "..."

@@ -97,7 +97,7 @@ def find_model_folders(
         candidates.append(Path(default_path))
     seen: set[Path] = set()
     for candidate in candidates:
-        resolved = candidate.resolve()
+        resolved = Path(os.path.realpath(candidate))  # Path.resolve raises on a link loop (3.11)
         if resolved in seen or not resolved.is_dir():
             continue
         seen.add(resolved)
@@ -164,4 +164,4 @@ def import_extra_model_paths(yaml_file: str | os.PathLike) -> dict[str, list[Pat
 
 def _resolve_against(base: Path, text: str) -> Path:
     path = Path(os.path.expandvars(text)).expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
+    return Path(os.path.realpath(path if path.is_absolute() else base / path))

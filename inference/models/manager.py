@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.api import ModelError, ModelInfo
+from inference.bounded_read import open_regular
 from inference.components import SDModel
 from inference.families import FAMILIES, FamilyRegistry
 from inference.families.sd import VAE_PREFIX
@@ -103,7 +104,16 @@ class ModelManager:
             kind = "inpaint" if detected.inpaint else "checkpoint"
             return ModelInfo(path.stem, str(path.resolve()), detected.family, kind,
                              {"format": "single-file", "inpaint": detected.inpaint})
+        if path.exists():  # a FIFO, a device, a socket: say what it is
+            open_regular(path, what="model file").close()
+        self._refuse_skipped(name_or_path)
         raise ModelError(f"No model named {name_or_path!r} was found in the model folders, and it is not a file.")
+
+    def _refuse_skipped(self, name_or_path: str) -> None:
+        """Asking for a file discovery skipped says why it was skipped, not 'not found'."""
+        skipped = self.catalog.skipped_named(name_or_path)
+        if skipped is not None:
+            raise ModelError(f"{name_or_path!r} was found but skipped: {skipped}")
 
     def find_asset(self, kind: str, name_or_path: str) -> ModelInfo:
         """A LoRA / VAE / embedding / TAESD decoder by discovered name or path."""
@@ -114,7 +124,10 @@ class ModelManager:
                 return info
         path = Path(name_or_path).expanduser()
         if path.exists():
+            if not path.is_dir():
+                open_regular(path, what=f"{kind} file").close()  # a FIFO or device: refused, not waited on
             return ModelInfo(path.stem, str(path.resolve()), "", kind)
+        self._refuse_skipped(name_or_path)
         raise ModelError(f"No {kind} named {name_or_path!r} was found in the model folders, and it is not a file.")
 
     def lora_path(self, name: str) -> Path:
@@ -165,7 +178,7 @@ class ModelManager:
         entry = self.families.get(info.family)
         if entry.loop == "edit":
             raise ModelError(f"{info.name} is an instruction-edit model; it runs through the edit pipeline.")
-        vae_info = self.find_asset("vae", vae) if vae else None
+        vae_info = self.find_asset("vae", vae) if vae else self._paired_vae(info)
         if entry.loop != "sd":
             return self._load_with_loader(entry.loop, entry.label, info, vae_info)
         key = ("sd", info.path, vae_info.path if vae_info else None)
@@ -177,6 +190,15 @@ class ModelManager:
         model = wrap_load_errors(Path(info.path), f"an {info.family} model", lambda: self._load_sd(info, vae_info))
         self._loaded_key, self._loaded = key, model
         return model
+
+    def _paired_vae(self, info: ModelInfo) -> ModelInfo | None:
+        """The `name.vae.safetensors` beside a checkpoint (A1111), used when the user picked no other VAE."""
+        paired = info.extra.get("paired_vae")
+        if not paired:
+            return None
+        path = Path(paired)
+        name = next((vae.name for vae in self.catalog.vaes if vae.path == paired), path.name)
+        return ModelInfo(name, paired, "", "vae", {"paired_with": info.name})
 
     def _load_with_loader(self, loop: str, label: str, info: ModelInfo, vae_info: ModelInfo | None):
         key = (loop, info.path, vae_info.path if vae_info else None)
@@ -207,6 +229,7 @@ class ModelManager:
             model.extra.pop("vae", None)
         else:
             model.extra["vae"] = vae_info.name
+        model.extra["vae_note"] = _paired_note(vae_info)
         self._loaded_key = key
         gc.collect()
         return model
@@ -261,6 +284,7 @@ class ModelManager:
                     path, info.family, inpaint, config_root=self.config_root, families=self.families, **options
                 )
                 model_hash = self.model_hash(path)
+            notes = parts.pop("notes", [])
             for module in parts.values():
                 if hasattr(module, "requires_grad_"):
                     module.eval().requires_grad_(False)
@@ -273,10 +297,13 @@ class ModelManager:
                 vae=parts.get("vae"),
                 **{k: v for k, v in parts.items() if k != "vae"},
             )
+            if notes:
+                model.extra["notes"] = list(notes)
         if vae_info is not None:
             vae = wrap_load_errors(Path(vae_info.path), "a VAE", lambda: self._load_vae_file(info, vae_info))
             model.vae = vae.eval().requires_grad_(False)
             model.extra["vae"] = vae_info.name
+            model.extra["vae_note"] = _paired_note(vae_info)
         return model
 
     def _load_vae_file(self, info: ModelInfo, vae_info: ModelInfo):
@@ -305,3 +332,10 @@ class ModelManager:
                     setattr(model, name, module.to(device=self.device, dtype=self.dtype))
         model.device, model.dtype = self.device, self.dtype
         return model
+
+
+def _paired_note(vae_info: ModelInfo | None) -> str:
+    """The job's note when the VAE is the one paired with the checkpoint by its file name."""
+    if vae_info is None or "paired_with" not in vae_info.extra:
+        return ""
+    return f"{Path(vae_info.path).name} lies beside the checkpoint and is used as its VAE (as A1111 pairs them)."

@@ -135,7 +135,8 @@ def load_single_file(
     config_folder = config_folder_for(entry.load.config_folder or family, inpaint, config_root)
     weights = CheckpointWeights(path)
     prefixes = entry.load.checkpoint_prefixes
-    components: dict[str, Any] = {"scheduler_config": read_scheduler_config(config_folder)}
+    scheduler_config, notes = prediction_config(read_scheduler_config(config_folder), weights.keys, path.name)
+    components: dict[str, Any] = {"scheduler_config": scheduler_config, "notes": notes}
     components["unet"] = _load_unet_from_part(
         weights.part(prefixes.get("unet", UNET_PREFIX)), path, config_folder, device, dtype
     )
@@ -154,6 +155,31 @@ def load_single_file(
             raise ModelError(f"{path}: the checkpoint has no VAE inside; choose a separate VAE file for it.")
         components["vae"] = load_vae_from_part(vae_part, path, config_folder, device, dtype)
     return components
+
+
+V_PREDICTION_KEY = "v_pred"  # marker tensors of v-prediction files (NoobAI, A1111's convention)
+ZERO_SNR_KEY = "ztsnr"  # trained with zero terminal SNR: the noise schedule must be rescaled to match
+
+
+def prediction_config(scheduler_config: dict, keys, file_name: str) -> tuple[dict, list[str]]:
+    """The scheduler config a single file asks for by its marker keys, and a note for the job saying so.
+
+    A v-prediction SDXL file run as epsilon gives washed-out grey images; one trained with zero terminal SNR
+    also needs the rescaled betas (and trailing timesteps, so the last step reaches the pure-noise end).
+    """
+    keys = set(keys)
+    config, notes = dict(scheduler_config), []
+    v_pred, zero_snr = V_PREDICTION_KEY in keys, ZERO_SNR_KEY in keys
+    if v_pred or zero_snr:
+        config["prediction_type"] = "v_prediction"
+    if zero_snr:
+        config.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    if v_pred or zero_snr:
+        markers = " and ".join(f"'{key}'" for key, present in ((V_PREDICTION_KEY, v_pred), (ZERO_SNR_KEY, zero_snr))
+                               if present)
+        notes.append(f"{file_name} is a v-prediction model ({markers} in the file): it runs with v-prediction"
+                     + (" and zero-terminal-SNR rescaled noise." if zero_snr else "."))
+    return config, notes
 
 
 def load_vae_file(path: Path, family: str, *, device: str, dtype, config_root: Path | None = None):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.api import ModelError
+from inference.bounded_read import open_regular
 from inference.safetensors_header import read_safetensors_header
 
 
@@ -27,6 +28,7 @@ def load_pickled_weights(path: Path) -> dict[str, Any]:
     """A .ckpt/.pt/.pth/.bin read with weights_only=True (never a full unpickle); tensors only."""
     import torch
 
+    open_regular(path, what="PyTorch weights file").close()  # a FIFO or device: refused, never waited on
     mmap = zipfile.is_zipfile(path)  # mmap needs the zip container; old pickles are read whole
     loaded = load_weights_only(path, "a PyTorch weights file", mmap=mmap)
     while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):

@@ -194,3 +194,50 @@ def many_pieces(folder: Path, pieces: int = 1000, side: int = 4096) -> Path:
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("data/dot.png", dot.getvalue(), zipfile.ZIP_STORED)
     return path
+
+
+def tiny_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A real safetensors file of zero F16 tensors with these names (discovery reads names and shapes)."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 2
+        for n in shape:
+            size *= n
+        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(offset))
+    return path
+
+
+SD15_KEYS = {
+    "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+    "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
+    "first_stage_model.decoder.conv_in.weight": (4, 4, 1, 1),
+}
+
+
+def hostile_models(folder: Path, *, loops: int = 8) -> Path:
+    """A models folder with one good checkpoint and one hostile entry of each kind under 1 MB: links to `.`
+    (exponential to walk before), a loop of two links, a FIFO and a /dev/zero link named as weights, a
+    custom-pipeline model_index.json, one that is not JSON, a header claiming 97 MiB, an SD3 file."""
+    models = folder / "models"
+    ckpts = models / "checkpoints"
+    tiny_safetensors(ckpts / "good.safetensors", SD15_KEYS)
+    tiny_safetensors(ckpts / "sd3.safetensors",
+                     {"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": (4,)})
+    for i in range(loops):
+        os.symlink(".", ckpts / f"dot{i}")
+        os.symlink(".", models / f"dot{i}")
+    os.symlink("loop-b", ckpts / "loop-a")
+    os.symlink("loop-a", ckpts / "loop-b")
+    os.mkfifo(ckpts / "pipe.safetensors")
+    os.symlink("/dev/zero", ckpts / "zero.safetensors")
+    (ckpts / "custom").mkdir()
+    (ckpts / "custom" / "model_index.json").write_text('{"_class_name": ["my_module", "MyPipeline"]}')
+    (ckpts / "garbage").mkdir()
+    (ckpts / "garbage" / "model_index.json").write_bytes(b"\x00" * 1000)
+    (ckpts / "big-header.safetensors").write_bytes((97 << 20).to_bytes(8, "little") + b"{" * 1000)
+    return models

@@ -67,6 +67,15 @@ CASES = [
                                                               _s(d / "o.png")], 1, r"billion pixels to draw"),
     Case("1000 collage pieces over 4096²: info", lambda d: ["info", _s(c.many_pieces(d))], 0, ""),
     Case("--out is a folder", lambda d: ["render", _s(c.small_project(d)), "--out", _s(d)], 1, r"is a folder"),
+    Case("models folder with links to '.', loops, FIFO, custom pipeline: models",
+         lambda d: ["models", "--models", _s(c.hostile_models(d))], 0, ""),
+    Case("a skipped model asked for by name: models", lambda d: ["models", "custom", "--models",
+                                                                 _s(c.hostile_models(d))], 1,
+         r"'custom' was found but skipped: .*a custom pipeline"),
+    Case("a FIFO named like a model: render --model", lambda d: ["render", _s(c.small_project(d)), "--out",
+                                                                _s(d / "o.png"), "--model",
+                                                                _s(c.fifo(d, "m.safetensors"))], 1,
+         r"FIFO"),
 ]
 
 

@@ -57,11 +57,11 @@ def header_file(path: Path, header: dict | bytes, data: bytes = b"", *, declared
 @pytest.mark.parametrize("declared", [2**64 - 1, 2**63, MAX_HEADER_BYTES + 1])
 def test_a_header_length_past_the_cap_is_refused_without_reading(tmp_path, declared):
     path = header_file(tmp_path / "huge.safetensors", b"{}", declared=declared)
-    assert peak_allocation(lambda: read_safetensors_header(path), ModelError, r"huge\.safetensors: .*header claims") < KIB * 64
+    assert peak_allocation(lambda: read_safetensors_header(path), ModelError, r"huge\.safetensors: refused before reading it") < KIB * 64
 
 
 def test_a_header_length_past_the_end_of_the_file_is_refused_without_reading(tmp_path):
-    path = header_file(tmp_path / "cut.safetensors", b"{}", declared=90 * MIB)
+    path = header_file(tmp_path / "cut.safetensors", b"{}", declared=12 * MIB)
     assert peak_allocation(lambda: read_safetensors_header(path), ModelError, "runs past the end") < KIB * 64
 
 
