@@ -101,6 +101,7 @@ class Supports:
     region_methods: tuple[str, ...] = ()
     lora: bool = False
     inpaint: Literal["none", "blend", "blend+9-channel", "fill-model", "pipeline"] = "none"
+    planned: tuple[str, ...] = ()  # modes it does not run yet (refused with "not yet for <label>")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ BUILTIN_MODELS = (
     ("builtin:tiny-flux-dev", "flux-dev", False),
     ("builtin:tiny-flux-schnell", "flux-schnell", False),
     ("builtin:tiny-flux-fill", "flux-fill", True),
+    ("builtin:tiny-zimage", "zimage", False),
 )
 ASSET_KINDS = ("lora", "vae", "embedding", "taesd")
 MAX_SCAN_DEPTH = 6  # folder levels below a kind folder (A1111 allows sub-folders of checkpoints)

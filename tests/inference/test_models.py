@@ -196,7 +196,7 @@ def test_builtins_are_always_there():
     builtins = {info.name: info for info in manager.discover()}
     assert set(builtins) == {
         "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint",
-        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill",
+        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill", "builtin:tiny-zimage",
     }
     assert builtins["builtin:tiny-flux-fill"].family == "flux-fill"
     assert builtins["builtin:tiny-sdxl-inpaint"].family == "sdxl"
