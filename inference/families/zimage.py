@@ -11,15 +11,29 @@ from __future__ import annotations
 
 from inference.families.entry import (
     Defaults,
+    Detected,
     Family,
     LoadSpec,
     PromptEncoding,
+    Shapes,
     Supports,
     TextEncoder,
 )
 from inference.families.latents import FLUX_LATENTS, FLUX_PREVIEW
 
 ZIMAGE_MODES = ("generate", "inpaint")
+# The original layout (ComfyUI diffusion_models/, bare or in an all-in-one file) and diffusers' (as
+# diffusers' single-file detection reads them): the main layers' adaLN and the noise refiner.
+ZIMAGE_PREFIXES = ("", "model.diffusion_model.", "transformer.")
+
+
+def detect_zimage(shapes: Shapes) -> Detected | None:
+    for prefix in ZIMAGE_PREFIXES:
+        if prefix + "layers.0.adaLN_modulation.0.weight" in shapes and \
+                any(key.startswith(prefix + "noise_refiner.") for key in shapes):
+            return Detected("zimage")
+    return None
+
 
 ZIMAGE = Family(
     name="zimage",
@@ -27,7 +41,7 @@ ZIMAGE = Family(
     kind="flow",
     loop="flow",
     load=LoadSpec(
-        formats=("diffusers_folder",),
+        formats=("split_files",),
         components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
     ),
     prompts=PromptEncoding(
@@ -39,6 +53,7 @@ ZIMAGE = Family(
     # `guidance` is the pipeline's guidance_scale (CFG; 0 = off); `cfg` does not apply.
     defaults=Defaults(steps=8, sampler="Euler", guidance=0.0, width=1024, height=1024),
     supports=Supports(modes=ZIMAGE_MODES, region_methods=(), lora=False, inpaint="blend", planned=("regions",)),
+    detect_checkpoint=detect_zimage,
     native_area=1024 * 1024,
 )
 

@@ -21,6 +21,9 @@ def load_flow_model(manager, info: ModelInfo, vae_info: ModelInfo | None) -> Flo
 
     if info.kind == "builtin":
         return load_builtin_flow_model(manager, info, vae_info)
+    if info.family == "zimage":
+        raise ModelError(f"{info.path}: Z-Image files are recognised but cannot be loaded yet; "
+                         "builtin:tiny-zimage runs the family.")
     path = Path(info.path)
     options = dict(device=manager.device, name=info.name)
     vae_path = Path(vae_info.path) if vae_info is not None else None

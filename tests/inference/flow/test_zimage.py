@@ -222,3 +222,13 @@ def test_regions_are_refused_in_one_sentence_before_loading():
     assert isinstance(events[-1], Failed)
     assert events[-1].message == ("Regions (attention and latent couple) are not yet for Z-Image: the model "
                                   f"'{NAME}' runs generate, inpaint.")
+
+
+def test_z_image_transformer_files_are_recognised_but_refused_in_one_sentence(tmp_path):
+    from inference.families.zimage import detect_zimage
+    from inference.flow.tiny import prepare_zimage_transformer
+
+    shapes = {key: tuple(value.shape) for key, value in prepare_zimage_transformer().state_dict().items()}
+    assert detect_zimage(shapes).family == "zimage"
+    assert detect_zimage({"model.diffusion_model." + key: shape for key, shape in shapes.items()}).family == "zimage"
+    assert detect_zimage({"double_blocks.0.img_attn.norm.key_norm.scale": (128,)}) is None
