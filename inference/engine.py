@@ -235,8 +235,8 @@ class Engine:
         from inference.flow.run import run_flux
 
         if self.device is not None and str(model.device) != str(self.device):
-            for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
-                setattr(model, name, getattr(model, name).to(self.device))
+            for name, module in model.parts.items():
+                setattr(model, name, module.to(self.device))
             model.device = self.device
         run_flux(
             model, request, on_event, cancel, progress,

@@ -103,6 +103,9 @@ def validate_request(request: GenerationRequest) -> None:
     validate_images(request)
 
 
+MODE_NAMES = {"regions": "Regions (attention and latent couple) are"}
+
+
 def validate_family_supports(request: GenerationRequest, entry: Family, model: str) -> None:
     """Refuse, before loading, a mode or region method the family's registry entry does not list."""
     supports = entry.supports
@@ -115,6 +118,9 @@ def validate_family_supports(request: GenerationRequest, entry: Family, model: s
         return
     if supports.modes == ("edit",):
         raise RequestError(f"The model {model!r} is a {entry.name} model, which runs in the edit mode only.")
+    if request.mode in supports.planned:
+        what = MODE_NAMES.get(request.mode, f"The {request.mode} mode")
+        raise RequestError(f"{what} not yet for {entry.label}: the model {model!r} runs {', '.join(supports.modes)}.")
     raise RequestError(
         f"The model {model!r} is a {entry.label} model, which cannot run the {request.mode} mode "
         f"(it runs: {', '.join(supports.modes)})."

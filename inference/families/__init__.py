@@ -21,9 +21,10 @@ from inference.families.entry import (
 from inference.families.flux import FLUX_DEV, FLUX_FAMILY_ENTRIES, FLUX_FILL, FLUX_SCHNELL
 from inference.families.registry import FamilyRegistry
 from inference.families.sd import SD15, SDXL
+from inference.families.zimage import ZIMAGE, ZIMAGE_FAMILY_ENTRIES
 
 # The order detection asks them in. An immutable table (like a dict of constants), not state.
-FAMILIES = FamilyRegistry((SD15, SDXL, *FLUX_FAMILY_ENTRIES, *EDIT_FAMILY_ENTRIES))
+FAMILIES = FamilyRegistry((SD15, SDXL, *FLUX_FAMILY_ENTRIES, *ZIMAGE_FAMILY_ENTRIES, *EDIT_FAMILY_ENTRIES))
 
 __all__ = [
     "FAMILIES",
@@ -46,4 +47,5 @@ __all__ = [
     "PromptEncoding",
     "Supports",
     "TextEncoder",
+    "ZIMAGE",
 ]

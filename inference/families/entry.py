@@ -104,6 +104,7 @@ class Supports:
     # families, the edit pipelines with their own scheduler), so a sampler choice would be a lie.
     samplers: tuple[str, ...] = ()
     inpaint: Literal["none", "blend", "blend+9-channel", "fill-model", "pipeline"] = "none"
+    planned: tuple[str, ...] = ()  # modes it does not run yet (refused with "not yet for <label>")
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,27 @@ from typing import Any
 @dataclass
 class FlowModel:
     name: str
-    family: str  # "flux-dev" | "flux-schnell" | "flux-fill" (more transformer families later)
-    transformer: Any  # diffusers FluxTransformer2DModel
-    vae: Any  # diffusers AutoencoderKL (16 latent channels for FLUX)
-    text_encoder: Any  # transformers CLIPTextModel (pooled prompt embedding)
-    tokenizer: Any  # transformers CLIPTokenizer
-    text_encoder_2: Any  # transformers T5EncoderModel
-    tokenizer_2: Any  # transformers T5TokenizerFast
+    family: str  # "flux-dev" | "flux-schnell" | "flux-fill" | "zimage"
+    transformer: Any  # diffusers FluxTransformer2DModel (ZImageTransformer2DModel for Z-Image)
+    vae: Any  # diffusers AutoencoderKL (16 latent channels for FLUX and Z-Image)
+    text_encoder: Any  # transformers CLIPTextModel (pooled prompt embedding); Qwen3Model for Z-Image
+    tokenizer: Any  # transformers CLIPTokenizer; Qwen2TokenizerFast for Z-Image
+    text_encoder_2: Any  # transformers T5EncoderModel (None for Z-Image)
+    tokenizer_2: Any  # transformers T5TokenizerFast (None for Z-Image)
     scheduler_config: dict  # pristine FlowMatchEulerDiscreteScheduler config
     model_hash: str = ""
     builtin: bool = False  # random weights: output is noise and the UI says so
     device: str = "cpu"
     dtype: Any = None  # compute dtype of the transformer and text encoders
     extra: dict = field(default_factory=dict)  # loaded LoRA adapters, TAESD decoder, ...
+    # The FlowContext subclass that encodes its prompts and calls its transformer (None: FLUX.1's).
+    context: Any = None
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The torch modules it has, by attribute name (moved together between devices)."""
+        names = ("transformer", "vae", "text_encoder", "text_encoder_2")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     @property
     def inpaint(self) -> bool:

@@ -34,6 +34,32 @@ class FlowContext(DenoiseContext):
     joint_attention_kwargs: dict | None = None
     negative_joint_attention_kwargs: dict | None = None
 
+    @classmethod
+    def guidance_fields(cls, model, guidance: float | None, true_cfg: float) -> dict:
+        """The context's guidance fields for a run: FLUX's distilled guidance (when the transformer has the
+        embedding) and true CFG."""
+        embeds = bool(model.transformer.config.get("guidance_embeds", False))
+        return dict(guidance=float(guidance) if embeds and guidance is not None else None,
+                    true_cfg=float(true_cfg), guidance_scale=float(true_cfg))
+
+    @classmethod
+    def uses_guidance(cls, model) -> bool:
+        """Whether `request.guidance` means anything to this model (FLUX: its guidance embedding)."""
+        return bool(model.transformer.config.get("guidance_embeds", False))
+
+    uses_true_cfg = True  # request.true_cfg_scale with a negative prompt runs a second pass
+
+    @classmethod
+    def encode_prompts(cls, model, prompt: str, negative: str, *, on_truncated=None):
+        """(cond, uncond) of the run's prompt pair."""
+        from inference.flow.prompt import encode_flow_prompt_pair
+
+        return encode_flow_prompt_pair(model, prompt, negative, on_truncated=on_truncated)
+
+    def schedule_sigmas(self, steps: int):
+        """The unshifted sigmas of `steps` steps, or None for the FLUX pipelines' float64 linspace."""
+        return None
+
     @property
     def do_cfg(self) -> bool:
         return self.true_cfg > 1.0
@@ -123,3 +149,8 @@ class FlowContext(DenoiseContext):
         masked_latents = encode_pixels(self.model, pixels, self.device)
         mask_channels = packing.pixel_mask_channels(mask.to(self.device), cell)
         return torch.cat([masked_latents, mask_channels.to(masked_latents.dtype)], dim=1)
+
+
+def flow_context_class(model) -> type[FlowContext]:
+    """The FlowContext subclass that runs this model's transformer (its `context`; FLUX.1's by default)."""
+    return getattr(model, "context", None) or FlowContext

@@ -10,8 +10,6 @@ from __future__ import annotations
 from inference.api import ModelError, ModelInfo
 from inference.flow.components import FlowModel
 
-FLOW_PARTS = ("transformer", "vae", "text_encoder", "text_encoder_2")
-
 
 def load_flow_model(manager, info: ModelInfo, vae_info: ModelInfo | None) -> FlowModel:
     """The FLUX.1 model `info` names, on the manager's device and dtype (`vae_info`: a VAE file instead of its own)."""
@@ -23,6 +21,9 @@ def load_flow_model(manager, info: ModelInfo, vae_info: ModelInfo | None) -> Flo
 
     if info.kind == "builtin":
         return load_builtin_flow_model(manager, info, vae_info)
+    if info.family == "zimage":
+        raise ModelError(f"{info.path}: Z-Image files are recognised but cannot be loaded yet; "
+                         "builtin:tiny-zimage runs the family.")
     path = Path(info.path)
     options = dict(device=manager.device, name=info.name)
     vae_path = Path(vae_info.path) if vae_info is not None else None
@@ -66,15 +67,13 @@ def companion_paths(manager, info: ModelInfo) -> dict:
 
 
 def load_builtin_flow_model(manager, info: ModelInfo, vae_info: ModelInfo | None) -> FlowModel:
-    from inference.flow.tiny import BUILTIN_FLOW_MODELS, build_tiny_flux
+    from inference.flow.tiny import build_builtin_flow_model
 
     if vae_info is not None:
         raise ModelError(f"{info.name} is built in code with its own tiny VAE; no separate VAE can replace it.")
-    if info.name not in BUILTIN_FLOW_MODELS:
-        raise ModelError(f"There is no built-in FLUX model {info.name!r}.")
-    model = build_tiny_flux(BUILTIN_FLOW_MODELS[info.name])
+    model = build_builtin_flow_model(info.name)
     if (manager.device, manager.dtype) != (model.device, model.dtype):
-        for name in FLOW_PARTS:
-            setattr(model, name, getattr(model, name).to(device=manager.device, dtype=manager.dtype))
+        for name, module in model.parts.items():
+            setattr(model, name, module.to(device=manager.device, dtype=manager.dtype))
         model.device, model.dtype = manager.device, manager.dtype
     return model

@@ -1,4 +1,4 @@
-"""THE flow-matching denoise loop for transformer families (FLUX.1 dev, schnell and Fill).
+"""THE flow-matching denoise loop for transformer families (FLUX.1 dev, schnell and Fill; Z-Image).
 
 It reads like the SD loop (inference/sd/loop.py) and runs the same extensions through the same hooks
 (inference/sd/context.py); the context is a `FlowContext` (inference/flow/context.py). Top to bottom:
@@ -14,7 +14,9 @@ It reads like the SD loop (inference/sd/loop.py) and runs the same extensions th
     9. decode               VAE decode (skipped when cancelled: the callback raises)
    10. extensions.finish    paste-back etc., then cleanup
 
-Latents stay spatial (1 x 16 x h x w) throughout; only the transformer call packs them.
+Latents stay spatial (1 x 16 x h x w) throughout; only the transformer call packs them. What a
+family's transformer needs (its inputs, its guidance, its sigmas) is its FlowContext subclass
+(`flow_context_class(model)`: FlowContext for FLUX.1, inference/flow/zimage.py's for Z-Image).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from inference.api import Event, GenerationRequest, RequestError
 from inference.flow import packing
 from inference.flow.components import FlowModel
-from inference.flow.context import FlowContext
+from inference.flow.context import FlowContext, flow_context_class
 from inference.flow.schedule import build_flow_scheduler, skipped_steps
 from inference.sd.context import LoopExtension
 from inference.sd.loop import (
@@ -57,17 +59,20 @@ def generate_flow_image(
     loras: tuple = (),
     apply_loras: Callable[[list], None] | None = None,
     canvas_boxes: CanvasBoxes | None = None,
+    context_options: dict | None = None,
 ) -> np.ndarray:
     """Run one image of the request with the given seed; returns HxWx3 uint8 (finish hooks applied).
     `canvas_boxes`, when given, is filled in with where the previews and the result sit on the canvas.
 
     `guidance` is the distilled guidance (ignored by transformers without a guidance embedding);
-    `true_cfg` > 1 runs the negative `uncond` as a second pass."""
+    `true_cfg` > 1 runs the negative `uncond` as a second pass. `context_options` are further fields
+    of the family's context (Z-Image's cfg_normalization and cfg_truncation)."""
     import torch
 
     check_flow_size(model, request.width, request.height)
     transformer = model.transformer
-    ctx = FlowContext(
+    context_class = flow_context_class(model)
+    ctx = context_class(
         model=model,
         request=request,
         seed=seed,
@@ -77,13 +82,12 @@ def generate_flow_image(
         emit=emit,
         device=torch.device(transformer.device),
         dtype=model.dtype or transformer.dtype,
-        guidance=float(guidance) if transformer.config.guidance_embeds and guidance is not None else None,
-        true_cfg=float(true_cfg),
-        guidance_scale=float(true_cfg),
+        **context_class.guidance_fields(model, guidance, true_cfg),
         cond=cond,
         uncond=uncond,
         loras=tuple(loras),
         apply_loras=apply_loras,
+        **(context_options or {}),
     )
     boxes = canvas_boxes if canvas_boxes is not None else CanvasBoxes()
 
@@ -105,7 +109,8 @@ def generate_flow_image(
 def check_flow_size(model: FlowModel, width: int, height: int) -> None:
     cell = model.vae_scale_factor * packing.PATCH
     if width % cell or height % cell:
-        raise RequestError(f"The size must be a multiple of {cell} pixels for {model.name} (FLUX packs 2x2 latents).")
+        raise RequestError(f"The size must be a multiple of {cell} pixels for {model.name} "
+                           "(its transformer takes 2x2 patches of latents).")
 
 
 def run_flow_denoise(ctx: FlowContext, extensions: list[LoopExtension], on_step: StepCallback) -> np.ndarray:
@@ -160,11 +165,12 @@ def run_flow_denoise(ctx: FlowContext, extensions: list[LoopExtension], on_step:
 
 
 def prepare_flow_timesteps(ctx: FlowContext) -> None:
-    """diffusers' FLUX pipelines: shifted sigmas for this many image tokens, then the img2img cut."""
+    """diffusers' FLUX and Z-Image pipelines: shifted sigmas for this many image tokens, then the img2img cut."""
     steps = int(ctx.request.steps)
     height, width = ctx.latent_size
     image_tokens = (height // packing.PATCH) * (width // packing.PATCH)
-    scheduler = build_flow_scheduler(ctx.model.scheduler_config, steps, image_tokens, ctx.device)
+    scheduler = build_flow_scheduler(ctx.model.scheduler_config, steps, image_tokens, ctx.device,
+                                     sigmas=ctx.schedule_sigmas(steps))
     ctx.strength = float(ctx.request.strength) if ctx.init_image is not None else 1.0
     run_start = int(skipped_steps(steps, ctx.strength)) * scheduler.order
     scheduler.set_begin_index(run_start)

@@ -1,4 +1,4 @@
-"""One FLUX.1 request in, events out: what `Engine.run_sd` does for SD, for the flow loop.
+"""One FLUX.1 or Z-Image request in, events out: what `Engine.run_sd` does for SD, for the flow loop.
 
 Knobs as FLUX reads them:
 - `guidance` (request.guidance, else the family's default: dev 3.5, Fill 30) is the distilled
@@ -8,6 +8,8 @@ Knobs as FLUX reads them:
   and `request.sampler` do not apply (FLUX runs FlowMatchEuler with its own shift).
 - defaults per family are the registry entries' `Defaults` (inference/families/flux.py): dev 28
   steps, schnell 4, Fill 50; 1024 px.
+- Z-Image (inference/flow/zimage.py): `guidance` (else the entry's: Turbo 0) is the pipeline's
+  guidance_scale, CFG with the negative prompt ("" when none) when > 0; true_cfg_scale does not apply.
 
 Events: Progress and (unless preview "none") Preview after every step, Notices once per run,
 Finished with one parameters record per image; cancel takes effect at the end of the current step.
@@ -29,6 +31,7 @@ from inference.api import (
 )
 from inference.families import FAMILIES
 from inference.flow.components import FlowModel
+from inference.flow.context import flow_context_class
 
 SAMPLER_NAME = "FlowMatchEuler"
 MAX_GUIDANCE = 100.0
@@ -37,7 +40,7 @@ FALLBACK_GUIDANCE = 3.5  # a guidance-embedding transformer of a family whose en
 
 
 def resolve_guidance(model: FlowModel, request: GenerationRequest) -> float | None:
-    if not model.transformer.config.guidance_embeds:
+    if not flow_context_class(model).uses_guidance(model):
         return None
     guidance = request.guidance
     if guidance is None:
@@ -67,7 +70,6 @@ def run_flux(model: FlowModel, request: GenerationRequest, on_event, cancel, pro
     PreviewRenderer (one is made when None); `apply_loras(specs)` sets exactly these LoRAs on the model."""
     from inference.flow.loop import check_flow_size, generate_flow_image
     from inference.flow.modes import build_flow_extensions
-    from inference.flow.prompt import encode_flow_prompt_pair
     from inference.preview import PreviewRenderer
     from inference.records import NoticeOnce, generation_parameters, resolve_seed, union_box
     from inference.sd.loop import CanvasBoxes
@@ -83,10 +85,12 @@ def run_flux(model: FlowModel, request: GenerationRequest, on_event, cancel, pro
         raise RequestError(f"LoRAs cannot be applied to {model.name} in this run.")
     if apply_loras is not None:
         apply_loras(list(loras))
+    context_class = flow_context_class(model)
     guidance = resolve_guidance(model, request)
-    true_cfg = resolve_true_cfg(request, negative)
+    true_cfg = resolve_true_cfg(request, negative) if context_class.uses_true_cfg else 1.0
     emit_notice_once = NoticeOnce(on_event)
-    cond, uncond = encode_flow_prompt_pair(model, prompt, negative, on_truncated=lambda message: emit_notice_once(Notice(message)))
+    cond, uncond = context_class.encode_prompts(model, prompt, negative,
+                                                on_truncated=lambda message: emit_notice_once(Notice(message)))
 
     first_seed = resolve_seed(request.seed)
     images, parameters, changed = [], [], []
@@ -112,7 +116,10 @@ def run_flux(model: FlowModel, request: GenerationRequest, on_event, cancel, pro
         images.append(image)
         changed.append(boxes.changed)
         record = generation_parameters(request, model, SAMPLER_NAME, seed, batch_index, loras, image)
-        record.update(cfg_scale=true_cfg, true_cfg_scale=true_cfg, guidance=guidance, clip_skip=None)
+        if context_class.uses_true_cfg:
+            record.update(cfg_scale=true_cfg, true_cfg_scale=true_cfg, guidance=guidance, clip_skip=None)
+        else:  # Z-Image: the guidance is its CFG scale
+            record.update(cfg_scale=guidance, true_cfg_scale=None, guidance=guidance, clip_skip=None)
         parameters.append(record)
         if cancel.is_set() and batch_index + 1 < request.batch_count:
             raise GenerationCancelled()

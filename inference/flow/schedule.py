@@ -44,9 +44,11 @@ def calculate_mu(image_tokens: int, config: dict) -> float:
     return image_tokens * slope + (base_shift - slope * base_tokens)
 
 
-def build_flow_scheduler(config: dict, steps: int, image_tokens: int, device) -> FlowMatchEuler:
+def build_flow_scheduler(config: dict, steps: int, image_tokens: int, device, sigmas=None) -> FlowMatchEuler:
+    """`sigmas` before the shift: linspace(1, 1/steps, steps) in float64 (the FLUX pipelines) unless given."""
     scheduler = FlowMatchEuler.from_config(config)
-    sigmas = np.linspace(1.0, 1 / steps, steps)
+    if sigmas is None:
+        sigmas = np.linspace(1.0, 1 / steps, steps)
     scheduler.set_timesteps(sigmas=sigmas, device=device, mu=calculate_mu(image_tokens, config))
     return scheduler
 

@@ -1,4 +1,4 @@
-"""Tiny random-weight FLUX.1 models built in code (`builtin:tiny-flux-dev`, `-schnell`, `-fill`).
+"""Tiny random-weight FLUX.1 models built in code (`builtin:tiny-flux-dev`, `-schnell`, `-fill`), and Z-Image (`builtin:tiny-zimage`).
 
 Real diffusers/transformers classes with the real wiring — FluxTransformer2DModel with double- and
 single-stream blocks and rotary positions, a 16-channel 8x VAE with FLUX's scale and shift, CLIP-L's
@@ -138,3 +138,96 @@ def prepare_vae():
         use_quant_conv=False,
         use_post_quant_conv=False,
     )
+
+
+# ---- Z-Image (Turbo) ------------------------------------------------------------------------------
+
+ZIMAGE_BUILTIN = "builtin:tiny-zimage"
+# Z-Image-Turbo's pristine scheduler config: a fixed shift of 3, no dynamic shifting.
+ZIMAGE_SCHEDULER_CONFIG = {
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "use_dynamic_shifting": False,
+    "shift": 3.0,
+}
+QWEN3_HIDDEN = 32
+ZIMAGE_AXES = (4, 6, 6)
+ZIMAGE_AXES_LENS = (1536, 512, 512)  # the real model's: caption/frame, rows, columns
+
+
+def build_tiny_zimage(seed: int = 0, *, layers: int = 2, refiner_layers: int = 1) -> FlowModel:
+    """A deterministic random-weight Z-Image-shaped model (CPU, float32): ZImageTransformer2DModel with
+    noise and context refiners and the unified [image, caption] layers, a Qwen3 text encoder, the
+    Qwen tokenizer with its real vocabulary, and FLUX.1's 16-channel VAE shape."""
+    import torch
+
+    from inference.flow.zimage import ZImageContext, load_qwen_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = prepare_qwen3_encoder()
+        transformer = prepare_zimage_transformer(layers, refiner_layers)
+        vae = prepare_vae()
+    for module in (text_encoder, transformer, vae):
+        module.eval().requires_grad_(False)
+    return FlowModel(
+        name=ZIMAGE_BUILTIN,
+        family="zimage",
+        transformer=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=load_qwen_tokenizer(),
+        text_encoder_2=None,
+        tokenizer_2=None,
+        scheduler_config=dict(ZIMAGE_SCHEDULER_CONFIG),
+        model_hash=hashlib.sha256(f"{ZIMAGE_BUILTIN}:{seed}".encode()).hexdigest()[:10],
+        builtin=True,
+        device="cpu",
+        dtype=torch.float32,
+        extra={"seed": seed},
+        context=ZImageContext,
+    )
+
+
+def prepare_qwen3_encoder():
+    from transformers import Qwen3Config, Qwen3Model
+
+    config = Qwen3Config(
+        vocab_size=151936, hidden_size=QWEN3_HIDDEN, intermediate_size=37, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+    )
+    return Qwen3Model(config)
+
+
+def prepare_zimage_transformer(layers: int = 2, refiner_layers: int = 1, *, heads: int = 2,
+                               axes: tuple = ZIMAGE_AXES):
+    from diffusers import ZImageTransformer2DModel
+
+    return ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=heads * sum(axes),
+        n_layers=layers,
+        n_refiner_layers=refiner_layers,
+        n_heads=heads,
+        n_kv_heads=heads,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=QWEN3_HIDDEN,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=list(axes),
+        axes_lens=list(ZIMAGE_AXES_LENS),
+    )
+
+
+def build_builtin_flow_model(name: str) -> FlowModel:
+    """The built-in flow model called `name` (builtin:tiny-flux-dev / -schnell / -fill, builtin:tiny-zimage)."""
+    if name == ZIMAGE_BUILTIN:
+        return build_tiny_zimage()
+    if name in BUILTIN_FLOW_MODELS:
+        return build_tiny_flux(BUILTIN_FLOW_MODELS[name])
+    known = ", ".join([*BUILTIN_FLOW_MODELS, ZIMAGE_BUILTIN])
+    raise ModelError(f"There is no built-in flow model {name!r}; the built-in ones are {known}.")

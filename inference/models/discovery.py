@@ -40,6 +40,7 @@ BUILTIN_MODELS = (
     ("builtin:tiny-flux-dev", "flux-dev", False),
     ("builtin:tiny-flux-schnell", "flux-schnell", False),
     ("builtin:tiny-flux-fill", "flux-fill", True),
+    ("builtin:tiny-zimage", "zimage", False),
     # instruction-edit pipelines (inference/edit/tiny.py); the names are BUILTIN_EDIT_MODELS'
     ("builtin:tiny-ip2p", "ip2p", False),
     ("builtin:tiny-kontext", "flux-kontext", False),

@@ -67,7 +67,7 @@ TOY = Family(
 
 def test_every_entry_is_consistent():
     names = [entry.name for entry in FAMILIES]
-    assert names == ["sd15", "sdxl", "flux-dev", "flux-schnell", "flux-fill", "ip2p", "flux-kontext", "qwen-edit",
+    assert names == ["sd15", "sdxl", "flux-dev", "flux-schnell", "flux-fill", "zimage", "ip2p", "flux-kontext", "qwen-edit",
                      "qwen-edit-plus"]
     pipelines = [pipeline for entry in FAMILIES for pipeline in entry.diffusers_pipelines]
     assert len(pipelines) == len(set(pipelines))

@@ -197,7 +197,7 @@ def test_builtins_are_always_there():
     builtins = {info.name: info for info in manager.discover()}
     assert set(builtins) == {
         "builtin:tiny-sd15", "builtin:tiny-sdxl", "builtin:tiny-sd15-inpaint", "builtin:tiny-sdxl-inpaint",
-        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill",
+        "builtin:tiny-flux-dev", "builtin:tiny-flux-schnell", "builtin:tiny-flux-fill", "builtin:tiny-zimage",
         *BUILTIN_EDIT_MODELS,
     }
     assert {name: builtins[name].family for name in BUILTIN_EDIT_MODELS} == BUILTIN_EDIT_MODELS

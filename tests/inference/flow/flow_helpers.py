@@ -7,8 +7,8 @@ import functools
 import numpy as np
 
 from inference.api import GenerationRequest
+from inference.flow.context import flow_context_class
 from inference.flow.loop import generate_flow_image
-from inference.flow.prompt import encode_flow_prompt_pair
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,7 +33,7 @@ def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 def run_flow(model, request, *, extensions=(), guidance=3.5, true_cfg=1.0, on_step=None, emit=None,
              cond=None, uncond=None, **kwargs) -> np.ndarray:
     if cond is None:
-        cond, uncond = encode_flow_prompt_pair(model, request.prompt, request.negative)
+        cond, uncond = flow_context_class(model).encode_prompts(model, request.prompt, request.negative)
     return generate_flow_image(
         model, request, seed=request.seed, cond=cond, uncond=uncond, extensions=list(extensions),
         on_step=on_step or (lambda *args: None), emit=emit or (lambda event: None), guidance=guidance,
