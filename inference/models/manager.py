@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.api import ModelError, ModelInfo
+from inference.asset_names import bare_name, match_asset
 from inference.bounded_read import open_regular
 from inference.components import SDModel
 from inference.families import FAMILIES, FamilyRegistry
@@ -119,9 +120,14 @@ class ModelManager:
         """A LoRA / VAE / embedding / TAESD decoder by discovered name or path."""
         if kind not in ASSET_KINDS:
             raise ModelError(f"Unknown kind of model file {kind!r}.")
-        for info in self.catalog.of_kind(kind):
+        infos = list(self.catalog.of_kind(kind))
+        for info in infos:
             if name_or_path in (info.name, info.path):
                 return info
+        if kind in ("lora", "embedding"):  # A1111's rule: a file in a sub-folder by its bare name
+            matched = match_asset(name_or_path, [info.name for info in infos])
+            if matched is not None:
+                return next(info for info in infos if info.name == matched)
         path = Path(name_or_path).expanduser()
         if path.exists():
             if not path.is_dir():
@@ -138,7 +144,7 @@ class ModelManager:
         """Name -> file of discovered textual-inversion embeddings (those that may fit `family` when given)."""
         if family:
             return self.embedding_files(family)
-        return {info.name: Path(info.path) for info in self.catalog.embeddings}
+        return _with_bare_names({info.name: Path(info.path) for info in self.catalog.embeddings})
 
     def taesd_decoder(self, family: str) -> Path | None:
         """The TAESD decoder found in vae_approx/ for this family's latents (taesd / taesdxl / taef1_decoder), if any.
@@ -154,7 +160,8 @@ class ModelManager:
 
     def embedding_files(self, family: str) -> dict[str, Path]:
         """Name -> file of the discovered embeddings that may fit `family` (unknown family: let loading tell)."""
-        return {info.name: Path(info.path) for info in self.catalog.embeddings if info.family in ("", family)}
+        return _with_bare_names({info.name: Path(info.path) for info in self.catalog.embeddings
+                                 if info.family in ("", family)})
 
     # -- device
 
@@ -339,3 +346,16 @@ def _paired_note(vae_info: ModelInfo | None) -> str:
     if vae_info is None or "paired_with" not in vae_info.extra:
         return ""
     return f"{Path(vae_info.path).name} lies beside the checkpoint and is used as its VAE (as A1111 pairs them)."
+
+
+def _with_bare_names(files: dict[str, Path]) -> dict[str, Path]:
+    """Embeddings by discovered name, and also by bare file name (A1111: `embedding:foo` finds
+    `embeddings/styles/foo.pt`) where that names one file and no discovered name already."""
+    out = dict(files)
+    for name in files:
+        bare = bare_name(name)
+        if bare != name and bare not in files:
+            matched = match_asset(bare, list(files))
+            if matched is not None:
+                out.setdefault(bare, files[matched])
+    return out

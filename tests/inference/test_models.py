@@ -445,3 +445,19 @@ def test_edit_models_are_not_loaded_as_sd(tmp_path):
         manager.load("kontext")
     with pytest.raises(ModelError, match="builtin:tiny-sd15 is not an instruction-edit model"):
         manager.load_edit_pipeline("builtin:tiny-sd15")
+
+
+def test_loras_and_embeddings_in_sub_folders_are_found_by_their_bare_names_as_a1111_does(tmp_path):
+    webui = tmp_path / "webui"
+    write_keys(webui / "models" / "Lora" / "styles" / "ink" / "inkStyle.safetensors", LORA_KEYS)
+    write_keys(webui / "models" / "Lora" / "a" / "twin.safetensors", LORA_KEYS)
+    write_keys(webui / "models" / "Lora" / "a" / "b" / "twin.safetensors", LORA_KEYS)
+    write_keys(webui / "embeddings" / "negatives" / "badhands.safetensors", {"emb_params": (2, 768)})
+    manager = ModelManager([webui], device="cpu")
+    assert manager.lora_path("inkStyle") == manager.lora_path("styles/ink/inkStyle")
+    assert manager.lora_path("inkstyle").name == "inkStyle.safetensors"  # one file: case does not matter
+    assert manager.lora_path("twin").parent.name == "a"  # two files: the shallowest, a fixed choice
+    assert manager.embeddings()["badhands"] == manager.embeddings()["negatives/badhands"]
+    assert "badhands" in manager.embeddings("sd15")
+    with pytest.raises(ModelError, match="No lora named 'nothing'"):
+        manager.lora_path("nothing")
