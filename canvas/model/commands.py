@@ -151,7 +151,7 @@ class ReplacePixels(Command):
     def _set(self, value: np.ndarray | None) -> None:
         setattr(self.layer, self.attr, value)
         if value is not None:
-            self.layer.events.pixels_changed.emit(Rect(0, 0, value.shape[1], value.shape[0]))
+            self.layer.pixels_touched(Rect(0, 0, value.shape[1], value.shape[0]))
         self.layer.events.changed.emit(self.attr)
 
     def do(self, doc: Document) -> None:

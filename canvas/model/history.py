@@ -211,7 +211,7 @@ class PaintPatch(Command):
             rect = tile[0]
             arr[rect.slices] = tile[which]
             dirty = dirty.union(rect)
-        self.layer.events.pixels_changed.emit(dirty)
+        self.layer.pixels_touched(dirty)
 
     def do(self, doc: Document) -> None:
         self._apply(2)

@@ -99,13 +99,14 @@ class Layer:
     events: LayerEvents = field(default_factory=LayerEvents, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Not a field: how many times the pixels changed (every change emits pixels_changed, which the
-        # canvas repaints from), so a saver can tell pixels it already copied or encoded.
+        # Not a field: how many times the pixels changed, so a saver can tell pixels it already
+        # copied or encoded. Every change goes through `pixels_touched`.
         self.revision = 0
-        self.events.pixels_changed.connect(self._count_change)
 
-    def _count_change(self, _rect: Any) -> None:
+    def pixels_touched(self, rect: Rect) -> None:
+        """The pixels changed in `rect` (layer coordinates): counted, and pixels_changed emitted."""
         self.revision += 1
+        self.events.pixels_changed.emit(rect)
 
     def state(self) -> dict[str, Any]:
         """Every field's value (arrays included), for comparisons and serialisation."""

@@ -22,7 +22,7 @@ def layered(count: int = 5, side: int = 64) -> Document:
 
 def paint(layer: ImageLayer, value: int) -> None:
     layer.pixels[:8, :8] = value
-    layer.events.pixels_changed.emit(Rect(0, 0, 8, 8))
+    layer.pixels_touched(Rect(0, 0, 8, 8))
 
 
 def test_a_snapshot_after_one_stroke_copies_one_layer_and_shares_nothing_live():

@@ -137,7 +137,7 @@ class BrushTool(Tool):
 
     def _emit(self, dirty) -> None:
         if not dirty.empty:
-            self._layer.events.pixels_changed.emit(dirty)
+            self._layer.pixels_touched(dirty)
 
     # -- looks ---------------------------------------------------------------------------------
     def hover(self, pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
