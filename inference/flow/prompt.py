@@ -24,8 +24,11 @@ def max_sequence_length(model) -> int:
 
 
 def encode_flow_prompts(model, texts: list[str], *, sequence_length: int | None = None,
-                        on_truncated=None) -> list[PromptEmbedding]:
-    """Every text in one batched call per encoder; one PromptEmbedding per text (1 x L x D, 1 x P)."""
+                        on_truncated=None, pooled: bool = True) -> list[PromptEmbedding]:
+    """Every text in one batched call per encoder; one PromptEmbedding per text (1 x L x D, 1 x P).
+
+    `pooled=False` leaves CLIP out (pooled is None): region prompts, whose pooled vector FLUX never reads.
+    """
     import torch
 
     if not texts:
@@ -34,9 +37,11 @@ def encode_flow_prompts(model, texts: list[str], *, sequence_length: int | None 
     length = sequence_length or max_sequence_length(model)
     device = model.text_encoder.device
     with torch.no_grad():
-        clip_ids = model.tokenizer(list(texts), padding="max_length", max_length=CLIP_TOKENS, truncation=True,
-                                   return_tensors="pt").input_ids
-        pooled = model.text_encoder(clip_ids.to(device), output_hidden_states=False).pooler_output
+        vectors = None
+        if pooled:
+            clip_ids = model.tokenizer(list(texts), padding="max_length", max_length=CLIP_TOKENS, truncation=True,
+                                       return_tensors="pt").input_ids
+            vectors = model.text_encoder(clip_ids.to(device), output_hidden_states=False).pooler_output
         t5 = model.tokenizer_2(list(texts), padding="max_length", max_length=length, truncation=True,
                                return_overflowing_tokens=False, return_length=True, return_tensors="pt")
         if on_truncated is not None:
@@ -46,7 +51,8 @@ def encode_flow_prompts(model, texts: list[str], *, sequence_length: int | None 
         states = model.text_encoder_2(t5.input_ids.to(model.text_encoder_2.device), output_hidden_states=False)[0]
     dtype = model.dtype or states.dtype
     return [
-        PromptEmbedding(hidden_states=states[i : i + 1].to(dtype), pooled=pooled[i : i + 1].to(dtype))
+        PromptEmbedding(hidden_states=states[i : i + 1].to(dtype),
+                        pooled=None if vectors is None else vectors[i : i + 1].to(dtype))
         for i in range(len(texts))
     ]
 

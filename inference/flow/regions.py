@@ -182,7 +182,8 @@ class FlowAttentionCoupleExtension(LoopExtension):
             if ctx.uncond is not None:
                 known.setdefault(self.base_negative, ctx.uncond)
         missing = [text for text in dict.fromkeys(texts) if text not in known]
-        for text, embedding in zip(missing, encode_flow_prompts(ctx.model, missing, on_truncated=ctx.notify)):
+        for text, embedding in zip(missing, encode_flow_prompts(ctx.model, missing, on_truncated=ctx.notify,
+                                                                       pooled=False)):
             known[text] = embedding
         if self.trim_padding:
             distinct = list(dict.fromkeys(texts))

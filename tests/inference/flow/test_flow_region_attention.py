@@ -67,7 +67,7 @@ def test_grouped_attention_is_the_masked_attention(stream, case):
     reference = evaluate(attn, stream, text, image, rotary_emb, attention_mask=torch.from_numpy(bias)[None, None])
     attn.set_processor(FluxRegionAttnProcessor())
     # Every group its own call (the split path), and the cost model's choice at this tiny size (one masked call).
-    split = build_joint_layout(bias, "cpu", call_overhead_pairs=0)
+    split = build_joint_layout(bias, "cpu", call_overhead_pairs=0, small_group_factor=1.0)
     assert len(split.groups) > 2 and all(g.bias is None or g.bias.shape[2] == 1 for g in split.groups)
     assert any(isinstance(g.rows, slice) for g in split.groups) and any(isinstance(g.rows, torch.Tensor) for g in split.groups)
     for layout in (split, build_joint_layout(bias, "cpu")):
@@ -86,7 +86,7 @@ def test_grouped_image_queries_of_a_region_ignore_the_other_regions_prompt(strea
     text, image = (t.float() for t in inputs(attn, BASE + 2 * REGION))
     other = text.clone()
     other[:, BASE + REGION :] = torch.randn(1, REGION, text.shape[2], generator=torch.Generator().manual_seed(3))
-    layout = build_joint_layout(bias, "cpu", call_overhead_pairs=0)
+    layout = build_joint_layout(bias, "cpu", call_overhead_pairs=0, small_group_factor=1.0)
     rotary_emb = rotary(text.shape[1])
     first = evaluate(attn, stream, text, image, rotary_emb, region_layout=layout)[:, text.shape[1] :]
     second = evaluate(attn, stream, other, image, rotary_emb, region_layout=layout)[:, text.shape[1] :]
@@ -111,3 +111,32 @@ def test_a_run_installs_the_grouped_processor_and_restores_diffusers_own():
     run_flow(model, request, extensions=[Spy((RegionSpec(left, "a cat"),), base_prompt=request.prompt)])
     after = {type(m.processor).__name__ for m in model.transformer.modules() if hasattr(m, "processor")}
     assert seen == [{"FluxRegionAttnProcessor"}] and before == after == {"FluxAttnProcessor"}
+
+
+def test_the_cost_model_gives_the_base_prompt_its_own_call_and_masks_the_small_groups_together():
+    # The bench's layout: 512 base tokens, 4 regions of 6 tokens, 24 x 24 image tokens in 4 stripes.
+    stripes = []
+    for index in range(4):
+        mask = np.zeros((24, 24), np.float32)
+        mask[:, index * 6 : index * 6 + 6] = 1.0
+        stripes.append(mask)
+    bias = joint_attention_bias(stripes, [1.0] * 4, 512, [6] * 4, [False] * 4)
+    layout = build_joint_layout(bias, "cpu")
+    assert [g.rows for g in layout.groups][0] == slice(0, 512)  # consecutive, a broadcast row
+    assert layout.groups[0].bias.shape[2] == 1
+    assert len(layout.groups) == 2 and layout.groups[1].rows == slice(512, bias.shape[0])  # one masked call
+
+
+def test_region_texts_are_encoded_without_clip_and_keep_their_t5_states():
+    from inference.flow.prompt import encode_flow_prompts
+
+    model = tiny_flux("dev")
+    with_clip = encode_flow_prompts(model, ["a red barn", "a blue lake"])
+    calls = []
+    handle = model.text_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        without = encode_flow_prompts(model, ["a red barn", "a blue lake"], pooled=False)
+    finally:
+        handle.remove()
+    assert calls == [] and all(e.pooled is None for e in without)
+    assert all(torch.equal(a.hidden_states, b.hidden_states) for a, b in zip(with_clip, without))
