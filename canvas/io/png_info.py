@@ -9,14 +9,18 @@
 - a `collagen` JSON chunk: {"format_version": 1, "parameters": {...}, **collagen} with everything
   (mode, regions, settings; arrays are stored as their sha256, shape and dtype).
 
-`read_png_parameters(path)` understands Collagen's chunk, A1111 `parameters`, ComfyUI `prompt`
-(API node graph) and `workflow` (UI graph), InvokeAI `invokeai_metadata` and the older
-`sd-metadata`, in that order of preference. It returns {} when the PNG carries none of them, else:
-    source, prompt, negative, steps, sampler, cfg, seed, width, height, model, model_hash, extra
-(unknown values are None; `extra` holds the other key/value pairs; `collagen` the whole chunk).
+`read_png_parameters(path)` understands Collagen's chunk, Fooocus's JSON `parameters` (and its A1111
+scheme), A1111 `parameters`, InvokeAI `invokeai_metadata`, the older `sd-metadata` and `Dream`,
+NovelAI (`Software`, `Description`, `Comment`), ComfyUI `prompt` (API node graph) and `workflow`
+(UI graph), in that order of preference. It returns {} when the PNG carries none of them, else:
+    source, prompt, negative, steps, sampler, sampler_original, schedule, cfg, seed, width, height,
+    clip_skip, loras, model, model_hash, extra
+(unknown values are None; `sampler` is Collagen's name when it is the same sampler, else the name
+as written, see canvas.io.sampler_names; `clip_skip` in A1111's numbering; `loras` [[name, weight]]
+beside the prompt's own `<lora:>` tags; `extra` holds the other key/value pairs; `collagen` the chunk).
 A damaged or truncated PNG, or metadata that is not valid JSON, raises ProjectError.
 
-Over 500 lines: one reader per app's metadata format (four of them), each short; the chunk layer
+Over 500 lines: one reader per app's metadata format (nine of them), each short; the chunk layer
 is canvas.io.png_chunks.
 """
 
@@ -510,11 +514,11 @@ def _from_invokeai_legacy(meta: Any) -> dict | None:
 
 def _from_invokeai_dream(text: str) -> dict | None:
     """InvokeAI 1.x-2.x `Dream`: `"a prompt [negative]" -s 50 -S 42 -W 512 -H 512 -C 7.5 -A k_lms`."""
-    found = re.match(r'\s*"(.*)"((?:\s+-{1,2}\w+(?:\s+[^\s-][^\s]*)?)*)\s*$', text, re.DOTALL)
+    found = re.fullmatch(r'\s*"(.*)"(\s+-.*)?\s*', text, re.DOTALL)
     if found is None:
         return None
-    prompt, args = found.groups()
-    options = {key: value for key, value in re.findall(r"-{1,2}(\w+)(?:\s+([^\s-][^\s]*))?", args)}
+    prompt, args = found.group(1), found.group(2) or ""
+    options = dict(re.findall(r"(?:^|\s)-{1,2}([A-Za-z]\w*)\s+([^\s-][^\s]*|-?\d[^\s]*)", args))
     negative = " ".join(part.strip() for part in re.findall(r"\[([^\[\]]*)\]", prompt))
     names = {"s": "steps", "S": "seed", "W": "width", "H": "height", "C": "cfg", "A": "sampler", "m": "model"}
     values: dict[str, Any] = {"prompt": re.sub(r"\[[^\[\]]*\]", "", prompt).strip(), "negative": negative}
@@ -572,7 +576,8 @@ def _from_novelai(comment: str, texts: dict[str, str]) -> dict | None:
     if not isinstance(prompt, str) or not prompt.strip():
         prompt = meta.get("prompt")
     model = model_hash = None
-    source = re.fullmatch(r"\s*(.*?)\s+([0-9A-Fa-f]{8})\s*", texts.get("Source", ""))
+    source_text = texts.get("Source", "")[:1000]  # a model name, not a document: the pattern stays cheap
+    source = re.fullmatch(r"\s*(.*?)\s+([0-9A-Fa-f]{8})\s*", source_text)
     if source:
         model, model_hash = source.groups()
     known = {"prompt", "uc", "steps", "sampler", "noise_schedule", "scale", "seed", "width", "height"}
