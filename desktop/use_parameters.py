@@ -185,13 +185,17 @@ def _number_row(plan: ParameterPlan, key: str, label: str, value: Any, low: floa
                 current: Mapping[str, Any]) -> None:
     if value is None or isinstance(value, bool):
         return
-    row = Row(label, f"{value:g}" if isinstance(value, float) else str(value))
+    row = Row(label, _number_text(value))
     if not low <= value <= high:
-        row.note = f"outside Collagen's {low:g}–{high:g}; the panel keeps {current.get(key)}"
+        row.note = f"outside Collagen's {_number_text(low)}–{_number_text(high)}; the panel keeps {current.get(key)}"
     else:
         plan.settings[key] = float(value) if key == "cfg" else int(value)
         row.applied = row.written
     plan.rows.append(row)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _find_lora(name: str, available: Sequence[str]) -> str | None:
