@@ -155,7 +155,7 @@ def plan_parameters(record: dict[str, Any], current: Mapping[str, Any], *, model
         known = _find_lora(name, loras)
         row = Row("LoRA", f"{name} ({weight:g})")
         if known is None:
-            row.note = "not in your LoRA folders"
+            row.note = f"{name} is not in your LoRA folders"
         else:
             found_loras.append([known, float(weight)])
             row.applied = f"{known} ({weight:g})"
@@ -164,7 +164,7 @@ def plan_parameters(record: dict[str, Any], current: Mapping[str, Any], *, model
     for text in (record.get("prompt") or "", record.get("negative") or ""):
         for name in dict.fromkeys(n.strip() for n in _LORA_TAG.findall(text)):
             if _find_lora(name, loras) is None:
-                rows.append(Row("LoRA", f"<lora:{name}> in the prompt", note="not in your LoRA folders"))
+                rows.append(Row("LoRA", f"<lora:{name}> in the prompt", note=f"{name} is not in your LoRA folders"))
 
     model_name = record.get("model")
     short = record.get("model_hash") or ""
@@ -173,7 +173,7 @@ def plan_parameters(record: dict[str, Any], current: Mapping[str, Any], *, model
         written = " ".join(part for part in (model_name or "", f"[{short}]" if short else "") if part)
         row = Row("Model", written)
         if info is None:
-            row.note = f"not among your models; the panel keeps {current.get('model')}"
+            row.note = f"{written} is not among your models; the panel keeps {current.get('model')}"
         else:
             settings["model"] = info.name
             row.applied = info.name if how == "name" else f"{info.name} (found by its hash)"
@@ -232,6 +232,7 @@ class ParametersDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         self.table.setWordWrap(False)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for i, row in enumerate(plan.rows):
             for j, text in enumerate((row.label, row.written, row.applied or "— not used")):
                 item = QTableWidgetItem(text)

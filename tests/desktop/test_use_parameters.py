@@ -125,8 +125,9 @@ def test_the_dialog_says_what_cannot_be_used(qtbot, make_editor, tmp_path):
     assert shown["Sampler"] == ("dpmpp_2m (karras)", "DPM++ 2M Karras")
     assert shown["Model"] == ("juggernautXL_v8Rundiffusion [aeb7e9e689]", "— not used")
     text = dialog.problems.text()
-    assert "Model: not among your models; the panel keeps builtin:tiny-sd15" in text
-    assert "LoRA: not in your LoRA folders" in text
+    assert ("Model: juggernautXL_v8Rundiffusion [aeb7e9e689] is not among your models; the panel keeps "
+            "builtin:tiny-sd15") in text
+    assert "LoRA: sd_xl_offset_example-lora_1.0 is not in your LoRA folders" in text
     dialog.reject()
     comfy = open_dialog(qtbot, window, SOURCES["comfyui"][0](tmp_path / "c.png"))
     assert "Seed: outside Collagen's 0–4294967295; the panel keeps -1" in comfy.problems.text()
