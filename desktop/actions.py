@@ -143,6 +143,8 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
                "Add a picture as a collage piece (refine blends its edges)"),
     ActionSpec("import_reference", "Import &Reference Image…", "layer-reference", (),
                "Add a picture that edit models see as a reference"),
+    ActionSpec("use_parameters", "Use Parameters from &Image…", "", (),
+               "Fill the generation panel from a PNG made by Collagen, A1111, ComfyUI, InvokeAI, Fooocus or NovelAI"),
     ActionSpec("export_png", "&Export PNG…", "export", ("Ctrl+E",),
                "Export the picture as PNG with its generation parameters"),
     ActionSpec("export_psd", "Export &Photoshop PSD…", "export", (),

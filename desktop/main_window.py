@@ -6,7 +6,8 @@ makes is a command on the document; the window only keeps what is about the file
 stamp used to notice outside changes) and about the session (autosave, recent files).
 
 Its jobs live in modules of their own, mixed into `MainWindow`: files, recent files and autosave
-(window_files), image import, drag and drop and paste (window_import), PNG export (window_export).
+(window_files), image import, drag and drop and paste (window_import), PNG export (window_export),
+another picture's generation parameters into the panel (use_parameters).
 What stays here (over 500 lines) is the construction of the widgets and the signal wiring between
 canvas, panels and generation, which only reads well in one place.
 """
@@ -50,6 +51,7 @@ from desktop.panels.region import RegionInspector
 from desktop.panels.staging import StagingStrip
 from desktop.panels.tool_options import ToolOptions
 from desktop.settings import AppSettings, SettingsError, SettingsStore, default_models_dir
+from desktop.use_parameters import ParameterImport
 from desktop.window_export import PngExport
 from desktop.window_files import ProjectFiles, new_document
 from desktop.window_import import ImageImport
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 CANVAS_SHARE = 0.45  # of the window's width, what the canvas keeps when the window gets narrow
 GENERATION_DOCK_FLOOR = 330  # px: the generation dock shrinks no further for the canvas's sake
 
-class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
+class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
     background_save_done = Signal(str, int)  # error ("" when saved), the changes it covered
 
@@ -181,8 +183,8 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
-        for name in ("save", "save_as", None, "import_image", "import_collage", "import_reference", "export_png",
-                     "export_psd", None, "settings", None, "quit"):
+        for name in ("save", "save_as", None, "import_image", "import_collage", "import_reference",
+                     "use_parameters", None, "export_png", "export_psd", None, "settings", None, "quit"):
             file_menu.addSeparator() if name is None else file_menu.addAction(a[name])
         edit_menu = bar.addMenu("&Edit")
         for name in ("undo", "redo", None, "paste"):
@@ -245,7 +247,7 @@ class MainWindow(ProjectFiles, ImageImport, PngExport, QMainWindow):
             "new": self.action_new, "open": self.action_open, "save": self.save, "save_as": self.save_as,
             "import_image": lambda: self.action_import("image"), "import_collage": lambda: self.action_import("collage"),
             "import_reference": lambda: self.action_import("reference"), "export_png": self.action_export_png,
-            "export_psd": self.action_export_psd,
+            "export_psd": self.action_export_psd, "use_parameters": self.action_use_parameters,
             "settings": self.action_settings, "quit": self.close, "undo": self.undo, "redo": self.redo,
             "paste": self.paste, "zoom_in": self.view.zoom_in, "zoom_out": self.view.zoom_out,
             "zoom_fit": self.view.fit, "zoom_100": self.view.actual_size,

@@ -117,6 +117,9 @@ class ImageImport:
         viewport = self.view.viewport()
         local = viewport.mapFrom(self, event.position().toPoint())
         at = self.view.map_to_document(QPointF(local)) if viewport.rect().contains(local) else None
+        if len(paths) == 1 and paths[0].lower().endswith(".png"):
+            self.use_parameters(paths[0], dropped=True, at=at)  # with parameters: offers them, else a layer
+            return
         for path in paths:
             self.import_image(path, at=at)
 

@@ -9,14 +9,18 @@
 - a `collagen` JSON chunk: {"format_version": 1, "parameters": {...}, **collagen} with everything
   (mode, regions, settings; arrays are stored as their sha256, shape and dtype).
 
-`read_png_parameters(path)` understands Collagen's chunk, A1111 `parameters`, ComfyUI `prompt`
-(API node graph) and `workflow` (UI graph), InvokeAI `invokeai_metadata` and the older
-`sd-metadata`, in that order of preference. It returns {} when the PNG carries none of them, else:
-    source, prompt, negative, steps, sampler, cfg, seed, width, height, model, model_hash, extra
-(unknown values are None; `extra` holds the other key/value pairs; `collagen` the whole chunk).
+`read_png_parameters(path)` understands Collagen's chunk, Fooocus's JSON `parameters` (and its A1111
+scheme), A1111 `parameters`, InvokeAI `invokeai_metadata`, the older `sd-metadata` and `Dream`,
+NovelAI (`Software`, `Description`, `Comment`), ComfyUI `prompt` (API node graph) and `workflow`
+(UI graph), in that order of preference. It returns {} when the PNG carries none of them, else:
+    source, prompt, negative, steps, sampler, sampler_original, schedule, cfg, seed, width, height,
+    clip_skip, loras, model, model_hash, extra
+(unknown values are None; `sampler` is Collagen's name when it is the same sampler, else the name
+as written, see canvas.io.sampler_names; `clip_skip` in A1111's numbering; `loras` [[name, weight]]
+beside the prompt's own `<lora:>` tags; `extra` holds the other key/value pairs; `collagen` the chunk).
 A damaged or truncated PNG, or metadata that is not valid JSON, raises ProjectError.
 
-Over 500 lines: one reader per app's metadata format (four of them), each short; the chunk layer
+Over 500 lines: one reader per app's metadata format (nine of them), each short; the chunk layer
 is canvas.io.png_chunks.
 """
 
@@ -37,6 +41,7 @@ from canvas.io.errors import ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
 from canvas.io.png_chunks import PngFormatError, read_png_info
 from canvas.io.regular_file import open_regular_file
+from canvas.io.sampler_names import match_sampler
 
 COLLAGEN_FORMAT_VERSION = 1
 PARAMETERS_KEY = "parameters"
@@ -61,7 +66,6 @@ _A1111_KEYS = {"Steps": "steps", "Sampler": "sampler", "CFG scale": "cfg", "Seed
                "Model": "model", "Model hash": "model_hash"}
 _KEY = re.compile(r"\w[\w \-/]*")
 _SIZE = re.compile(r"(\d{1,9})x(\d{1,9})")
-COLLAGEN_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "UniPC", "LCM")
 
 
 # ==== writing ==================================================================================
@@ -192,7 +196,8 @@ def _quote(text: str) -> str:
 
 
 def read_png_parameters(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Generation parameters stored in a PNG by Collagen, A1111, ComfyUI or InvokeAI ({} if none)."""
+    """Generation parameters stored in a PNG by Collagen, A1111, Fooocus, InvokeAI, NovelAI or
+    ComfyUI ({} if none)."""
     source = Path(path)
     try:
         with open_regular_file(source, limits.max_png_bytes, what="PNG image") as stream:
@@ -202,11 +207,18 @@ def read_png_parameters(path: str | os.PathLike[str], limits: ReadLimits = DEFAU
     except PngFormatError as exc:
         raise ProjectError(source, f"is not a usable PNG: {exc}") from None
     texts = info.texts
+    fooocus = texts.get("fooocus_scheme", "").strip().lower() in ("fooocus", "a1111")
+    parameters_json = _json_object(texts.get(PARAMETERS_KEY, ""))  # JSON there is never A1111 text
     readers: tuple[tuple[str, str, Callable[[Any], dict | None], bool], ...] = (
         (COLLAGEN_KEY, "collagen", _from_collagen, True),
-        (PARAMETERS_KEY, "a1111", _from_a1111, False),
+        # Fooocus writes JSON into `parameters` (its "fooocus" scheme) or A1111 text (its "a1111" scheme)
+        (PARAMETERS_KEY, "fooocus", lambda _text: _from_fooocus(parameters_json), False),
+        (PARAMETERS_KEY, "fooocus" if fooocus else "a1111",
+         lambda text: _from_a1111(text) if parameters_json is None else None, False),
         ("invokeai_metadata", "invokeai", _from_invokeai, True),
         ("sd-metadata", "invokeai", _from_invokeai_legacy, True),
+        ("Dream", "invokeai", _from_invokeai_dream, False),
+        ("Comment", "novelai", lambda comment: _from_novelai(comment, texts), False),
         ("prompt", "comfyui", _from_comfy_prompt, True),
         ("workflow", "comfyui", _from_comfy_workflow, True),
     )
@@ -215,34 +227,68 @@ def read_png_parameters(path: str | os.PathLike[str], limits: ReadLimits = DEFAU
             continue
         raw = texts[keyword]
         if is_json:
-            try:
-                raw = json.loads(raw)
-            except RecursionError:
-                raise ProjectError(source, f"has {keyword!r} metadata nested too deeply") from None
-            except ValueError:
-                raise ProjectError(source, f"has {keyword!r} metadata that is not valid JSON") from None
+            raw = _json(source, keyword, raw)
         found = reader(raw)
         if found is not None:
             return {"source": name, **_normalized(found)}
     return {}
 
 
+def _json(source: Path, keyword: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ProjectError(source, f"has {keyword!r} metadata nested too deeply") from None
+    except ValueError:
+        raise ProjectError(source, f"has {keyword!r} metadata that is not valid JSON") from None
+
+
+def _json_object(text: str) -> dict | None:
+    """`text` as a JSON object, or None when it is not one (an A1111 prompt may start with `{`)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _normalized(found: dict[str, Any]) -> dict[str, Any]:
+    written = _text(found.get("sampler"))
+    schedule = _text(found.get("schedule"))
+    match = match_sampler(written, schedule) if written else None
     out = {
         "prompt": _text(found.get("prompt")) or "",
         "negative": _text(found.get("negative")) or "",
         "steps": _integer(found.get("steps")),
-        "sampler": _text(found.get("sampler")),
+        # Collagen's name when it is the same sampler, else the name as the app wrote it
+        "sampler": match.name if match is not None and match.exact else written,
+        "sampler_original": written,
+        "schedule": schedule,
         "cfg": _number(found.get("cfg")),
         "seed": _integer(found.get("seed")),
         "width": _integer(found.get("width")),
         "height": _integer(found.get("height")),
+        "clip_skip": _integer(found.get("clip_skip")),  # A1111's numbering: 1 = the last layer
+        "loras": _loras(found.get("loras")),
         "model": _text(found.get("model")),
         "model_hash": _text(found.get("model_hash")),
         "extra": found.get("extra") or {},
     }
     if "collagen" in found:
         out["collagen"] = found["collagen"]
+    return out
+
+
+def _loras(value: Any) -> list[list]:
+    """[[name, weight], ...] from the readers' (name, weight) pairs; malformed entries are left out."""
+    out = []
+    for item in _listed(value):
+        if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str) and item[0].strip():
+            weight = _number(item[1])
+            if weight is not None:
+                out.append([item[0].strip(), weight])
     return out
 
 
@@ -290,7 +336,30 @@ def _from_collagen(record: Any) -> dict | None:
         size = _SIZE.fullmatch(extra["size"])
         if size:
             values["width"], values["height"] = int(size.group(1)), int(size.group(2))
-    return {**values, "extra": extra, "collagen": record}
+    return {**values, "clip_skip": extra.get("clip_skip"), "loras": _collagen_loras(record["parameters"]),
+            "extra": extra, "collagen": record}
+
+
+_LORA_TAG = re.compile(r"<lora:([^:>]+)", re.IGNORECASE)
+
+
+def _collagen_loras(parameters: dict) -> list[tuple[Any, Any]]:
+    """The LoRA list of the panel: the record names every LoRA the engine applied, so those that
+    came from `<lora:>` tags in the prompts, and the LCM LoRA, are left out (they would apply twice)."""
+    tagged = set()
+    for key in ("prompt", "negative_prompt", "negative"):
+        if isinstance(parameters.get(key), str):
+            tagged.update(name.strip().lower() for name in _LORA_TAG.findall(parameters[key]))
+    if parameters.get("lcm") is True and isinstance(parameters.get("lcm_lora"), str):
+        tagged.add(parameters["lcm_lora"].strip().lower())
+    out = []
+    for item in _listed(parameters.get("loras")):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            if item["name"].strip().lower() not in tagged:
+                out.append((item["name"], item.get("weight")))
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            out.append((item[0], item[1]))
+    return out
 
 
 # ---- AUTOMATIC1111 ----------------------------------------------------------------------------
@@ -323,11 +392,8 @@ def parse_a1111(text: str) -> dict[str, Any]:
             values["width"], values["height"] = int(w), int(h)
         else:
             extra.setdefault(key, value)
-    schedule = extra.get("Schedule type")
-    if isinstance(values.get("sampler"), str) and schedule:
-        combined = f"{values['sampler']} {schedule}"
-        if combined in COLLAGEN_SAMPLERS:
-            values["sampler"] = combined
+    values["schedule"] = extra.get("Schedule type")
+    values["clip_skip"] = extra.get("Clip skip")
     values["extra"] = extra
     return values
 
@@ -396,27 +462,30 @@ def _end_of_json_string(line: str, start: int) -> int:
 
 # ---- InvokeAI ---------------------------------------------------------------------------------
 
-_INVOKE_SAMPLERS = {
-    "euler": "Euler", "euler_a": "Euler a", "k_euler": "Euler", "k_euler_a": "Euler a",
-    "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_k": "DPM++ 2M Karras", "k_dpmpp_2": "DPM++ 2M",
-    "dpmpp_sde_k": "DPM++ SDE Karras", "ddim": "DDIM", "unipc": "UniPC", "lcm": "LCM",
-}
-
-
 def _from_invokeai(meta: Any) -> dict | None:
+    """InvokeAI 3+ `invokeai_metadata`: the scheduler is the sampler; clip_skip counts skipped layers."""
     if not isinstance(meta, dict) or not ({"positive_prompt", "seed", "steps"} & meta.keys()):
         return None
     model = meta.get("model")
     model_name = model.get("model_name") or model.get("name") if isinstance(model, dict) else model
     model_hash = model.get("hash") if isinstance(model, dict) else None
-    scheduler = meta.get("scheduler")
+    if isinstance(model_hash, str) and model_hash.startswith("sha256:"):
+        model_hash = model_hash[len("sha256:"):][:10]  # A1111's short form, as other apps match it
+    clip_skip = _integer(meta.get("clip_skip"))
+    loras = []
+    for item in _listed(meta.get("loras")):
+        if isinstance(item, dict):  # 3.x: {"lora": {"model_name"}}, 4.x+: {"model": {"name", "key", "hash"}}
+            lora = item.get("lora") if isinstance(item.get("lora"), dict) else item.get("model")
+            name = (lora.get("model_name") or lora.get("name")) if isinstance(lora, dict) else None
+            loras.append((name, item.get("weight")))
     known = {"positive_prompt", "negative_prompt", "steps", "scheduler", "cfg_scale", "seed", "width",
-             "height", "model"}
+             "height", "model", "clip_skip", "loras"}
     return {
         "prompt": meta.get("positive_prompt"), "negative": meta.get("negative_prompt"),
-        "steps": meta.get("steps"), "sampler": _known_name(_INVOKE_SAMPLERS, scheduler),
+        "steps": meta.get("steps"), "sampler": meta.get("scheduler"),
         "cfg": meta.get("cfg_scale"), "seed": meta.get("seed"), "width": meta.get("width"),
         "height": meta.get("height"), "model": model_name, "model_hash": model_hash,
+        "clip_skip": clip_skip + 1 if clip_skip is not None and clip_skip >= 0 else None, "loras": loras,
         "extra": {k: v for k, v in meta.items() if k not in known and _is_scalar(v)},
     }
 
@@ -435,7 +504,7 @@ def _from_invokeai_legacy(meta: Any) -> dict | None:
     sampler = image.get("sampler")
     return {
         "prompt": positive, "negative": negative, "steps": image.get("steps"),
-        "sampler": _known_name(_INVOKE_SAMPLERS, sampler), "cfg": image.get("cfg_scale"),
+        "sampler": sampler, "cfg": image.get("cfg_scale"),
         "seed": image.get("seed"), "width": image.get("width"), "height": image.get("height"),
         "model": meta.get("model_weights"), "model_hash": meta.get("model_hash"),
         "extra": {k: v for k, v in meta.items() if k not in ("image", "model_weights", "model_hash")
@@ -443,32 +512,104 @@ def _from_invokeai_legacy(meta: Any) -> dict | None:
     }
 
 
+def _from_invokeai_dream(text: str) -> dict | None:
+    """InvokeAI 1.x-2.x `Dream`: `"a prompt [negative]" -s 50 -S 42 -W 512 -H 512 -C 7.5 -A k_lms`."""
+    found = re.fullmatch(r'\s*"(.*)"(\s+-.*)?\s*', text, re.DOTALL)
+    if found is None:
+        return None
+    prompt, args = found.group(1), found.group(2) or ""
+    options = dict(re.findall(r"(?:^|\s)-{1,2}([A-Za-z]\w*)\s+([^\s-][^\s]*|-?\d[^\s]*)", args))
+    negative = " ".join(part.strip() for part in re.findall(r"\[([^\[\]]*)\]", prompt))
+    names = {"s": "steps", "S": "seed", "W": "width", "H": "height", "C": "cfg", "A": "sampler", "m": "model"}
+    values: dict[str, Any] = {"prompt": re.sub(r"\[[^\[\]]*\]", "", prompt).strip(), "negative": negative}
+    for key, value in options.items():
+        if key in names:
+            values[names[key]] = value
+    values["extra"] = {k: v for k, v in options.items() if k not in names and v}
+    return values
+
+
+# ---- Fooocus ----------------------------------------------------------------------------------
+
+_FOOOCUS_KEYS = {"prompt", "negative_prompt", "steps", "guidance_scale", "seed", "sampler", "scheduler",
+                 "resolution", "base_model", "base_model_hash", "loras", "clip_skip"}
+
+
+def _from_fooocus(meta: dict | None) -> dict | None:
+    """Fooocus's `parameters` JSON (its "fooocus" metadata scheme): its own key names, the
+    resolution as the text "(w, h)", the seed as text, LoRAs as [name, weight, hash]."""
+    if meta is None or not ({"guidance_scale", "base_model", "resolution", "metadata_scheme"} & meta.keys()):
+        return None
+    width = height = None
+    size = re.fullmatch(r"\s*\(\s*'?(\d{1,9})'?\s*,\s*'?(\d{1,9})'?\s*\)\s*", str(meta.get("resolution", "")))
+    if size:
+        width, height = int(size.group(1)), int(size.group(2))
+    loras = [(item[0], item[1]) for item in _listed(meta.get("loras"))
+             if isinstance(item, list) and len(item) >= 2]
+    if not loras:  # older Fooocus: "lora_combined_1": "name : weight" (or "True : name : weight")
+        for key in sorted(k for k in meta if k.startswith("lora_combined_")):
+            parts = str(meta[key]).split(" : ")
+            if len(parts) in (2, 3) and parts[-2] != "None" and parts[0] != "False":
+                loras.append((parts[-2], parts[-1]))
+    model_hash = meta.get("base_model_hash")
+    return {
+        "prompt": meta.get("prompt"), "negative": meta.get("negative_prompt"), "steps": meta.get("steps"),
+        "sampler": meta.get("sampler"), "schedule": meta.get("scheduler"), "cfg": meta.get("guidance_scale"),
+        "seed": meta.get("seed"), "width": width, "height": height, "clip_skip": meta.get("clip_skip"),
+        "model": meta.get("base_model"), "model_hash": model_hash, "loras": loras,
+        "extra": {k: v for k, v in meta.items() if k not in _FOOOCUS_KEYS and _is_scalar(v)},
+    }
+
+
+# ---- NovelAI ----------------------------------------------------------------------------------
+
+
+def _from_novelai(comment: str, texts: dict[str, str]) -> dict | None:
+    """NovelAI: `Software` "NovelAI", the prompt in `Description`, the rest as JSON in `Comment`
+    (scale, uc = the negative, k-diffusion sampler names), the model and its hash in `Source`."""
+    if not texts.get("Software", "").strip().startswith("NovelAI"):
+        return None
+    meta = _json_object(comment)
+    if meta is None:
+        return None
+    prompt = texts.get("Description")
+    if not isinstance(prompt, str) or not prompt.strip():
+        prompt = meta.get("prompt")
+    model = model_hash = None
+    source_text = texts.get("Source", "")[:1000]  # a model name, not a document: the pattern stays cheap
+    source = re.fullmatch(r"\s*(.*?)\s+([0-9A-Fa-f]{8})\s*", source_text)
+    if source:
+        model, model_hash = source.groups()
+    known = {"prompt", "uc", "steps", "sampler", "noise_schedule", "scale", "seed", "width", "height"}
+    return {
+        "prompt": prompt.strip() if isinstance(prompt, str) else None, "negative": meta.get("uc"),
+        "steps": meta.get("steps"), "sampler": meta.get("sampler"), "schedule": meta.get("noise_schedule"),
+        "cfg": meta.get("scale"), "seed": meta.get("seed"), "width": meta.get("width"),
+        "height": meta.get("height"), "model": model, "model_hash": model_hash,
+        "extra": {k: v for k, v in meta.items() if k not in known and _is_scalar(v)},
+    }
+
+
 # ---- ComfyUI ----------------------------------------------------------------------------------
 
-_COMFY_SAMPLERS = {
-    ("euler", None): "Euler", ("euler_ancestral", None): "Euler a", ("dpmpp_2m", None): "DPM++ 2M",
-    ("dpmpp_2m", "karras"): "DPM++ 2M Karras", ("dpmpp_sde", "karras"): "DPM++ SDE Karras",
-    ("dpmpp_sde_gpu", "karras"): "DPM++ SDE Karras", ("ddim", None): "DDIM", ("uni_pc", None): "UniPC",
-    ("uni_pc_bh2", None): "UniPC", ("lcm", None): "LCM",
-}
 _SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
+_LORA_NODES = ("LoraLoader", "LoraLoaderModelOnly")
 _MAX_HOPS = 64  # links followed from the sampler before giving up (graphs can loop)
-
-
-def _known_name(names: dict[str, str], value: Any) -> str | None:
-    """Collagen's name for another app's sampler name, or that name itself; None if not text."""
-    return names.get(value, value) if isinstance(value, str) else None
 
 
 def _listed(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-def _comfy_sampler(name: Any, scheduler: Any) -> Any:
-    if not isinstance(name, str):
-        return None
-    scheduler = scheduler if isinstance(scheduler, str) else None
-    return _COMFY_SAMPLERS.get((name, scheduler)) or _COMFY_SAMPLERS.get((name, None)) or name
+def _comfy_nodes(nodes: dict[str, dict], type_key: str, types: tuple[str, ...]) -> list[dict]:
+    """The nodes of those types, in node id order."""
+    return [nodes[k] for k in sorted((k for k, n in nodes.items() if n.get(type_key) in types), key=_node_key)]
+
+
+def _comfy_clip_skip(stop_at_layer: Any) -> int | None:
+    """CLIPSetLastLayer's -2 (stop at the penultimate layer) is A1111's clip skip 2."""
+    layer = _integer(stop_at_layer)
+    return -layer if layer is not None and layer < 0 else None
 
 
 def _node_key(node_id: Any) -> tuple[int, str]:
@@ -515,13 +656,18 @@ def _from_comfy_prompt(graph: Any) -> dict | None:
         "prompt": follow(inputs.get("positive"), texts, str),
         "negative": follow(inputs.get("negative"), texts, str),
         "steps": follow(inputs.get("steps"), ("value", "steps"), int),
-        "sampler": _comfy_sampler(follow(inputs.get("sampler_name"), ("value",), str),
-                                  follow(inputs.get("scheduler"), ("value",), str)),
+        "sampler": follow(inputs.get("sampler_name"), ("value",), str),
+        "schedule": follow(inputs.get("scheduler"), ("value",), str),
         "cfg": follow(inputs.get("cfg"), ("value", "cfg"), (int, float)),
         "seed": follow(inputs.get("seed", inputs.get("noise_seed")), ("seed", "noise_seed", "value"), int),
         "width": follow(latent, ("width",), int),
         "height": follow(latent, ("height",), int),
         "model": follow(inputs.get("model"), ("ckpt_name", "unet_name", "model"), str),
+        "loras": [(node["inputs"].get("lora_name"), node["inputs"].get("strength_model"))
+                  for node in _comfy_nodes(nodes, "class_type", _LORA_NODES)],
+        "clip_skip": _comfy_clip_skip(next((node["inputs"].get("stop_at_clip_layer")
+                                            for node in _comfy_nodes(nodes, "class_type", ("CLIPSetLastLayer",))),
+                                           None)),
         "extra": {k: v for k, v in (("scheduler", follow(inputs.get("scheduler"), ("value",), str)),
                                     ("denoise", inputs.get("denoise"))) if _is_scalar(v)},
     }
@@ -567,8 +713,11 @@ def _from_comfy_workflow(workflow: Any) -> dict | None:
     latent = upstream("latent_image", "EmptyLatentImage")
     return {
         "prompt": widget(upstream("positive"), 0), "negative": widget(upstream("negative"), 0),
-        "steps": steps, "sampler": _comfy_sampler(sampler_name, scheduler), "cfg": cfg, "seed": seed,
+        "steps": steps, "sampler": sampler_name, "schedule": scheduler, "cfg": cfg, "seed": seed,
         "width": widget(latent, 0), "height": widget(latent, 1),
         "model": widget(checkpoints[0], 0) if checkpoints else None,
+        "loras": [(widget(node, 0), widget(node, 1)) for node in _comfy_nodes(nodes, "type", _LORA_NODES)],
+        "clip_skip": _comfy_clip_skip(next((widget(node, 0) for node in
+                                            _comfy_nodes(nodes, "type", ("CLIPSetLastLayer",))), None)),
         "extra": {k: v for k, v in (("scheduler", scheduler), ("denoise", denoise)) if _is_scalar(v)},
     }

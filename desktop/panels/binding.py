@@ -182,6 +182,11 @@ class LoraList(QWidget):
             combo.blockSignals(False)
         self.add_button.setToolTip("" if names else "No LoRA files were found in the model folders (loras/ or Lora/).")
 
+    @property
+    def available(self) -> list[str]:
+        """The discovered LoRA names the rows offer."""
+        return list(self._available)
+
     def values(self) -> list[tuple[str, float]]:
         return [(combo.currentText().strip(), spin.value()) for combo, spin, _ in self._rows
                 if combo.currentText().strip()]

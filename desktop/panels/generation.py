@@ -505,6 +505,10 @@ class GenerationPanel(QWidget):
         self.model.blockSignals(False)
         self._bindings["model"].show(self.document.settings.model)
 
+    def discovered_models(self) -> list[ModelInfo]:
+        """Every model discovery found (whatever the mode), for matching another picture's model."""
+        return list(self._models)
+
     def model_info(self) -> ModelInfo | None:
         """What discovery knows of the selected model (None: not found, or discovery has not run)."""
         name = self.document.settings.model

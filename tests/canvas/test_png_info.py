@@ -146,6 +146,7 @@ def test_reads_an_a1111_png(tmp_path):
         "source": "a1111", "prompt": "masterpiece, 1girl, <lora:detail:0.6>",
         "negative": "lowres, bad anatomy\nmore negative", "steps": 28, "sampler": "DPM++ 2M Karras", "cfg": 7.0,
         "seed": 3170145342, "width": 512, "height": 768, "model": "anything-v5", "model_hash": "7f96a1a9ca",
+        "sampler_original": "DPM++ 2M", "schedule": "Karras", "clip_skip": 2, "loras": [],
         "extra": {"Schedule type": "Karras", "Denoising strength": "0.5", "Clip skip": "2",
                   "Lora hashes": "detail: 1b2c3d", "Version": "v1.10.1"},
     }
@@ -189,6 +190,7 @@ def test_reads_a_comfyui_api_graph(tmp_path):
         "source": "comfyui", "prompt": "beautiful scenery 山", "negative": "text, watermark", "steps": 20,
         "sampler": "DPM++ 2M Karras", "cfg": 8.0, "seed": 156680208700286, "width": 640, "height": 384,
         "model": "v1-5-pruned-emaonly.safetensors", "model_hash": None,
+        "sampler_original": "dpmpp_2m", "schedule": "karras", "clip_skip": None, "loras": [["detail.safetensors", 1.0]],
         "extra": {"scheduler": "karras", "denoise": 1},
     }
 
@@ -221,6 +223,7 @@ def test_reads_a_comfyui_workflow_when_there_is_no_api_graph(tmp_path):
     assert params == {
         "source": "comfyui", "prompt": "a fox", "negative": "ugly", "steps": 25, "sampler": "Euler a",
         "cfg": 6.5, "seed": 42, "width": 1024, "height": 768, "model": "sdxl.safetensors", "model_hash": None,
+        "sampler_original": "euler_ancestral", "schedule": "normal", "clip_skip": None, "loras": [],
         "extra": {"scheduler": "normal", "denoise": 1},
     }
 
@@ -233,6 +236,7 @@ def test_reads_invokeai_metadata(tmp_path):
     assert params == {
         "source": "invokeai", "prompt": "castle 🏰", "negative": "fog", "steps": 30, "sampler": "DPM++ 2M Karras",
         "cfg": 7.5, "seed": 99, "width": 768, "height": 512, "model": "Juggernaut XL", "model_hash": "blake3:abc",
+        "sampler_original": "dpmpp_2m_k", "schedule": None, "clip_skip": None, "loras": [],
         "extra": {"generation_mode": "txt2img"},
     }
 
