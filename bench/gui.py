@@ -7,6 +7,12 @@
   idle loop gives the floor the machine itself sets (other processes, the OS scheduler).
 - Stroke cost: a brush stroke of 99 mouse moves on a mask over a 4096x4096 document shown in a
   640x480 view; per mouse event, the handling alone and with the repaint of the dirty rectangle.
+- Saving while painting: the real MainWindow (offscreen, private user folders) holds a 4096x4096
+  project of 20 image layers (gradients with grain, so PNG encoding costs what a photo's does) and a
+  mask; brush strokes go through the canvas's mouse-event path at 60 events a second while the Save
+  action and the timer's autosave write it. The same 10 ms timer gives the longest gap and p99 over
+  the whole time; "stroke to autosave" is from a stroke's release (the autosave starts then, as if
+  its timer fired) to the autosave file being complete, with the user still painting.
 
 Runs in its own process (it needs a QApplication): python -m bench.gui [--size 256 --steps 4 --runs 3]
 prints its results as JSON lines; bench/__main__.py starts it and folds them into the table.
@@ -191,6 +197,155 @@ def measure_stroke() -> dict:
     return {"handling_ms": handling, "with_repaint_ms": with_repaint, "zoom": view.zoom}
 
 
+SAVE_SIDE = 4096
+SAVE_LAYERS = 20
+MOVE_SECONDS = 1 / 60  # mouse events of a stroke, as a pointer sends them
+
+
+def project_layers(side: int, count: int):
+    """`count` different image layers of smooth colour with grain: the bottom one opaque, the others
+    pieces with soft alpha (what a collage is made of)."""
+    import numpy as np
+
+    from canvas.model.layers import ImageLayer
+
+    rng = np.random.default_rng(16)
+    axis = np.linspace(0.0, 1.0, side, dtype=np.float32)
+    base = np.empty((side, side, 3), np.uint8)
+    base[..., 0] = (127 + 120 * np.sin(9.0 * axis))[None, :]
+    base[..., 1] = (127 + 120 * np.cos(7.0 * axis))[:, None]
+    base[..., 2] = (255 * np.outer(axis, axis[::-1])).astype(np.uint8)
+    grain = rng.integers(0, 14, (side, side, 3), dtype=np.uint8)
+    disc = np.hypot(*np.meshgrid(axis - 0.5, axis - 0.5))
+    soft = np.clip((0.45 - disc) * 12.0, 0.0, 1.0)
+    layers = []
+    for index in range(count):
+        pixels = np.empty((side, side, 4), np.uint8)
+        shift = (index * side // 7, index * side // 11)
+        pixels[..., :3] = np.roll(base, shift, axis=(0, 1))
+        pixels[..., :3] += np.roll(grain, (index * 37, index * 91), axis=(0, 1))
+        pixels[..., 3] = 255 if index == 0 else (255 * np.roll(soft, shift, axis=(0, 1))).astype(np.uint8)
+        layers.append(ImageLayer(name=f"piece {index}", pixels=pixels))
+    return layers
+
+
+async def measure_save_gaps(side: int, count: int, runs: int) -> dict:
+    """The real window saving a big project while the brush paints; see the module's docstring."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    home = Path(tempfile.mkdtemp(prefix="collagen-bench-save-"))
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        (home / name).mkdir()
+        os.environ[name] = str(home / name)
+    os.environ["COLLAGEN_MODELS"] = ""
+    from canvas.model.document import Document
+    from canvas.model.layers import MaskLayer
+    from desktop.app import build_editor
+
+    editor = build_editor(QApplication.instance())
+    window = editor.window
+    window.resize(1440, 900)
+    window.show()
+    editor.autosave.start()
+    window._autosave_timer.stop()  # started by hand below, at the moments measured
+    built = time.perf_counter()
+    document = Document(side, side)
+    for layer in project_layers(side, count):
+        document.add_layer_untracked(layer)
+    mask = MaskLayer(name="mask", pixels=np.zeros((side, side), np.uint8))
+    document.add_layer_untracked(mask)
+    document.active_layer = mask
+    build_seconds = time.perf_counter() - built
+    window._replace_document(document, None)
+    window.path = home / "project.ora"
+    await asyncio.sleep(0.5)
+    window.select_tool("brush")
+    view = window.view
+    view.tool.set_size(max(8, side // 64))
+
+    def send(kind, x: float, y: float, button, buttons) -> None:
+        position = view.map_from_document(QPointF(x, y))
+        event = QMouseEvent(kind, position, QPointF(view.viewport().mapToGlobal(position.toPoint())), button,
+                            buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view.viewport(), event)
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    strokes = [0]
+
+    async def stroke(moves: int = 30) -> None:
+        row = side * (0.15 + 0.7 * ((strokes[0] * 0.137) % 1.0))
+        strokes[0] += 1
+        points = [(side * (0.1 + 0.8 * i / moves), row + side * 0.05 * np.sin(i / 4.0)) for i in range(moves + 1)]
+        send(QEvent.Type.MouseButtonPress, *points[0], left, left)
+        for x, y in points[1:]:
+            await asyncio.sleep(MOVE_SECONDS)
+            send(QEvent.Type.MouseMove, x, y, none, left)
+        send(QEvent.Type.MouseButtonRelease, *points[-1], left, none)
+
+    async def paint_until(done) -> None:
+        while not done():
+            await stroke()
+            await asyncio.sleep(0.05)
+
+    def idle() -> bool:
+        return not window._save_jobs and not window._snapshot_waiters and not window._project_save_pending
+
+    recorder = TickRecorder()
+    recorder.start()
+    await asyncio.sleep(1.0)
+    idle_gaps = recorder.stop()
+    # 1. The first Save and autosave of the project (every layer copied and encoded) while painting.
+    recorder.start()
+    started = time.perf_counter()
+    await stroke()
+    window.actions["save"].trigger()
+    window._changes_since_autosave += 1
+    window.autosave_in_background()
+    await paint_until(idle)
+    first_seconds = time.perf_counter() - started
+    first_gaps = recorder.stop()
+    if not window.path.exists() or not editor.autosave.files() or window.document.history.is_clean:
+        raise BenchError("The first save while painting did not write the project and its autosave.")
+    # 2. One stroke, then the timer's autosave, the user painting on; then the same for Save.
+    after_stroke, save_after_stroke, busy_gaps = [], [], []
+    for _ in range(runs):
+        for kind in ("autosave", "save"):
+            recorder.start()
+            await stroke()
+            released = time.perf_counter()
+            if kind == "save":
+                window.actions["save"].trigger()
+            else:
+                window._changes_since_autosave += 1
+                window.autosave_in_background()
+            job = next((j for j in window._save_jobs), None)
+            while job is None and not idle():
+                await asyncio.sleep(0.005)
+                job = next((j for j in window._save_jobs), None)
+            if job is None:
+                raise BenchError(f"The {kind} after a stroke did not start.")
+            await paint_until(lambda job=job: job.finished_at > 0 and idle())
+            (after_stroke if kind == "autosave" else save_after_stroke).append(job.finished_at - released)
+            busy_gaps += recorder.stop()
+    saved = len(editor.autosave.files())
+    window._closing = True
+    window.close()
+    editor.worker.shutdown(timeout=10)
+    return {"side": side, "layers": count + 1, "build_seconds": build_seconds, "strokes": strokes[0],
+            "idle_max_ms": max(idle_gaps), "first_seconds": first_seconds,
+            "first_max_ms": max(first_gaps), "first_p99_ms": percentile(first_gaps, 0.99),
+            "max_ms": max(first_gaps + busy_gaps), "p99_ms": percentile(first_gaps + busy_gaps, 0.99),
+            "after_stroke_max_ms": max(busy_gaps), "after_stroke_p99_ms": percentile(busy_gaps, 0.99),
+            "autosave_after_stroke_s": after_stroke, "save_after_stroke_s": save_after_stroke,
+            "autosaves_kept": saved, "project_mb": window.path.stat().st_size / 1e6}
+
+
 def child_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gui")
     parser.add_argument("--size", type=int, default=256)
@@ -198,6 +353,10 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-size", choices=("mid", "tiny"), default="mid")
+    parser.add_argument("--save-side", type=int, default=SAVE_SIDE, help="px of the saved project; 0: no save part")
+    parser.add_argument("--save-layers", type=int, default=SAVE_LAYERS)
+    parser.add_argument("--save-runs", type=int, default=2)
+    parser.add_argument("--only", choices=("all", "save"), default="all", help="save: only the saving part")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -208,12 +367,17 @@ def child_main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    stroke = measure_stroke()
+    stroke = measure_stroke() if args.only == "all" else None
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        gaps = loop.run_until_complete(measure_generation_gaps(args.size, args.steps, args.runs, args.model_size))
-    print(json.dumps({"stroke": stroke, "gaps": gaps}))
+        gaps = None
+        if args.only == "all":
+            gaps = loop.run_until_complete(measure_generation_gaps(args.size, args.steps, args.runs, args.model_size))
+        saving = None
+        if args.save_side > 0:
+            saving = loop.run_until_complete(measure_save_gaps(args.save_side, args.save_layers, args.save_runs))
+    print(json.dumps({"stroke": stroke, "gaps": gaps, "saving": saving}))
     return 0
 
 
@@ -230,7 +394,7 @@ def case_gui(config) -> list[CaseResult]:
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"The GUI benchmark failed: {last}")
     data = json.loads(completed.stdout.strip().splitlines()[-1])
-    gaps, stroke = data["gaps"], data["stroke"]
+    gaps, stroke, saving = data["gaps"], data["stroke"], data["saving"]
     results = []
     median, low, high = spread(gaps["busy_max_ms"])
     results.append(CaseResult(
@@ -247,6 +411,27 @@ def case_gui(config) -> list[CaseResult]:
             subject=f"brush stroke per mouse event on {STROKE_DOCUMENT}^2, {label}", baseline=None, unit="ms",
             median=median, low=low, high=high, samples=values, details={"zoom": stroke["zoom"]},
             note=f"p95 {percentile(values, 0.95):.1f} ms over {len(values)} events",
+        ))
+    if saving:
+        results += saving_results(saving)
+    return results
+
+
+def saving_results(saving: dict) -> list[CaseResult]:
+    project = f"{saving['side']}^2 project of {saving['layers']} layers"
+    results = [CaseResult(
+        case="7", name="save_gap", family=None, subject=f"longest gap of a {TICK_MS} ms QTimer while painting "
+        f"during Save and autosave of a {project}", baseline=None, unit="ms", median=saving["max_ms"],
+        low=saving["max_ms"], high=saving["max_ms"], samples=[saving["max_ms"]], details=saving, target=50.0,
+        note=f"p99 {saving['p99_ms']:.1f} ms; first save {saving['first_seconds']:.0f} s; "
+             f"idle loop max {saving['idle_max_ms']:.1f} ms",
+    )]
+    for key, label in (("autosave_after_stroke_s", "autosave"), ("save_after_stroke_s", "Save")):
+        values = saving[key]
+        median, low, high = spread(values)
+        results.append(CaseResult(
+            case="7", name=key[:-2], family=None, subject=f"one stroke's release to its {label} file complete, "
+            f"{project}, painting on", baseline=None, unit="s", median=median, low=low, high=high, samples=values,
         ))
     return results
 

@@ -63,7 +63,7 @@ GENERATION_DOCK_FLOOR = 330  # px: the generation dock shrinks no further for th
 
 class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWindow):
     document_replaced = Signal(object)
-    background_save_done = Signal(str, int)  # error ("" when saved), the changes it covered
+    save_job_done = Signal(object)  # a _SaveJob the save thread finished (desktop/window_files.py)
 
     def __init__(self, *, worker: InferenceWorker, settings_store: SettingsStore, settings: AppSettings,
                  autosave: Autosave | None = None, models: Any = None, document: Document | None = None,
@@ -244,7 +244,8 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
     def _connect(self) -> None:
         a = self.actions
         slots = {
-            "new": self.action_new, "open": self.action_open, "save": self.save, "save_as": self.save_as,
+            "new": self.action_new, "open": self.action_open, "save": lambda: self.save(background=True),
+            "save_as": lambda: self.save_as(background=True),
             "import_image": lambda: self.action_import("image"), "import_collage": lambda: self.action_import("collage"),
             "import_reference": lambda: self.action_import("reference"), "export_png": self.action_export_png,
             "export_psd": self.action_export_psd, "use_parameters": self.action_use_parameters,

@@ -6,7 +6,9 @@ methods show it in; this module holds only what is about the project file.
 
 from __future__ import annotations
 
-import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,10 @@ from desktop import dialogs
 from desktop.autosave import FileStamp
 
 PROJECT_FILTER = "Collagen projects (*.ora)"
+# A snapshot that copies at most this much is taken at once (a few ms); more is copied over ticks.
+SNAPSHOT_NOW_BYTES = 8 << 20
+SNAPSHOT_SLICE_SECONDS = 0.008  # copying per event-loop tick
+SNAPSHOT_PATIENCE_SECONDS = 10.0
 OPEN_FILTER = "Collagen projects and Photoshop files (*.ora *.psd);;Collagen projects (*.ora);;Photoshop files (*.psd)"
 
 
@@ -142,15 +148,17 @@ class ProjectFiles:
                                      "Save writes it as a Collagen project (.ora).", 0)
         return True
 
-    def save(self) -> bool:
+    def save(self, *, background: bool = False) -> bool:
+        """Save to the project's file (asking for one when it has none). `background` (the Save action):
+        the file is written on the save thread and this returns once it is under way."""
         if self.path is None:
-            return self.save_as()
+            return self.save_as(background=background)
         if self.stamp is not None and self.stamp.changed_on_disk() and self.path.exists():
             if not dialogs.ask_overwrite_changed_file(self, self.path):
                 return False
-        return self._save_to(self.path)
+        return self._save_to(self.path, background=background)
 
-    def save_as(self) -> bool:
+    def save_as(self, *, background: bool = False) -> bool:
         start = str(self.path) if self.path else str(Path(self._start_dir()) / "Untitled.ora")
         path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
         if not path:
@@ -158,27 +166,53 @@ class ProjectFiles:
         path = Path(path)
         if path.suffix.lower() != ".ora":
             path = path.with_suffix(".ora")
-        return self._save_to(path)
+        return self._save_to(path, background=background)
 
-    def _save_to(self, path: Path) -> bool:
+    def _save_to(self, path: Path, *, background: bool = False) -> bool:
+        """Write a snapshot of the document with `save_ora` on the save thread (after any save queued
+        there). Without `background` it waits and says whether the file was written; with it, the
+        snapshot's pixels are copied over the next event-loop ticks and the end is reported by
+        `_on_save_job_done`, so a 4096² project of 20 layers saves while the user paints."""
+        if background:
+            if any(job.path is not None for job in self._save_jobs) or self._project_save_pending:
+                self.statusBar().showMessage(f"Still saving {path.name}…", 4000)
+                return False
+            self._project_save_pending = True
+
+            def start(snapshot: Document) -> None:
+                self._project_save_pending = False
+                self._submit_save(_SaveJob(path), snapshot)
+
+            self._after_snapshot(start)
+            self.statusBar().showMessage(f"Saving {path.name}…")
+            return True
+        self.wait_for_background_save()
         try:
-            save_ora(self.document, path, keep_copy=True)  # the copy repairs a later save by another program
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
+            snapshot = self._snapshots.take(self.document)
+        except MemoryError:
+            dialogs.show_error(self, f"{path.name}: could not be saved (not enough memory to copy the project).")
             return False
-        except (OSError, DocumentError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be saved ({exc}).")
-            return False
+        job = _SaveJob(path)
+        self._submit_save(job, snapshot)
+        job.future.result()
+        self._on_save_job_done(job)
+        return not job.error
+
+    def _finish_project_save(self, job: _SaveJob) -> None:
+        self.document.history.saving_ended(not job.error)
+        if job.error:
+            self.statusBar().clearMessage()
+            dialogs.show_error(self, job.error)
+            return
+        path = job.path
         self.path = path.resolve()
         self.stamp = FileStamp.of(self.path)
         self._unsaved_document = False
-        self.document.history.mark_clean()
         if self.autosave is not None:
             self.autosave.set_source(self.path)
         self._remember(self.path)
         self._update_title()
         self.statusBar().showMessage(f"Saved {path.name}.", 4000)
-        return True
 
     def _remember(self, path: Path) -> None:
         self.settings = self.settings.with_recent(path)
@@ -197,56 +231,124 @@ class ProjectFiles:
     def _start_dir(self) -> str:
         return self.settings.last_directory or str(Path.home())
 
-    # ==== autosave =================================================================================
-    # The timer's autosave runs on a worker thread from a snapshot (canvas.model.snapshot: after one
-    # stroke it copies one layer) with a PNG cache (only changed layers are encoded again), so it never
-    # blocks painting. `autosave_now` is the synchronous one, for emergencies and restores.
+    # ==== autosave and the save thread ===========================================================
+    # Saves run on one save thread, one after another, from snapshots (canvas.model.snapshot: after one
+    # stroke a snapshot copies one layer) with one PNG cache (only layers changed since the last save are
+    # encoded again), so neither the timer's autosave nor Save blocks painting. A snapshot whose copying
+    # would take more than a few milliseconds is copied in slices over event-loop ticks first.
+    # `autosave_now` is the synchronous one, for emergencies and restores.
     def _init_background_save(self) -> None:
         self._snapshots = Snapshots()
         self._png_cache = PngCache()
-        self._background_save: threading.Thread | None = None
-        self.background_save_done.connect(self._on_background_save_done)
+        self._save_thread = ThreadPoolExecutor(1, thread_name_prefix="collagen-save")
+        self._save_jobs: list[_SaveJob] = []  # submitted, not yet handled on this thread
+        self._background_save: _SaveJob | None = None  # the autosave being prepared or written
+        self._project_save_pending = False  # Save pressed, its snapshot still being copied
+        self._snapshot_waiters: list = []  # callbacks given the next snapshot
+        self._snapshot_started = 0.0
+        self.save_job_done.connect(self._on_save_job_done)
 
     def autosave_in_background(self) -> bool:
-        """Start an autosave on a worker thread; False when there is nothing to save or one is running."""
+        """Start an autosave on the save thread; False when there is nothing to save or one is running."""
         if self.autosave is None or self._changes_since_autosave == 0 or self._background_save is not None:
             return False
+        job = self._background_save = _SaveJob(None)
+
+        def start(snapshot: Document) -> None:
+            job.changes, self._changes_since_autosave = self._changes_since_autosave, 0
+            self._submit_save(job, snapshot)
+
+        self._after_snapshot(start)
+        return True
+
+    def _after_snapshot(self, callback) -> None:
+        """Call `callback(snapshot)` with a snapshot taken now when little is left to copy, or else once
+        the pixels are copied (a few milliseconds per tick): the snapshot is the state at that moment."""
+        self._snapshot_waiters.append(callback)
+        if len(self._snapshot_waiters) > 1:
+            return  # already copying; this one gets the same snapshot
+        self._snapshot_started = time.perf_counter()
+        self._snapshot_document = self.document
+        if self._snapshots.pending_bytes(self.document) <= SNAPSHOT_NOW_BYTES:
+            self._deliver_snapshot()
+        else:
+            QTimer.singleShot(0, self._copy_snapshot_slice)
+
+    def _copy_snapshot_slice(self) -> None:
+        if not self._snapshot_waiters:
+            return  # cancelled (the document was replaced, or a synchronous save came first)
+        if self._snapshot_document is not self.document:
+            self._cancel_snapshot()
+            return
+        done = self._snapshots.copy_some(self.document, SNAPSHOT_SLICE_SECONDS)
+        # A user who never stops painting into big layers still gets saved: after a while, at once.
+        if done or time.perf_counter() - self._snapshot_started > SNAPSHOT_PATIENCE_SECONDS:
+            self._deliver_snapshot()
+        else:
+            QTimer.singleShot(0, self._copy_snapshot_slice)
+
+    def _deliver_snapshot(self) -> None:
+        waiters, self._snapshot_waiters = self._snapshot_waiters, []
         try:
             snapshot = self._snapshots.take(self.document)
         except MemoryError:
-            self.statusBar().showMessage("Autosave skipped: not enough memory to copy the project.", 8000)
-            return False
-        changes, self._changes_since_autosave = self._changes_since_autosave, 0
-        thread = threading.Thread(target=self._save_snapshot, args=(snapshot, changes), name="collagen-autosave",
-                                  daemon=True)
-        self._background_save = thread
-        thread.start()
-        return True
+            self._cancel_waiters(waiters)
+            self.statusBar().showMessage("Saving skipped: not enough memory to copy the project.", 8000)
+            return
+        for callback in waiters:
+            callback(snapshot)
 
-    def _save_snapshot(self, snapshot: Document, changes: int) -> None:  # on the worker thread
+    def _cancel_snapshot(self) -> None:
+        waiters, self._snapshot_waiters = self._snapshot_waiters, []
+        self._cancel_waiters(waiters)
+
+    def _cancel_waiters(self, waiters) -> None:
+        if waiters:
+            if self._background_save is not None and self._background_save.future is None:
+                self._background_save = None  # it never started
+            self._project_save_pending = False
+
+    def _submit_save(self, job: _SaveJob, snapshot: Document) -> None:
+        if job.path is not None:
+            self.document.history.saving_started()
+        self._save_jobs.append(job)
+        job.future = self._save_thread.submit(self._write_snapshot, job, snapshot)
+
+    def _write_snapshot(self, job: _SaveJob, snapshot: Document) -> None:  # on the save thread
         try:
-            self.autosave.save(snapshot, self._png_cache)
-            error = ""
-        except (ProjectError, OSError, DocumentError) as exc:
-            error = str(exc)
+            if job.path is None:
+                self.autosave.save(snapshot, self._png_cache)
+            else:  # the copy repairs a later save by another program
+                save_ora(snapshot, job.path, keep_copy=True, cache=self._png_cache)
+        except ProjectError as exc:
+            job.error = str(exc)
+        except (OSError, DocumentError) as exc:
+            job.error = f"{job.path.name}: could not be saved ({exc})." if job.path else str(exc)
         except MemoryError:
-            error = "not enough memory to save the project"
-        self.background_save_done.emit(error, changes)  # queued to the GUI thread
+            job.error = "not enough memory to save the project"
+        job.finished_at = time.perf_counter()
+        self.save_job_done.emit(job)  # queued to the GUI thread
 
-    def _on_background_save_done(self, error: str, changes: int) -> None:
-        thread, self._background_save = self._background_save, None
-        if thread is not None:
-            thread.join()
-        if error:
-            self._changes_since_autosave += changes  # the next tick tries again
-            self.statusBar().showMessage(f"Autosave failed: {error}", 8000)
+    def _on_save_job_done(self, job: _SaveJob) -> None:
+        if job not in self._save_jobs:
+            return  # handled already (wait_for_background_save)
+        self._save_jobs.remove(job)
+        if job.path is not None:
+            self._finish_project_save(job)
+            return
+        if self._background_save is job:
+            self._background_save = None
+        if job.error:
+            self._changes_since_autosave += job.changes  # the next tick tries again
+            self.statusBar().showMessage(f"Autosave failed: {job.error}", 8000)
 
     def wait_for_background_save(self) -> None:
-        """Let a running autosave finish (before a synchronous save, or the session's folder goes)."""
-        thread = self._background_save
-        if thread is not None:
-            thread.join()
-            self._background_save = None
+        """Let the saves under way finish (before a synchronous save, or the session's folder goes);
+        a snapshot still being copied is dropped (a synchronous save takes its own)."""
+        self._cancel_snapshot()
+        for job in list(self._save_jobs):
+            job.future.result()
+            self._on_save_job_done(job)
 
     def autosave_now(self, force: bool = False) -> Path | None:
         if self.autosave is None or (self._changes_since_autosave == 0 and not force):
@@ -259,6 +361,17 @@ class ProjectFiles:
             return None
         self._changes_since_autosave = 0
         return path
+
+
+@dataclass(eq=False)
+class _SaveJob:
+    """One save on the save thread: an autosave (no path) or the project file."""
+
+    path: Path | None
+    changes: int = 0  # edits an autosave covers (counted again when it fails)
+    error: str = ""
+    future: Future | None = None
+    finished_at: float = 0.0  # perf_counter when the file was complete
 
 
 def new_document(width: int, height: int, background: str = "transparent",

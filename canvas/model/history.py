@@ -78,6 +78,9 @@ class History:
         self._undone: list[Command] = []
         self._macro_stack: list[Macro] = []
         self._clean_index: int | None = 0  # len(_done) at the last save; None = unreachable
+        # len(_done) when a save still being written was taken (None: none, or that state is gone);
+        # it follows the stack exactly like _clean_index and becomes it when the save ends well.
+        self._saving_index: int | None = None
 
     # -- recording ---------------------------------------------------------------------------
     def record(self, cmd: Command | None) -> None:
@@ -90,10 +93,14 @@ class History:
             return
         if self._clean_index is not None and self._clean_index > len(self._done):
             self._clean_index = None  # the saved state was on the redo branch we are discarding
+        if self._saving_index is not None and self._saving_index > len(self._done):
+            self._saving_index = None
         self._undone.clear()
         if self._done and self._done[-1].merge(cmd):
             if self._clean_index == len(self._done):
                 self._clean_index = None
+            if self._saving_index == len(self._done):
+                self._saving_index = None
         else:
             self._done.append(cmd)
         self._enforce_budget()
@@ -118,6 +125,8 @@ class History:
             total -= dropped.nbytes
             if self._clean_index is not None:
                 self._clean_index = self._clean_index - 1 if self._clean_index > 0 else None
+            if self._saving_index is not None:
+                self._saving_index = self._saving_index - 1 if self._saving_index > 0 else None
 
     # -- navigation --------------------------------------------------------------------------
     @property
@@ -175,6 +184,7 @@ class History:
         self._done.clear()
         self._undone.clear()
         self._clean_index = 0
+        self._saving_index = None
         self.changed.emit()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -187,6 +197,17 @@ class History:
 
     def mark_clean(self) -> None:
         self._clean_index = len(self._done)
+        self.changed.emit()
+
+    def saving_started(self) -> None:
+        """The state now is being saved (off this thread): `saving_ended(True)` marks it clean, even if
+        more was done meanwhile, since it is the state the file holds."""
+        self._saving_index = len(self._done)
+
+    def saving_ended(self, saved: bool) -> None:
+        if saved and self._saving_index is not None:
+            self._clean_index = self._saving_index
+        self._saving_index = None
         self.changed.emit()
 
     @property

@@ -63,3 +63,76 @@ def test_the_timer_autosave_runs_on_a_worker_thread_from_a_snapshot(qtbot, make_
     qtbot.waitUntil(lambda: window._background_save is None, timeout=20_000)
     saved = load_ora(editor.autosave.files()[-1])
     assert np.array_equal(saved.layers[3].pixels, before)
+
+
+def test_copy_some_spreads_the_copy_over_calls_and_a_painted_layer_starts_again(monkeypatch):
+    import canvas.model.snapshot as snapshot_module
+
+    monkeypatch.setattr(snapshot_module, "SLICE_BYTES", 64 * 4 * 8)  # 8 rows of a 64-wide layer per slice
+    document, snapshots = layered(count=3), Snapshots()
+    assert snapshots.pending_bytes(document) == 3 * 64 * 64 * 4
+    assert not snapshots.copy_some(document, 0.0)  # one slice, then the clock says stop
+    paint(document.layers[0], 5)  # painted mid-copy: its slices are copied again
+    calls = 1
+    while not snapshots.copy_some(document, 0.0):
+        calls += 1
+    assert calls > 3 and snapshots.pending_bytes(document) == 0
+    copies = [entry[2] for entry in snapshots._copies.values()]
+    taken = snapshots.take(document)
+    assert all(any(layer.pixels is c for c in copies) for layer in taken.layers)  # take copied nothing
+    assert all(np.array_equal(s.pixels, d.pixels) for s, d in zip(taken.layers, document.layers))
+
+
+def test_history_marks_the_state_a_finished_save_holds_clean_even_after_more_edits():
+    from canvas.model.commands import SetSetting
+
+    document = Document(8, 8)
+    document.execute(SetSetting("prompt", "a"))
+    history = document.history
+    history.saving_started()
+    document.execute(SetSetting("steps", 9))  # done while the file is written
+    history.saving_ended(True)
+    assert not history.is_clean
+    document.undo()
+    assert history.is_clean  # the state the file holds
+    history.saving_started()
+    history.saving_ended(False)  # a failed save marks nothing
+    document.redo()
+    assert not history.is_clean
+
+
+def test_save_writes_on_the_save_thread_while_the_user_keeps_painting(qtbot, make_editor, tmp_path):
+    editor = make_editor()
+    window = editor.window
+    window._replace_document(layered(side=256), None)
+    window.path = tmp_path / "p.ora"
+    layer = window.document.layers[1]
+    before = layer.pixels.copy()
+    assert window.save(background=True)
+    assert not window.save(background=True)  # one Save at a time
+    paint(layer, 99)
+    layer_moved = window.document.layers[2]
+    from canvas.model.commands import SetProperty
+
+    window.document.execute(SetProperty(layer_moved, "opacity", 0.5))  # an edit after the snapshot
+    qtbot.waitUntil(lambda: not window._save_jobs and not window._project_save_pending, timeout=20_000)
+    saved = load_ora(tmp_path / "p.ora")
+    assert np.array_equal(saved.layers[1].pixels, before) and saved.layers[2].opacity == 1.0
+    assert window.has_unsaved_changes  # the edit made during the save is not in the file
+    window.document.undo()
+    assert not window.has_unsaved_changes  # undoing it returns to what the file holds
+
+
+def test_a_big_snapshot_is_copied_over_ticks_and_is_the_state_when_copying_ended(qtbot, make_editor, monkeypatch):
+    import desktop.window_files as window_files
+
+    monkeypatch.setattr(window_files, "SNAPSHOT_NOW_BYTES", 0)
+    editor = make_editor()
+    window = editor.window
+    window._replace_document(layered(side=256), None)
+    window._changes_since_autosave = 1
+    assert window.autosave_in_background()
+    assert window._snapshot_waiters  # copying, nothing submitted yet
+    qtbot.waitUntil(lambda: window._background_save is None, timeout=20_000)
+    saved = load_ora(editor.autosave.files()[-1])
+    assert saved.same_as(window.document)
