@@ -37,6 +37,9 @@ class HistoryPanel(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setSpacing(2)
         self.list.setWordWrap(True)
+        # Rows wrap to the dock's width: a long prompt is never a sideways scroll bar.
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.hint = QLabel("Past generations appear here. Select one and press Restore settings to bring "
                            "its settings back.", self)
         self.hint.setObjectName("hintLabel")
