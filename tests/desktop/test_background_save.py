@@ -193,3 +193,18 @@ def test_naming_the_project_never_waits_for_an_autosave_under_way(tmp_path):
     thread.join()
     session.save(Document(8, 8))  # the save writes the lock with the new path
     assert json.loads((session.folder / LOCK_NAME).read_text())["source_path"] == str(tmp_path / "p.ora")
+
+
+def test_the_save_thread_runs_below_the_window_on_linux(make_editor):
+    import os
+    import sys
+    import threading
+
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are Linux's")
+    window = make_editor(show=False).window
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    theirs = window._save_thread.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert theirs == min(19, ours + 10)
