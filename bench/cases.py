@@ -9,7 +9,8 @@
    scaled up to the full request size.
 5. peak memory (inference in fresh subprocesses: bench/memory.py).
 6. model load: single-file checkpoint vs diffusers folder of the same weights.
-7. GUI responsiveness (bench/gui.py, in a subprocess with its own QApplication).
+7. GUI responsiveness (bench/gui.py, in a subprocess with its own QApplication): during a generation, per
+   brush event, and while Save and autosave write a 4096² project of 20 image layers as the brush paints.
 
 Every generation runs through the real engine (`inference.engine.Engine`) with the middle-size models
 of bench/models.py, so what is measured is what the editor runs.

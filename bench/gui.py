@@ -247,8 +247,10 @@ async def measure_save_gaps(side: int, count: int, runs: int) -> dict:
     from canvas.model.document import Document
     from canvas.model.layers import MaskLayer
     from desktop.app import build_editor
+    from desktop.idle_gc import IdleCollector
 
     editor = build_editor(QApplication.instance())
+    editor.idle_collector = IdleCollector(QApplication.instance())  # as start_editor installs it
     window = editor.window
     window.resize(1440, 900)
     window.show()
@@ -334,6 +336,7 @@ async def measure_save_gaps(side: int, count: int, runs: int) -> dict:
             (after_stroke if kind == "autosave" else save_after_stroke).append(job.finished_at - released)
             busy_gaps += recorder.stop()
     saved = len(editor.autosave.files())
+    editor.idle_collector.remove()
     window._closing = True
     window.close()
     editor.worker.shutdown(timeout=10)

@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
@@ -202,6 +203,7 @@ class Editor:
     autosave: Autosave
     settings_store: SettingsStore
     theme: Theme
+    idle_collector: Any = None  # desktop.idle_gc.IdleCollector, from start_editor on
 
 
 def build_editor(app: QApplication, *, models_dir: str | None = None, settings_store: SettingsStore | None = None,
@@ -242,6 +244,10 @@ def build_editor(app: QApplication, *, models_dir: str | None = None, settings_s
 def start_editor(editor: Editor, path: str | None) -> None:
     """Show the window, offer what a crashed session left, open `path`, look for models."""
     window = editor.window
+    if editor.idle_collector is None:
+        from desktop.idle_gc import IdleCollector
+
+        editor.idle_collector = IdleCollector(QApplication.instance())
     window.show()
     offer_restore(editor)
     problem = editor.autosave.start()  # a full disk: autosave is off for now, the editor still starts

@@ -32,6 +32,7 @@ PROJECT_FILTER = "Collagen projects (*.ora)"
 SNAPSHOT_NOW_BYTES = 8 << 20
 SNAPSHOT_SLICE_SECONDS = 0.008  # copying per event-loop tick
 SNAPSHOT_PATIENCE_SECONDS = 10.0
+SNAPSHOT_FORCE_BYTES = 64 << 20  # one 4096² RGBA layer: ~20 ms to copy at once
 OPEN_FILTER = "Collagen projects and Photoshop files (*.ora *.psd);;Collagen projects (*.ora);;Photoshop files (*.psd)"
 
 
@@ -285,8 +286,10 @@ class ProjectFiles:
             self._cancel_snapshot()
             return
         done = self._snapshots.copy_some(self.document, SNAPSHOT_SLICE_SECONDS)
-        # A user who never stops painting into big layers still gets saved: after a while, at once.
-        if done or time.perf_counter() - self._snapshot_started > SNAPSHOT_PATIENCE_SECONDS:
+        # A user who never stops painting still gets saved: after a while the layers being painted (their
+        # copies start again at each touch) are copied at once, but never more than one big layer's worth.
+        if done or (time.perf_counter() - self._snapshot_started > SNAPSHOT_PATIENCE_SECONDS
+                    and self._snapshots.pending_bytes(self.document) <= SNAPSHOT_FORCE_BYTES):
             self._deliver_snapshot()
         else:
             QTimer.singleShot(0, self._copy_snapshot_slice)

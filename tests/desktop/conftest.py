@@ -104,6 +104,8 @@ def make_editor(qapp, qloop, user_dirs, dialog_spy, qtbot):
 
     yield make
     for editor in made:
+        if editor.idle_collector is not None:  # start_editor's: back to CPython's own collections
+            editor.idle_collector.remove()
         editor.window._closing = True  # no "save changes?" question at teardown
         editor.window.close()
         assert editor.worker.shutdown(timeout=10)
