@@ -30,7 +30,7 @@ from desktop.autosave import FileStamp
 PROJECT_FILTER = "Collagen projects (*.ora)"
 # A snapshot that copies at most this much is taken at once (a few ms); more is copied over ticks.
 SNAPSHOT_NOW_BYTES = 8 << 20
-SNAPSHOT_SLICE_SECONDS = 0.008  # copying per event-loop tick
+SNAPSHOT_SLICE_SECONDS = 0.005  # copying per event-loop tick
 SNAPSHOT_PATIENCE_SECONDS = 10.0
 SNAPSHOT_FORCE_BYTES = 64 << 20  # one 4096² RGBA layer: ~20 ms to copy at once
 OPEN_FILTER = "Collagen projects and Photoshop files (*.ora *.psd);;Collagen projects (*.ora);;Photoshop files (*.psd)"

@@ -424,8 +424,12 @@ def _encode_png(array: np.ndarray) -> bytes:
     compressed = [compressor.compress(raw[i:i + step]) for i in range(0, len(raw), step)]
     compressed.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[channels], 0, 0, 0)
-    return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", b"".join(compressed)),
-                     _png_chunk(b"IEND", b"")])
+    crc = zlib.crc32(b"IDAT")
+    for piece in compressed:
+        crc = zlib.crc32(piece, crc)
+    # One join, the only copy of the compressed bytes made with the GIL held.
+    return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header), struct.pack(">I", sum(map(len, compressed))),
+                     b"IDAT", *compressed, struct.pack(">I", crc), _png_chunk(b"IEND", b"")])
 
 
 _PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # grey, RGB, RGBA

@@ -24,7 +24,7 @@ from canvas.model.document import Document
 from canvas.model.layers import Layer
 
 _ARRAYS = ("pixels", "mask")
-SLICE_BYTES = 4 << 20  # rows copied between two looks at the clock
+SLICE_BYTES = 2 << 20  # rows copied between two looks at the clock
 
 
 class _Partial:
