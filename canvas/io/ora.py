@@ -233,14 +233,22 @@ def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) 
 
 
 def rendered_rgba(pixels: np.ndarray, matrix: np.ndarray, reach: Rect) -> np.ndarray:
-    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`."""
-    rgb, alpha = warp_rgba(np.ascontiguousarray(pixels), matrix, reach, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`, rendered in
+    bands of rows (the float temporaries of a whole 16384² reach would be 8 GiB)."""
+    pixels = np.ascontiguousarray(pixels)
     out = np.empty((reach.h, reach.w, 4), np.uint8)
-    out[..., :3] = to_uint8(straight)
-    out[..., 3] = to_uint8(alpha * np.float32(255))
+    rows = max(1, _RENDER_BAND_PIXELS // max(reach.w, 1))
+    for top in range(0, reach.h, rows):
+        band = Rect(reach.x, reach.y + top, reach.w, min(rows, reach.h - top))
+        rgb, alpha = warp_rgba(pixels, matrix, band, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+        out[top:top + band.h, :, :3] = to_uint8(straight)
+        out[top:top + band.h, :, 3] = to_uint8(alpha * np.float32(255))
     return out
+
+
+_RENDER_BAND_PIXELS = 1 << 20
 
 
 def _checked_array(layer: Layer, array: Any, ndim: int) -> np.ndarray:
