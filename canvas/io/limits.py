@@ -26,6 +26,13 @@ class ReadLimits:
     max_directory_bytes: int = (4 * MAX_LAYERS + 64) * 512
     max_total_unpacked: int = 4 * GiB  # sum of the declared sizes of the zip members
     max_decoded_bytes: int = 4 * GiB  # RGBA bytes of all layers decoded together
+    # What a project may decode is also bounded by its own size, summed from the PNG headers before
+    # any layer is decoded: at least `decode_floor`, else `decode_ratio` times the file's bytes (a
+    # flat 16384² PNG packs 1 GiB of RGBA into ~1 MB; real pictures pack 2-10 times). The largest
+    # layer counts twice (it is decoded beside the array it becomes). With the floor below the whole
+    # of a file under 1 MiB decodes within 768 MiB, so opening it stays under 1 GiB of memory.
+    decode_floor: int = 768 * MiB
+    decode_ratio: int = 768
     # A member larger than `ratio_floor` may unpack to at most `max_ratio` times its packed size:
     # ORA members are PNGs (incompressible) and small XML/JSON, so a high ratio means a bomb.
     max_ratio: int = 200
@@ -39,6 +46,11 @@ class ReadLimits:
     # One project file: its members may unpack to max_total_unpacked, and PNG members are stored
     # (incompressible), so a genuine project is never much larger than that.
     max_project_bytes: int = 4 * GiB + 64 * MiB
+
+
+def decode_budget(limits: ReadLimits, file_bytes: int) -> int:
+    """The RGBA bytes a project file of `file_bytes` may decode (see ReadLimits.decode_floor)."""
+    return min(limits.max_decoded_bytes, max(limits.decode_floor, limits.decode_ratio * file_bytes))
 
 
 DEFAULT_LIMITS = ReadLimits()

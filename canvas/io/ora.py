@@ -51,11 +51,12 @@ import numpy as np
 
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
+from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget
 from canvas.io.png_chunks import (
     PNG_HEADER_BYTES,
     PngFormatError,
     check_dimensions,
+    check_inflate_ratio,
     decode_png,
     peek_header,
     plausible_file_bytes,
@@ -232,14 +233,22 @@ def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) 
 
 
 def rendered_rgba(pixels: np.ndarray, matrix: np.ndarray, reach: Rect) -> np.ndarray:
-    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`."""
-    rgb, alpha = warp_rgba(np.ascontiguousarray(pixels), matrix, reach, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`, rendered in
+    bands of rows (the float temporaries of a whole 16384² reach would be 8 GiB)."""
+    pixels = np.ascontiguousarray(pixels)
     out = np.empty((reach.h, reach.w, 4), np.uint8)
-    out[..., :3] = to_uint8(straight)
-    out[..., 3] = to_uint8(alpha * np.float32(255))
+    rows = max(1, _RENDER_BAND_PIXELS // max(reach.w, 1))
+    for top in range(0, reach.h, rows):
+        band = Rect(reach.x, reach.y + top, reach.w, min(rows, reach.h - top))
+        rgb, alpha = warp_rgba(pixels, matrix, band, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+        out[top:top + band.h, :, :3] = to_uint8(straight)
+        out[top:top + band.h, :, 3] = to_uint8(alpha * np.float32(255))
     return out
+
+
+_RENDER_BAND_PIXELS = 1 << 20
 
 
 def _checked_array(layer: Layer, array: Any, ndim: int) -> np.ndarray:
@@ -494,9 +503,17 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
     array of zeros of its size that takes no memory (for `collagen info`, which prints sizes), and
     nothing is repaired. Every limit is checked as for a full load."""
     source = Path(path)
-    with _Archive(source, limits, pixels=pixels) as archive:
+    with _Archive(source, limits, pixels=False) as archive:
         try:
+            # First every header, size and cost is read and checked with placeholders for the pixels;
+            # only then, within the file's decode budget, is any layer decoded.
+            archive.costs = pixels
             document, stale = _read_document(archive)
+            if pixels:
+                archive.check_decode_budget()
+                archive.pixels = True
+                archive.decoded_bytes = archive.largest_layer = 0
+                document, stale = _read_document(archive)
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
     if repair and pixels:
@@ -513,7 +530,11 @@ class _Archive:
         self.path = path
         self.limits = limits
         self.pixels = pixels  # False: PNG headers only, layers hold zero-cost placeholders
-        self.decoded_bytes = 0
+        self.costs = pixels  # check what showing the document costs (check_cost) once it is built
+        self.decoded_bytes = 0  # RGBA bytes of the layers read so far (placeholders count)
+        self.largest_layer = 0
+        self.file_bytes = 0
+        self._parsed: dict[str, Any] = {}  # stack.xml and project.json, parsed once for both passes
         self._zip = self._open()
         try:
             self.members = self._check_members()
@@ -533,6 +554,7 @@ class _Archive:
     def _open(self) -> zipfile.ZipFile:
         try:
             with open(self.path, "rb") as probe:
+                self.file_bytes = os.fstat(probe.fileno()).st_size
                 magic = probe.read(4)
                 directory = zip_directory_extent(probe) if magic else None
         except FileNotFoundError:
@@ -601,6 +623,29 @@ class _Archive:
             raise self.fail(f"is damaged: {what} ({name}) is not the size its directory says")
         return data
 
+    def count_decoded(self, nbytes: int, too_many: Exception) -> None:
+        self.decoded_bytes += nbytes
+        self.largest_layer = max(self.largest_layer, nbytes)
+        if self.decoded_bytes > self.limits.max_decoded_bytes:
+            raise too_many
+
+    def check_decode_budget(self) -> None:
+        """Refuse, before any layer is decoded, a file whose layers would need more memory decoded
+        than a file of its size may ask for (ReadLimits.decode_floor)."""
+        need = self.decoded_bytes + self.largest_layer  # the largest is decoded beside its array
+        budget = decode_budget(self.limits, self.file_bytes)
+        if need > budget:
+            raise self.fail(
+                f"its layers would need {need / GiB:.1f} GiB of memory decoded, more than the "
+                f"{budget / GiB:.2f} GiB a file of {_file_size(self.file_bytes)} may ask for "
+                f"(at least {self.limits.decode_floor >> 20} MiB, else {self.limits.decode_ratio} times the "
+                "file's size); it is refused before any layer is decoded")
+
+    def parsed(self, name: str, parse: Callable[[], Any]) -> Any:
+        if name not in self._parsed:
+            self._parsed[name] = parse()
+        return self._parsed[name]
+
     def read_png(self, name: str, what: str) -> np.ndarray:
         # The header and the member's declared size are judged from its first bytes, before the
         # member (up to max_png_bytes) is unpacked into memory.
@@ -611,10 +656,10 @@ class _Archive:
             if self.members[name].file_size > plausible_file_bytes(header):
                 raise PngFormatError(f"its {self.members[name].file_size} bytes are far more than a "
                                      f"{header.width}x{header.height} px image needs (padded or forged)")
-            self.decoded_bytes += header.width * header.height * 4
-            if self.decoded_bytes > self.limits.max_decoded_bytes:
-                raise PngFormatError(f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB "
-                                     "of pixels this program opens")
+            check_inflate_ratio(header, self.members[name].file_size)
+            self.count_decoded(header.width * header.height * 4, PngFormatError(
+                f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB of pixels this "
+                "program opens"))
             if not self.pixels:
                 return placeholder(header.height, header.width)
             return decode_png(self.read(name, self.limits.max_png_bytes, what), self.limits)
@@ -625,6 +670,11 @@ class _Archive:
 _END_OF_DIRECTORY = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_END_OF_DIRECTORY = b"PK\x06\x06"
+
+
+def _file_size(nbytes: int) -> str:
+    return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB else f"{nbytes / 1024:.0f} KiB" if nbytes >= 1024 else \
+        f"{nbytes} bytes"
 
 
 def placeholder(height: int, width: int) -> np.ndarray:
@@ -668,7 +718,7 @@ def _read_document(archive: _Archive) -> tuple[Document, Document | None]:
     if mimetype != MIMETYPE:
         shown = mimetype[:60].decode("ascii", "replace")
         raise archive.fail(f"is not an OpenRaster project (its mimetype is {shown!r})")
-    stack = _read_stack(archive)
+    stack = archive.parsed(STACK_MEMBER, lambda: _read_stack(archive))
     if PROJECT_MEMBER not in archive.members:
         return _with_stack_extras(_plain_ora_document(archive, stack), stack), None
     reader = _ProjectReader(archive)
@@ -846,10 +896,9 @@ def _plain_ora_document(archive: _Archive, stack: _Stack) -> Document:
 
 def _tiled(tile: np.ndarray, width: int, height: int, archive: _Archive) -> np.ndarray:
     """MyPaint's background: its tile repeated over the whole canvas."""
-    archive.decoded_bytes += width * height * 4
-    if archive.decoded_bytes > archive.limits.max_decoded_bytes:
-        raise archive.fail(f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB "
-                           "of pixels this program opens")
+    archive.count_decoded(width * height * 4, archive.fail(
+        f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB of pixels this "
+        "program opens"))
     if not archive.pixels:
         return placeholder(height, width)
     reps_y, reps_x = -(-height // tile.shape[0]), -(-width // tile.shape[1])
@@ -862,7 +911,7 @@ def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSe
         document = Document(width, height, settings=settings)
         for layer in layers:
             document.add_layer_untracked(layer)
-        if archive.pixels:  # a project that could not be shown or saved is refused when opened
+        if archive.costs:  # a project that could not be shown or saved is refused when opened
             check_cost(document)
     except DocumentError as exc:
         raise archive.fail(str(exc)) from None
@@ -884,9 +933,9 @@ class _ProjectReader:
         return self.archive.fail(f"has {reason} in {self.where}")
 
     def document(self) -> Document:
-        data = self.archive.read(PROJECT_MEMBER, self.archive.limits.max_json_bytes, "its project data")
         try:
-            project = json.loads(data)
+            project = self.archive.parsed(PROJECT_MEMBER, lambda: json.loads(
+                self.archive.read(PROJECT_MEMBER, self.archive.limits.max_json_bytes, "its project data")))
         except RecursionError:
             raise self.archive.fail("has project data (project.json) nested too deeply") from None
         except ValueError as exc:

@@ -48,14 +48,14 @@ LAUNCHER = ("import json, os, sys\n"
             "    json.dump([status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime], report)\n")
 
 
-def run_collagen(args: list[str], *, cwd: Path, hang_after: float = 60.0) -> Measured:
+def run_collagen(args: list[str], *, cwd: Path, hang_after: float = 60.0, module: str = "desktop.cli") -> Measured:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "COLLAGEN"))}
     env.update(PYTHONPATH=str(REPO), HOME=str(cwd), XDG_DATA_HOME=str(cwd / "data"), COLLAGEN_MODELS="",
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     report = cwd / f".rusage-{os.getpid()}-{time.monotonic_ns()}.json"
     started = time.monotonic()
     launcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(report),
-                                 sys.executable, "-m", "desktop.cli", *args],
+                                 sys.executable, "-m", module, *args],
                                 cwd=cwd, env=env, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     hung = threading.Event()
@@ -163,6 +163,21 @@ def shared_huge_png(folder: Path, layers: int = 3, side: int = 16384) -> Path:
                                                    "settings": {}, "layers": records}, side, side)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("data/big.png", sparse_png(side), zipfile.ZIP_STORED)
+    return path
+
+
+def many_big_pngs(folder: Path, layers: int = 12, side: int = 8192) -> Path:
+    """Issue 17: ~100 KB, 12 layers each with its own flat 8192² PNG (3 GiB of RGBA decoded, under the
+    4 GiB cap: opening decoded all of it)."""
+    records = [{"kind": "image", "id": f"l{i}", "name": f"flat {i}", "visible": True, "opacity": 1.0,
+                "locked": False, "src": f"data/flat{i}.png", "x": 0.0, "y": 0.0, "scale": 1.0, "rotation": 0.0,
+                "collage": False, "reference": False} for i in range(layers)]
+    path = raw_project(folder / "flat-pngs.ora", {"format_version": 1, "width": side, "height": side,
+                                                  "settings": {"prompt": "flat"}, "layers": records}, side, side)
+    flat = sparse_png(side)
+    with zipfile.ZipFile(path, "a") as archive:
+        for i in range(layers):
+            archive.writestr(f"data/flat{i}.png", flat, zipfile.ZIP_STORED)
     return path
 
 

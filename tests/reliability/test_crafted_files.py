@@ -34,10 +34,15 @@ class Case:
     make: Callable[[Path], list[str]]  # writes into the folder, returns the collagen arguments
     status: int
     error: str  # regex for the single stderr line ("" = no error expected)
+    module: str = "desktop.cli"  # or OPEN_SAVE: load_ora then save_ora, the editor's Open and Save
 
 
 def _s(path: Path) -> str:
     return str(path)
+
+
+OPEN_SAVE = "tests.reliability.open_save"
+DECODE_REFUSED = r"its layers would need .* GiB of memory decoded, .*before any layer is decoded\.$"
 
 
 CASES = [
@@ -61,6 +66,16 @@ CASES = [
     Case("--out is a link to a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out",
                                                 _s(c.link(d, "o.png", _s(c.fifo(d, "f"))))], 1, r"FIFO"),
     Case("layers sharing one 16384² PNG: info", lambda d: ["info", _s(c.shared_huge_png(d))], 0, ""),
+    Case("layers sharing one 16384² PNG: render", lambda d: ["render", _s(c.shared_huge_png(d)), "--out",
+                                                            _s(d / "o.png")], 1, DECODE_REFUSED),
+    Case("layers sharing one 16384² PNG: open + save", lambda d: [_s(c.shared_huge_png(d)), _s(d / "o.ora")], 1,
+         DECODE_REFUSED, OPEN_SAVE),
+    Case("12 layers, each its own flat 8192² PNG: info", lambda d: ["info", _s(c.many_big_pngs(d))], 0, ""),
+    Case("12 layers, each its own flat 8192² PNG: render", lambda d: ["render", _s(c.many_big_pngs(d)), "--out",
+                                                                     _s(d / "o.png")], 1, DECODE_REFUSED),
+    Case("12 layers, each its own flat 8192² PNG: open + save", lambda d: [_s(c.many_big_pngs(d)),
+                                                                          _s(d / "o.ora")], 1, DECODE_REFUSED,
+         OPEN_SAVE),
     Case("16384² canvas with full-canvas regions: render", lambda d: ["render", _s(c.region_canvas(d)), "--out",
                                                                       _s(d / "o.png")], 1, r"larger than the limit"),
     Case("1000 collage pieces over 4096²: render", lambda d: ["render", _s(c.many_pieces(d)), "--out",
@@ -91,7 +106,7 @@ def test_a_crafted_file_gets_one_sentence_within_the_budgets(case, tmp_path):
     folder.mkdir()
     args = case.make(folder)
     assert input_bytes(folder) < MAX_INPUT_BYTES
-    result = c.run_collagen(args, cwd=tmp_path, hang_after=HANG_AFTER)
+    result = c.run_collagen(args, cwd=tmp_path, hang_after=HANG_AFTER, module=case.module)
     assert result.status is not None, f"{case.name}: still running after {HANG_AFTER} s (a hang)"
     lines = result.stderr.strip().splitlines()
     assert result.status == case.status, result.stderr[-2000:]
@@ -126,7 +141,7 @@ def main() -> int:
             folder.mkdir()
             args = case.make(folder)
             size = input_bytes(folder)
-            result = c.run_collagen(args, cwd=Path(temp), hang_after=HANG_AFTER)
+            result = c.run_collagen(args, cwd=Path(temp), hang_after=HANG_AFTER, module=case.module)
             answer = (result.stderr.strip().splitlines() or [""])[-1].replace(temp, "…")[:110]
             print(f"| {case.name} | {size / 1024:.1f} KiB | {result.status} | {result.wall_s:.1f} s | "
                   f"{result.cpu_s:.1f} s | {result.peak_rss_mib:.0f} MiB | {answer} |")
