@@ -65,7 +65,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from canvas.io.png_info import write_png
     from canvas.model.compose import compose
     from canvas.model.document import DocumentError
-    from desktop.request_builder import build_request, check_canvas_size
+    from desktop.request_builder import build_plan, check_canvas_size
     from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
     from inference.sd.fastpath import FastPathHook
@@ -77,19 +77,30 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         document.settings.steps = int(steps)
     if seed is not None:
         document.settings.seed = int(seed)
+    managers: list = []
+
+    def manager():  # one discovery for the family look-up and the engine
+        if not managers:
+            managers.append(_model_manager(models_dir))
+        return managers[0]
+
     try:  # the whole request is validated here, before any model is loaded
         check_canvas_size(document.width, document.height)  # before the canvas is frozen
         composition = compose(document)
-        request = build_request(composition, document.settings, preview="none", model=model)
+        plan = build_plan(composition, document.settings, preview="none", model=model,
+                          family=_model_family(model or document.settings.model, manager))
     except (RequestError, DocumentError) as error:
         raise CliError(f"{project}: {error}") from None
+    request = plan.request
     quiet_libraries()
+    if plan.notice and not quiet:
+        _say(f"note: {plan.notice}")
 
     from inference.backends.config import build_backend
 
     # No --backend: the local engine (built here, so the model folders are only scanned when used).
     # One render pays a compile and never earns it back: channels_last and fused QKV only (on CUDA).
-    engine = build_backend(list(backends or ()), lambda: Engine(_model_manager(models_dir),
+    engine = build_backend(list(backends or ()), lambda: Engine(manager(),
                                                                 fast_path=FastPathHook("auto", compile=False)))
     finished: list[Finished] = []
     failure: list[str] = []
@@ -97,6 +108,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     first_step: dict = {}
 
     def on_event(event) -> None:
+        event = plan.to_canvas(event)  # a generation at another size than the canvas comes back canvas-size
         if isinstance(event, Progress) and not quiet:
             # Time left from the pace since the first step (model loading is not a step).
             now = time.monotonic()
@@ -128,6 +140,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
             **params,
             "project": project.name,
             "mode": request.mode,
+            **({"generated_at": [request.width, request.height]} if plan.notice else {}),
             "regions": [{"prompt": r.prompt, "negative": r.negative, "strength": r.strength}
                         for r in request.regions],
         }
@@ -209,6 +222,20 @@ def check_project_file(path: Path) -> None:
 
     with open_regular_file(path, DEFAULT_LIMITS.max_project_bytes, what="project"):
         pass
+
+
+def _model_family(model: str, manager) -> str | None:
+    """The family discovery gives the model (for its native size); None when it is not found here (the
+    engine says why when it runs)."""
+    from desktop.request_builder import native_area_of
+    from inference.api import InferenceError
+
+    if native_area_of(model) is not None:  # a built-in: no folder scan needed
+        return None
+    try:
+        return manager().find(model).family
+    except (InferenceError, OSError):
+        return None
 
 
 def _model_manager(models_dir: str | None):

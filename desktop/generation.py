@@ -33,7 +33,7 @@ from canvas.model.compose import compose
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.history import Command
 from canvas.model.layers import ImageLayer, Rect
-from desktop.request_builder import build_request, check_canvas_size
+from desktop.request_builder import GenerationPlan, build_plan, check_canvas_size
 from desktop.worker import InferenceWorker, Started
 from inference.api import (
     MAX_SEED,
@@ -91,6 +91,7 @@ class Job:
     message: str = ""  # the failure sentence
     notices: list[str] = field(default_factory=list)
     released: bool = False  # images and input arrays let go (an old job in a long session)
+    plan: GenerationPlan | None = None  # the generation size and how results go back to the canvas
 
     @property
     def seconds_left(self) -> float:
@@ -110,6 +111,8 @@ class Job:
         self.images, self.released = (), True
         self.request = replace(self.request, init_image=None, mask=None, sketch_mask=None, collage_alpha=None,
                                annotation_image=None, reference_images=(), regions=(), pieces=())
+        if self.plan is not None:
+            self.plan = replace(self.plan, request=self.request)
 
     @property
     def title(self) -> str:
@@ -276,28 +279,34 @@ class GenerationController(QObject):
         self.set_staging(None)  # not an undo step of the document being left
         self.document = document
 
-    def generate(self) -> Job | None:
-        """Freeze the document and queue a generation; None (and `failed`) when it cannot start."""
+    def generate(self, family: str | None = None) -> Job | None:
+        """Freeze the document and queue a generation; None (and `failed`) when it cannot start.
+        `family`: the selected model's family from discovery (for its native size)."""
         try:
             check_canvas_size(self.document.width, self.document.height)
             composition = compose(self.document)
-            request = build_request(composition, self.document.settings, preview=self.preview_method)
+            plan = build_plan(composition, self.document.settings, preview=self.preview_method, family=family)
         except (InferenceError, DocumentError) as exc:
             self.failed.emit(str(exc))
             return None
         except MemoryError:  # freezing a huge canvas copies it (and more) before anything runs
             self.failed.emit(NO_MEMORY_TO_FREEZE)
             return None
-        return self.submit(request, composition.settings)
+        return self.submit(plan.request, composition.settings, plan=plan)
 
-    def submit(self, request: GenerationRequest, settings: dict[str, Any] | None = None) -> Job:
+    def submit(self, request: GenerationRequest, settings: dict[str, Any] | None = None, *,
+               plan: GenerationPlan | None = None) -> Job:
         job = Job(
             id=next(self._ids),
             request=request,
             settings=dict(settings if settings is not None else self.document.settings.to_dict()),
+            plan=plan if plan is None or plan.request is request else replace(plan, request=request),
         )
         self.jobs.append(job)
         self.job_changed.emit(job)
+        if plan is not None and plan.notice:
+            job.notices.append(plan.notice)
+            self.notice.emit(plan.notice)
         task = asyncio.ensure_future(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -309,7 +318,7 @@ class GenerationController(QObject):
         if source is None:
             return None
         request = replace(source.request, seed=self._random.randrange(MAX_SEED + 1))
-        return self.submit(request, source.settings)
+        return self.submit(request, source.settings, plan=source.plan)
 
     def cancel(self) -> None:
         self.worker.cancel()
@@ -327,7 +336,7 @@ class GenerationController(QObject):
     async def _run(self, job: Job) -> None:
         try:
             async for event in self.worker.run(job.request):
-                self._on_event(job, event)
+                self._on_event(job, job.plan.to_canvas(event) if job.plan is not None else event)
         except RuntimeError as exc:  # the worker was shut down under us (window closing)
             if not job.state.done:
                 self._end(job, JobState.CANCELLED, str(exc))

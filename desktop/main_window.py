@@ -418,7 +418,8 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
             self.generation_panel.set_status(problem)
             self.statusBar().showMessage(problem, 8000)
             return None
-        job = self.controller.generate()
+        info = self.generation_panel.model_info()  # discovery's family: the native generation size
+        job = self.controller.generate(family=info.family if info is not None else None)
         self._update_actions()
         return job
 

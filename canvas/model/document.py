@@ -47,6 +47,11 @@ class GenerationSettings:
     padding: int = 32
     mask_blur: int = 4
     color_match: bool = False
+    # generation size (issue 16): "auto" (the family's native size when the canvas, or the only_masked
+    # crop, is far above it or over the limit), "picture" (its own size) or "custom" (the size below)
+    generation_size: str = "auto"
+    generation_width: int = 512
+    generation_height: int = 512
     # regions / composite / refine
     region_method: str = "attention"
     composite_step: float = 0.5

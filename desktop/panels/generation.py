@@ -52,6 +52,7 @@ from inference.api import (
     MAX_MASK_BLUR,
     MAX_REFINE_EDGE_WIDTH,
     MAX_SEED,
+    MAX_SIDE,
     MAX_STEPS,
     SAMPLERS,
     TRUE_CFG_RANGE,
@@ -65,6 +66,11 @@ MODES = (
     ("composite", "Composite", "Each region is generated on its own, then the whole picture is finished together"),
     ("refine", "Refine collage", "Blend pasted collage pieces into the picture (strongest at their edges)"),
     ("edit", "Edit (instruction)", "Describe a change; an instruction-edit model applies it (+ reference layers)"),
+)
+GENERATION_SIZES = (
+    ("auto", "Auto (native)"),
+    ("picture", "Canvas / crop size"),
+    ("custom", "Custom size"),
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
 DEMO_MODEL = "builtin:tiny-sd15"
@@ -196,7 +202,32 @@ class GenerationPanel(QWidget):
         self.strength_label = QLabel("Strength", body)
         self.batch = self._spin("batch_count", 1, MAX_BATCH)
         self.size_label = QLabel(body)
-        self.size_label.setToolTip("Generation happens at the canvas size (File ▸ New sets it)")
+        self.size_label.setToolTip("The canvas size (File ▸ New sets it); results are always this size")
+        self.generation_size = self._combo("generation_size", GENERATION_SIZES)
+        self.generation_size.setToolTip(
+            "Auto (native): the canvas, or the Only masked crop, at its own size unless it is over the "
+            f"{MAX_SIDE} px limit or far above the model's native size; then at about the native size in its "
+            "aspect ratio. The result is scaled back to the canvas; inpaint pastes it only inside the mask.")
+        self.generation_width = self._spin("generation_width", 64, MAX_SIDE)
+        self.generation_height = self._spin("generation_height", 64, MAX_SIDE)
+        for spin, what in ((self.generation_width, "Width"), (self.generation_height, "Height")):
+            spin.setSingleStep(64)
+            spin.setSuffix(" px")
+            spin.setToolTip(f"{what} to generate at (a multiple of 8); a whole canvas keeps its aspect ratio at "
+                            "this many pixels, an Only masked crop is generated at exactly this size")
+        generation_show = self._bindings["generation_size"].show
+
+        def show_generation_size(value: Any) -> None:
+            generation_show(value)
+            custom = value == "custom"
+            self.generation_width.setVisible(custom)
+            self.generation_height.setVisible(custom)
+
+        self._bindings["generation_size"] = Binding(show_generation_size)
+        generation_row = QHBoxLayout()
+        generation_row.addWidget(self.generation_size, 1)
+        generation_row.addWidget(self.generation_width)
+        generation_row.addWidget(self.generation_height)
         self.cfg_label = QLabel("CFG scale", body)
         knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
@@ -205,6 +236,7 @@ class GenerationPanel(QWidget):
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
         knobs.addRow("Size", self.size_label)
+        knobs.addRow("Generate at", generation_row)
         column.addLayout(knobs)
         self.knobs = knobs
         self._sampler_row = sampler_row
