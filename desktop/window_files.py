@@ -60,6 +60,7 @@ class ProjectFiles:
         self.stamp = FileStamp.of(path) if path else None
         self._changes_since_autosave = 0
         self._watch_document()
+        self._watch_generations()
         if self.autosave is not None:
             self.autosave.set_source(path)
         self._update_title()
@@ -79,7 +80,7 @@ class ProjectFiles:
 
     @property
     def has_unsaved_changes(self) -> bool:
-        return self._unsaved_document or not self.document.history.is_clean
+        return self._unsaved_document or not self.document.history.is_clean or self.generations_unsaved
 
     @property
     def display_name(self) -> str:
@@ -173,6 +174,7 @@ class ProjectFiles:
         self.stamp = FileStamp.of(self.path)
         self._unsaved_document = False
         self.document.history.mark_clean()
+        self._generations_saved_now()
         if self.autosave is not None:
             self.autosave.set_source(self.path)
         self._remember(self.path)

@@ -80,7 +80,7 @@ class Generation:
     def pixels(self) -> np.ndarray:
         """The image decoded (HxWx3 or HxWx4 uint8, a fresh writable array); GenerationError when
         its bytes cannot be decoded (a damaged project)."""
-        from PIL import Image, PngImagePlugin
+        from PIL import PngImagePlugin
 
         try:
             image = PngImagePlugin.PngImageFile(io.BytesIO(self.png))

@@ -1,0 +1,84 @@
+"""The editor window's history of generated images: the Generations dock, placing and comparing.
+
+A mixin of `MainWindow` (desktop/main_window.py). The store itself is the document's
+(`document.generations`, canvas.model.generations); the controller fills it as results finish.
+Kept generations are project content: adding one marks the project as having unsaved changes and
+counts as a change for autosave, although it is no undo step.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from canvas.model.compose import flatten_layers
+from canvas.model.document import DocumentError
+from canvas.model.generations import GenerationError, MiB, dropped_notice
+from canvas.model.layers import ImageLayer
+from desktop import dialogs
+from desktop.panels.generations import CompareDialog, GenerationsPanel
+
+
+class GenerationHistory:
+    """MainWindow's Generations dock (mixed into the window class)."""
+
+    def _build_generations_dock(self) -> None:
+        self.generations_panel = GenerationsPanel(self)
+        self.generations_dock = self._dock("Generations", self.generations_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.history_dock, self.generations_dock)
+        self.region_dock.raise_()
+        self.generations_panel.place_requested.connect(self.place_generation)
+        self.generations_panel.compare_requested.connect(self.compare_generation)
+        self._generations_hook = None
+        self._generations_saved = 0
+
+    def _watch_generations(self) -> None:
+        """Called whenever the window shows a (new) document."""
+        store = self.document.generations
+        if self._generations_hook is not None:
+            self._generations_hook.changed.disconnect(self._on_generations_changed)
+        store.budget_bytes = int(self.settings.generations_mb) * MiB  # opening drops nothing; the next result may
+        store.changed.connect(self._on_generations_changed)
+        self._generations_hook = store
+        self._generations_saved = store.revision
+        self.generations_panel.set_store(store)
+
+    def _on_generations_changed(self) -> None:
+        self._changes_since_autosave += 1
+        self._update_title()
+
+    @property
+    def generations_unsaved(self) -> bool:
+        return self.document.generations.revision != self._generations_saved
+
+    def _generations_saved_now(self) -> None:
+        self._generations_saved = self.document.generations.revision
+
+    def apply_generations_budget(self, megabytes: int) -> None:
+        """The "Generations kept" setting: what no longer fits leaves, and the user is told."""
+        store = self.document.generations
+        dropped = store.set_budget(int(megabytes) * MiB)
+        if dropped:
+            self.statusBar().showMessage(dropped_notice(dropped, store.budget_bytes), 0)
+
+    def place_generation(self, entry_id: str) -> ImageLayer | None:
+        layer = self.controller.place_generation(entry_id)
+        if layer is not None:
+            self.statusBar().showMessage(f"Placed {layer.name} as a new layer.", 4000)
+        return layer
+
+    def compare_generation(self, entry_id: str) -> CompareDialog | None:
+        """The kept generation beside the canvas now; its Place button places it (one undo step)."""
+        entry = self.document.generations.get(entry_id)
+        if entry is None:
+            return None
+        try:
+            generated = entry.pixels()
+            canvas = flatten_layers(self.document)[0]
+        except (GenerationError, DocumentError) as exc:
+            dialogs.show_error(self, str(exc))
+            return None
+        dialog = CompareDialog(entry, generated, canvas, self)
+        dialog.accepted.connect(lambda: self.place_generation(entry_id))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
