@@ -712,6 +712,25 @@ def _read_document(archive: _Archive) -> tuple[Document, Document | None, list[s
     return document, stale, reader.notes + _read_generations(archive, document)
 
 
+def _storable_record(value: Any) -> bool:
+    """A generation record this program can save again: an object of JSON values without NaN or
+    infinity (json.loads accepts those; saving refuses them, which would trap the project)."""
+    if not isinstance(value, dict):
+        return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
 def _read_generations(archive: _Archive, document: Document) -> list[str]:
     """The kept generations read into the document; returns notes on what had to be left out."""
     if not archive.pixels or GENERATIONS_MEMBER not in archive.members:
@@ -772,9 +791,9 @@ class _GenerationsReader:
             return None
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             return None
-        if not isinstance(record, dict) or not isinstance(accepted, bool):
+        if not _storable_record(record) or not isinstance(accepted, bool):
             return None
-        if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not _finite(created):
             return None
         if area is not None and not (isinstance(area, list) and len(area) == 4 and all(
                 isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_COORDINATE for v in area)):
@@ -1092,7 +1111,7 @@ class _ProjectReader:
         """The layer's generation record; one that is not an object is dropped with a note (the
         layer itself is fine: only Export PNG's parameters for it are lost)."""
         value = record.get("generation")
-        if value is None or isinstance(value, dict):
+        if value is None or _storable_record(value):
             return value
         self.notes.append(f"The generation record of {self.where_layer()} is damaged and was left out.")
         return None

@@ -195,6 +195,8 @@ ENTRY_DAMAGE = {
     "record not an object": lambda e, m: e.update(record=["prompt"]),
     "accepted not a flag": lambda e, m: e.update(accepted="yes"),
     "created not a number": lambda e, m: e.update(created="today"),
+    "created of 400 digits": lambda e, m: e.update(created=10**400),
+    "record with NaN": lambda e, m: e.update(record={"cfg_scale": float("nan")}),
     "area of three": lambda e, m: e.update(area=[1, 2, 3]),
     "area of floats": lambda e, m: e.update(area=[1.5, 2, 3, 4]),
     "area far out": lambda e, m: e.update(area=[10**12, 0, 1, 1]),
@@ -263,19 +265,21 @@ def test_more_entries_than_the_limit_keeps_the_newest(tmp_path):
     assert "It lists 5 kept generations; the newest 2 were opened." in back.load_report
 
 
-def test_a_damaged_layer_record_is_left_out_with_a_note(tmp_path):
+@pytest.mark.parametrize("damaged", ["seed 5", {"cfg_scale": float("inf")}])
+def test_a_damaged_layer_record_is_left_out_with_a_note(tmp_path, damaged):
     doc, _ = project_with_generations(2)
     path = tmp_path / "p.ora"
     save_ora(doc, path)
 
     def change(members):
         project = json.loads(members[PROJECT_MEMBER])
-        project["layers"][0]["generation"] = "seed 5"
+        project["layers"][0]["generation"] = damaged
         members[PROJECT_MEMBER] = json.dumps(project).encode()
 
     rewrite(path, change)
     back = load_ora(path)
     assert back.layers[0].generation is None and len(back.layers) == 1
+    save_ora(back, path)  # and the project can be saved again
     assert "The generation record of layer 1 is damaged and was left out." in back.load_report
 
 
