@@ -295,3 +295,45 @@ def test_an_entry_whose_bytes_cannot_be_decoded_says_so_when_used(tmp_path):
     assert len(back.generations) == 2  # its header is sound: opening does not decode it
     with pytest.raises(GenerationError, match="is damaged"):
         back.generations.entries[0].pixels()
+
+
+def test_mutated_indexes_and_images_never_raise_and_stay_savable(tmp_path):
+    import random
+
+    from canvas.io.errors import ProjectError
+    from tests.canvas.test_io_fuzz import mutate_bytes, mutate_json
+
+    doc, _ = project_with_generations(4)
+    path = tmp_path / "seed.ora"
+    save_ora(doc, path)
+    with zipfile.ZipFile(path) as archive:
+        seed = {name: archive.read(name) for name in archive.namelist()}
+    rng = random.Random(16)
+    mutant = tmp_path / "mutant.ora"
+    left_out = 0
+    for _ in range(120):
+        members = dict(seed)
+        if rng.random() < 0.7:
+            tree = json.loads(members[GENERATIONS_MEMBER])
+            for _ in range(rng.randint(1, 3)):
+                tree = mutate_json(tree, rng)
+            members[GENERATIONS_MEMBER] = json.dumps(tree).encode()
+        else:
+            name = rng.choice(sorted(n for n in members if n.startswith(GENERATIONS_FOLDER)))
+            members[name] = mutate_bytes(members[name], rng)
+        with zipfile.ZipFile(mutant, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        try:
+            back = load_ora(mutant)
+        except ProjectError:  # only a member that is no longer sound zip data may refuse the whole file
+            continue
+        left_out += len(back.generations) < 4
+        assert len(back.layers) == 1
+        save_ora(back, tmp_path / "resaved.ora")
+        for entry in back.generations:
+            try:
+                entry.pixels()
+            except GenerationError as exc:
+                assert str(exc).startswith("The kept generation ") and str(exc).endswith(".")
+    assert left_out > 30  # the mutations reached the validators
