@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from canvas.io.ora import load_ora
+from canvas.io.ora import load_ora, save_ora
 from canvas.io.png_info import read_png_parameters
 from canvas.model.layers import ImageLayer
 from desktop.generation import JobState
 from desktop.panels.generations import CompareDialog
 from inference.api import Finished, Progress
+from tests.canvas.test_generations_io import project_with_generations
 from tests.desktop.fakes import FakeEngine
 
 
@@ -169,3 +170,13 @@ def test_the_settings_dialog_has_the_generations_kept_setting(qtbot, make_editor
     assert dialog.generations_kept.value() == 512 and dialog.generations_kept.suffix() == " MB"
     dialog.generations_kept.setValue(1024)
     assert dialog.result_settings().generations_mb == 1024
+
+
+def test_collagen_info_names_the_seed_of_a_generated_layer(tmp_path, capsys):
+    from desktop.cli import main
+
+    doc, _ = project_with_generations(2)
+    path = tmp_path / "p.ora"
+    save_ora(doc, path)
+    assert main(["info", str(path)]) == 0
+    assert "Generated: image 10x8 at (2, 3) scale 1 rot 0, generated with seed 1" in capsys.readouterr().out
