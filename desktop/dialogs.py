@@ -238,8 +238,9 @@ class SettingsDialog(QDialog):
         self.generations_kept.setSuffix(" MB")
         self.generations_kept.setValue(settings.generations_mb)
         self.generations_kept.setToolTip("How much of every project's generated images (accepted or not) is kept "
-                                         "and saved with it. Past this the oldest ones that were never accepted "
-                                         "go first, and you are told.")
+                                         "and saved with it, counted as uncompressed pixels (a 1024×1024 result "
+                                         "is 4 MB). Past this the oldest ones that were never accepted go first, "
+                                         "and you are told.")
         self.theme = self._combo(THEMES, settings.theme, {"system": "Follow the system", "light": "Light",
                                                           "dark": "Dark"})
         form = QFormLayout()

@@ -8,11 +8,14 @@ counts as a change for autosave, although it is no undo step.
 
 from __future__ import annotations
 
+import threading
+from typing import Callable
+
 from PySide6.QtCore import Qt
 
 from canvas.model.compose import flatten_layers
 from canvas.model.document import DocumentError
-from canvas.model.generations import GenerationError, MiB, dropped_notice
+from canvas.model.generations import Generation, GenerationError, MiB, dropped_notice
 from canvas.model.layers import ImageLayer
 from desktop import dialogs
 from desktop.panels.generations import CompareDialog, GenerationsPanel
@@ -30,6 +33,7 @@ class GenerationHistory:
         self.generations_panel.compare_requested.connect(self.compare_generation)
         self._generations_hook = None
         self._generations_saved = 0
+        self._encoder: threading.Thread | None = None
 
     def _watch_generations(self) -> None:
         """Called whenever the window shows a (new) document."""
@@ -45,6 +49,20 @@ class GenerationHistory:
     def _on_generations_changed(self) -> None:
         self._changes_since_autosave += 1
         self._update_title()
+        self.encode_generations_in_background()
+
+    def encode_generations_in_background(self) -> threading.Thread | None:
+        """New results are encoded to PNG on a worker thread (a save would otherwise do it, or the
+        GUI thread would stall on each result); their arrays are let go as they are encoded."""
+        if self._encoder is not None and self._encoder.is_alive():
+            return self._encoder  # it looks at the store again before it ends
+        store = self.document.generations
+        if not store.unencoded():
+            return None
+        self._encoder = threading.Thread(target=_encode_all, args=(store.unencoded,), name="collagen-encode",
+                                         daemon=True)
+        self._encoder.start()
+        return self._encoder
 
     @property
     def generations_unsaved(self) -> bool:
@@ -82,3 +100,15 @@ class GenerationHistory:
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog
+
+
+def _encode_all(pending: Callable[[], list[Generation]]) -> None:  # on the encoder thread
+    while True:
+        entries = pending()
+        if not entries:
+            return
+        for entry in entries:
+            try:
+                entry.png  # noqa: B018 - encodes once and keeps the bytes
+            except (GenerationError, MemoryError, ValueError, OSError):
+                return  # a save tries again, and says what went wrong

@@ -65,7 +65,7 @@ from canvas.io.png_chunks import (
 )
 from canvas.model.compose import check_cost, flatten_layers, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
-from canvas.model.generations import Generation, Generations
+from canvas.model.generations import Generation, Generations, ImageData
 from canvas.model.layers import (
     BLEND_MODES,
     MAX_NAME_CHARS,
@@ -811,7 +811,7 @@ class _GenerationsReader:
             png = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation")
         except (ProjectError, PngFormatError):
             return None
-        return Generation(png=png, width=width, height=height, record=record, accepted=accepted,
+        return Generation(image=ImageData(png=png), width=width, height=height, record=record, accepted=accepted,
                           created=float(created), area=tuple(area) if area is not None else None, id=entry_id)
 
 

@@ -1,18 +1,25 @@
 """Every generated image of a project, accepted or not, with the record that made it.
 
 A `Generations` store lives on the Document (`document.generations`). Each entry holds its image
-as PNG bytes (lossless, encoded once when the result arrives; the same bytes are saved and read
-back, so a reopened project has them byte for byte), the generation record (the parameters dict
-the engine reported, the one PNG export writes), whether it was accepted, when it was made, and
-where on the canvas it goes (the area accept used).
+losslessly, the generation record (the parameters dict the engine reported, the one PNG export
+writes), whether it was accepted, when it was made, and where on the canvas it goes (the area
+accept used).
 
-Entries are immutable: marking one accepted replaces it. A snapshot for a background save is a
-copy of the list. Pixels are decoded only when asked (a thumbnail, placing it as a layer).
+The image (`ImageData`) starts as the result's array and is encoded to PNG once, when first
+needed (a save, or the window's background encoder), never on the GUI thread as a result
+arrives: a 1024 px result takes a few hundred milliseconds to encode. From then on it is those
+PNG bytes, which are saved and read back as they are, so a reopened project has them byte for
+byte. Pixels of a loaded entry are decoded only when asked (a thumbnail, placing it as a layer).
 
-The store keeps at most `budget_bytes` of PNG data and `MAX_GENERATIONS` entries. Past that the
-oldest entries that were never accepted go first, then the oldest accepted ones (their pixels and
-record also live on the layer accept made); the newest entry always stays. Whatever is dropped is
-returned to the caller, which tells the user: nothing leaves silently.
+Entries are immutable: marking one accepted replaces it (sharing its image). A snapshot for a
+background save is a copy of the list.
+
+The store keeps at most `budget_bytes` of images, counted as uncompressed RGBA (width × height ×
+4, known at once and the same before and after encoding; the saved file is smaller), and
+`MAX_GENERATIONS` entries. Past that the oldest entries that were never accepted go first, then
+the oldest accepted ones (their pixels and record also live on the layer accept made); the newest
+entry always stays. Whatever is dropped is returned to the caller, which tells the user: nothing
+leaves silently.
 
 Adding or dropping entries is not an undo step (generating is not one either); accepting is
 part of the accept step (`set_accepted` from the command's do/undo).
@@ -21,6 +28,7 @@ part of the accept step (`set_accepted` from the command's do/undo).
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -43,11 +51,43 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+class ImageData:
+    """A kept image: its array until it is encoded, then its PNG bytes (encoded once, under a lock,
+    on whichever thread asks first; readers never wait for an encoding)."""
+
+    def __init__(self, *, pixels: np.ndarray | None = None, png: bytes | None = None):
+        if png is None and pixels is None:
+            raise GenerationError("A kept generation needs its pixels or its PNG bytes.")
+        if pixels is not None:
+            pixels = np.array(pixels, copy=True)  # private and read-only: shared with snapshots
+            pixels.flags.writeable = False
+        self._pixels, self._png = pixels, png
+        self._lock = threading.Lock()
+
+    @property
+    def encoded(self) -> bool:
+        return self._png is not None
+
+    def png(self) -> bytes:
+        png = self._png
+        if png is not None:
+            return png
+        with self._lock:
+            if self._png is None:
+                self._png = encode_png(self._pixels)
+            self._pixels = None  # the bytes are set first: a reader sees one or the other
+            return self._png
+
+    def array(self) -> np.ndarray | None:
+        """The unencoded array (read-only), None once encoded."""
+        return self._pixels
+
+
 @dataclass(frozen=True, eq=False)
 class Generation:
     """One generated image and what made it."""
 
-    png: bytes  # the image, lossless (RGB or RGBA)
+    image: ImageData  # lossless (RGB or RGBA)
     width: int
     height: int
     record: dict[str, Any]  # the generation parameters (JSON values), as PNG export writes them
@@ -57,8 +97,14 @@ class Generation:
     id: str = field(default_factory=_new_id)
 
     @property
+    def png(self) -> bytes:
+        """The image as PNG bytes (encoded now when it was not yet)."""
+        return self.image.png()
+
+    @property
     def nbytes(self) -> int:
-        return len(self.png)
+        """What the entry counts against the budget: its pixels as uncompressed RGBA."""
+        return self.width * self.height * 4
 
     @property
     def title(self) -> str:
@@ -82,6 +128,9 @@ class Generation:
         its bytes cannot be decoded (a damaged project)."""
         from PIL import PngImagePlugin
 
+        raw = self.image.array()
+        if raw is not None:
+            return np.array(raw, copy=True)
         try:
             image = PngImagePlugin.PngImageFile(io.BytesIO(self.png))
             if image.size != (self.width, self.height):
@@ -109,9 +158,6 @@ def encode_png(image: np.ndarray) -> bytes:
     """Lossless PNG bytes of an HxWx3/HxWx4 uint8 array."""
     from PIL import Image
 
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] in (3, 4) and image.size):
-        raise GenerationError("A generated image must be HxWx3 or HxWx4 8-bit pixels.")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
@@ -143,8 +189,11 @@ class Generations:
     def add(self, image: np.ndarray, record: dict[str, Any], *, area: tuple[int, int, int, int] | None = None,
             accepted: bool = False) -> tuple[Generation, list[Generation]]:
         """Keep a finished image; returns it and the entries the budget dropped to make room."""
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] in (3, 4) and image.size):
+            raise GenerationError("A generated image must be HxWx3 or HxWx4 8-bit pixels.")
         height, width = image.shape[:2]
-        entry = Generation(png=encode_png(image), width=int(width), height=int(height), record=dict(record),
+        entry = Generation(image=ImageData(pixels=image), width=int(width), height=int(height), record=dict(record),
                            accepted=accepted, area=tuple(int(v) for v in area) if area is not None else None)
         self.entries.append(entry)
         dropped = self._fit()
@@ -168,6 +217,10 @@ class Generations:
         if dropped:
             self._changed()
         return dropped
+
+    def unencoded(self) -> list[Generation]:
+        """Entries whose image is still an array (for an encoder off the GUI thread)."""
+        return [e for e in list(self.entries) if not e.image.encoded]  # list(): called from other threads
 
     def snapshot(self) -> Generations:
         """An independent store with the same (immutable) entries, for a save off the GUI thread."""

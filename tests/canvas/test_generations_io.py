@@ -16,7 +16,7 @@ from PIL import Image
 from canvas.io import ora
 from canvas.io.ora import GENERATIONS_FOLDER, GENERATIONS_MEMBER, PROJECT_MEMBER, load_ora, save_ora
 from canvas.model.document import Document
-from canvas.model.generations import GenerationError, Generations, dropped_notice
+from canvas.model.generations import GenerationError, Generations, ImageData, dropped_notice
 from canvas.model.layers import ImageLayer
 from canvas.model.snapshot import Snapshots
 
@@ -59,6 +59,23 @@ def test_entries_keep_the_image_losslessly_and_place_its_area():
     assert outside.placement == (0, 0, W, H) and outside.title == "(generate)"
     with pytest.raises(GenerationError):
         store.add(np.zeros((4, 4), np.uint8), {})
+
+
+def test_the_image_is_encoded_once_when_first_needed_and_then_only_its_bytes_are_kept():
+    store = Generations()
+    picture = image(3)
+    entry, _ = store.add(picture, record(3))
+    picture[:] = 0  # the store keeps its own copy
+    assert store.unencoded() == [entry] and not entry.image.encoded and entry.nbytes == W * H * 4
+    before = entry.pixels()
+    store.set_accepted(entry.id, True)
+    marked = store.get(entry.id)
+    png = marked.png  # encodes, for both: accepting shares the image
+    assert entry.image.encoded and entry.png is png and entry.image.array() is None and store.unencoded() == []
+    assert np.array_equal(marked.pixels(), before) and np.array_equal(before, image(3))
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+    with pytest.raises(GenerationError):
+        ImageData()
 
 
 def test_the_budget_drops_the_oldest_unaccepted_first_and_says_so():

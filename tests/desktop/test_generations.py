@@ -66,6 +66,10 @@ def test_twenty_generations_accepted_or_not_survive_save_and_reopen_byte_for_byt
             window.controller.discard()
     # The strip holds 16 results at most: older unaccepted ones left it, but not the project.
     assert window.has_unsaved_changes
+    encoder = window.encode_generations_in_background()  # results are encoded off the GUI thread
+    if encoder is not None:
+        encoder.join(timeout=30)
+    assert window.document.generations.unencoded() == []
     panel = window.generations_panel
     assert panel.list.count() == 20
     path = tmp_path / "twenty.ora"
