@@ -305,6 +305,8 @@ def info(path: Path) -> int:
             role = "reference" if layer.reference else ("collage piece" if layer.collage else "image")
             w, h = layer.size
             detail = f"{role} {w}x{h} at ({layer.x:g}, {layer.y:g}) scale {layer.scale:g} rot {layer.rotation:g}"
+            if layer.generation is not None:
+                detail += f", generated with seed {layer.generation.get('seed', '?')}"
         elif isinstance(layer, MaskLayer):
             detail = f"mask {layer.pixels.shape[1]}x{layer.pixels.shape[0]}"
         elif isinstance(layer, RegionLayer):

@@ -66,6 +66,7 @@ class ProjectFiles:
         self.stamp = FileStamp.of(path) if path else None
         self._changes_since_autosave = 0
         self._watch_document()
+        self._watch_generations()
         if self.autosave is not None:
             self.autosave.set_source(path)
         self._update_title()
@@ -85,7 +86,7 @@ class ProjectFiles:
 
     @property
     def has_unsaved_changes(self) -> bool:
-        return self._unsaved_document or not self.document.history.is_clean
+        return self._unsaved_document or not self.document.history.is_clean or self.generations_unsaved
 
     @property
     def display_name(self) -> str:
@@ -208,6 +209,8 @@ class ProjectFiles:
         self.path = path.resolve()
         self.stamp = FileStamp.of(self.path)
         self._unsaved_document = False
+        if job.generations_revision is not None:  # the kept generations as the snapshot held them
+            self._generations_saved = job.generations_revision
         if self.autosave is not None:
             self.autosave.set_source(self.path)
         self._remember(self.path)
@@ -311,6 +314,7 @@ class ProjectFiles:
     def _submit_save(self, job: _SaveJob, snapshot: Document) -> None:
         if job.path is not None:
             self.document.history.saving_started()
+            job.generations_revision = snapshot.generations.revision
         self._save_jobs.append(job)
         job.future = self._save_thread.submit(self._write_snapshot, job, snapshot)
 
@@ -372,6 +376,7 @@ class _SaveJob:
     error: str = ""
     future: Future | None = None
     finished_at: float = 0.0  # perf_counter when the file was complete
+    generations_revision: int | None = None  # the kept generations' revision in the saved snapshot
 
 
 def new_document(width: int, height: int, background: str = "transparent",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from canvas.model.document import MAX_DOCUMENT_SIDE, MAX_LAYERS
+from canvas.model.generations import MAX_GENERATIONS
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -20,10 +21,11 @@ class ReadLimits:
     max_side: int = MAX_DOCUMENT_SIDE  # px per side of the document and of any one image
     max_pixels: int = 1 << 28  # pixels of any one image (16384 x 16384)
     max_layers: int = MAX_LAYERS
-    max_members: int = 4 * MAX_LAYERS + 64  # zip entries: layer PNGs plus the fixed files
+    max_generations: int = MAX_GENERATIONS  # kept generated images (one PNG member each)
+    max_members: int = 4 * MAX_LAYERS + MAX_GENERATIONS + 64  # zip entries: layer and generation PNGs, fixed files
     # The zip's central directory, checked before zipfile makes an object for each of its entries:
     # 512 bytes per allowed entry on average is ten times what real layer names need.
-    max_directory_bytes: int = (4 * MAX_LAYERS + 64) * 512
+    max_directory_bytes: int = (4 * MAX_LAYERS + MAX_GENERATIONS + 64) * 512
     max_total_unpacked: int = 4 * GiB  # sum of the declared sizes of the zip members
     max_decoded_bytes: int = 4 * GiB  # RGBA bytes of all layers decoded together
     # What a project may decode is also bounded by its own size, summed from the PNG headers before

@@ -9,6 +9,9 @@ Layout of a saved project (SPEC §7):
     data/collagen/project.json    everything that is not raster, "format_version": 2
     data/collagen/source-NNNN.png the untransformed pixels of a scaled, rotated or fractionally
                                   placed image layer (its data/layer PNG is the rendered result)
+    data/collagen/generations.json  the index of every generated image kept (canvas.model.generations):
+                                  id, size, record, accepted, time, area; format_version 1
+    data/collagen/generations/ID.png  each kept generation's image, the bytes it had in memory
     Thumbnails/thumbnail.png      <= 256 px
     mergedimage.png               the flattened canvas (compose().init_image)
 
@@ -63,6 +66,7 @@ from canvas.io.png_chunks import (
 )
 from canvas.model.compose import check_cost, flatten_layers, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
+from canvas.model.generations import Generation, Generations, ImageData
 from canvas.model.layers import (
     BLEND_MODES,
     MAX_NAME_CHARS,
@@ -90,6 +94,9 @@ FORMAT_VERSION = 2  # 2: groups, blend modes, rendered transformed layers with t
 MIMETYPE = b"image/openraster"
 STACK_MEMBER = "stack.xml"
 PROJECT_MEMBER = "data/collagen/project.json"
+GENERATIONS_MEMBER = "data/collagen/generations.json"
+GENERATIONS_FOLDER = "data/collagen/generations/"
+GENERATIONS_FORMAT_VERSION = 1
 MERGED_MEMBER = "mergedimage.png"
 THUMBNAIL_MEMBER = "Thumbnails/thumbnail.png"
 THUMBNAIL_SIDE = 256
@@ -116,6 +123,7 @@ _XML_NAME = re.compile(r"(\{[^{}<>\"'\s]{1,200}\})?[A-Za-z_][A-Za-z0-9_.-]{0,99}
 
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _DRIVE = re.compile(r"[A-Za-z]:")
+_GENERATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 # ==== saving ===================================================================================
@@ -339,8 +347,26 @@ def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLaye
                 put(planned.source, cache.png(_png_key(planned, "source"), pixels, lambda p=pixels: p),
                     zipfile.ZIP_STORED)
         cache.finish()
+        _write_generations(put, document.generations)
         put(THUMBNAIL_MEMBER, _encode_png(_thumbnail(merged)), zipfile.ZIP_STORED)
         put(MERGED_MEMBER, _encode_png(merged), zipfile.ZIP_STORED)
+
+
+def _write_generations(put: Callable[[str, bytes, int], None], generations: Generations) -> None:
+    """The index and each kept image as it is in memory (PNG bytes, stored: they are compressed)."""
+    entries = list(generations)
+    if not entries:
+        return
+    index = {"format_version": GENERATIONS_FORMAT_VERSION, "entries": [
+        {"id": e.id, "width": e.width, "height": e.height, "record": e.record, "accepted": bool(e.accepted),
+         "created": float(e.created), "area": list(e.area) if e.area is not None else None} for e in entries]}
+    data = json.dumps(index, ensure_ascii=True, allow_nan=False, default=_json_default).encode("ascii")
+    if len(data) > DEFAULT_LIMITS.max_json_bytes:
+        raise ValueError(f"the records of its kept generations would be {len(data) >> 20} MiB, more than the "
+                         f"{DEFAULT_LIMITS.max_json_bytes >> 20} MiB a project may hold")
+    put(GENERATIONS_MEMBER, data, zipfile.ZIP_DEFLATED)
+    for entry in entries:
+        put(f"{GENERATIONS_FOLDER}{entry.id}.png", entry.png, zipfile.ZIP_STORED)
 
 
 def _keyed_array(layer: Layer) -> np.ndarray | None:
@@ -473,6 +499,8 @@ def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
                       reference=bool(layer.reference))
         if planned.source:
             record["source"] = planned.source
+        if layer.generation is not None:
+            record["generation"] = layer.generation
     elif isinstance(layer, GroupLayer):
         record["isolated"] = bool(layer.isolated)
     elif isinstance(layer, RegionLayer):
@@ -505,6 +533,7 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
     source = Path(path)
     with _Archive(source, limits, pixels=False) as archive:
         try:
+<<<<<<< HEAD
             # First every header, size and cost is read and checked with placeholders for the pixels;
             # only then, within the file's decode budget, is any layer decoded.
             archive.costs = pixels
@@ -514,12 +543,17 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
                 archive.pixels = True
                 archive.decoded_bytes = archive.largest_layer = 0
                 document, stale = _read_document(archive)
+=======
+            document, stale, notes = _read_document(archive)
+>>>>>>> gallery
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
     if repair and pixels:
         from canvas.io.roundtrip import repair_foreign_save
 
         repair_foreign_save(document, source, stale, limits)
+    if notes:
+        document.load_report = " ".join([document.load_report, *notes]).strip()
     return document
 
 
@@ -710,8 +744,9 @@ def _brief(exc: BaseException) -> str:
     return text if text and len(text) < 120 else type(exc).__name__
 
 
-def _read_document(archive: _Archive) -> tuple[Document, Document | None]:
-    """(the document, Collagen's own stale data when another program rewrote the layers)."""
+def _read_document(archive: _Archive) -> tuple[Document, Document | None, list[str]]:
+    """(the document, Collagen's own stale data when another program rewrote the layers, notes on
+    what was left out without refusing the file)."""
     if "mimetype" not in archive.members:
         raise archive.fail("is a zip archive but not an OpenRaster project (it has no mimetype entry)")
     mimetype = archive.read("mimetype", 256, "the mimetype entry").strip()
@@ -720,12 +755,118 @@ def _read_document(archive: _Archive) -> tuple[Document, Document | None]:
         raise archive.fail(f"is not an OpenRaster project (its mimetype is {shown!r})")
     stack = archive.parsed(STACK_MEMBER, lambda: _read_stack(archive))
     if PROJECT_MEMBER not in archive.members:
-        return _with_stack_extras(_plain_ora_document(archive, stack), stack), None
+        plain = _with_stack_extras(_plain_ora_document(archive, stack), stack)
+        return plain, None, _read_generations(archive, plain)
     reader = _ProjectReader(archive)
     project = reader.document()
     if reader.digest is None or reader.digest == stack.digest:  # format 1 has no digest: trusted
-        return _with_stack_extras(project, stack), None
-    return _with_stack_extras(_plain_ora_document(archive, stack), stack), project
+        document, stale = _with_stack_extras(project, stack), None
+    else:
+        document, stale = _with_stack_extras(_plain_ora_document(archive, stack), stack), project
+    return document, stale, reader.notes + _read_generations(archive, document)
+
+
+def _storable_record(value: Any) -> bool:
+    """A generation record this program can save again: an object of JSON values without NaN or
+    infinity (json.loads accepts those; saving refuses them, which would trap the project)."""
+    if not isinstance(value, dict):
+        return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def _read_generations(archive: _Archive, document: Document) -> list[str]:
+    """The kept generations read into the document; returns notes on what had to be left out."""
+    if not archive.pixels or GENERATIONS_MEMBER not in archive.members:
+        return []
+    return _GenerationsReader(archive).read_into(document.generations)
+
+
+class _GenerationsReader:
+    """The index of kept generations, each entry checked; a damaged entry is left out (counted in
+    a note), never the project. Images are read as PNG bytes (their headers checked against the
+    limits) and decoded only when used."""
+
+    def __init__(self, archive: _Archive):
+        self.archive = archive
+
+    def read_into(self, store: Generations) -> list[str]:
+        archive = self.archive
+        try:
+            data = archive.read(GENERATIONS_MEMBER, archive.limits.max_json_bytes, "its kept generations")
+            index = json.loads(data)
+        except ProjectError as exc:
+            return [f"Its kept generations could not be read ({str(exc).split(': ', 1)[-1].rstrip('.')}); "
+                    "the project opened without them."]
+        except (ValueError, RecursionError):
+            return ["Its kept generations (data/collagen/generations.json) are not valid JSON; "
+                    "the project opened without them."]
+        entries = index.get("entries") if isinstance(index, dict) else None
+        version = index.get("format_version") if isinstance(index, dict) else None
+        if not isinstance(entries, list) or not isinstance(version, int) or isinstance(version, bool):
+            return ["Its kept generations (data/collagen/generations.json) are not an index this version "
+                    "reads; the project opened without them."]
+        if version > GENERATIONS_FORMAT_VERSION:
+            return ["Its kept generations were saved by a newer Collagen; the project opened without them."]
+        notes = []
+        cap = archive.limits.max_generations
+        if len(entries) > cap:
+            notes.append(f"It lists {len(entries)} kept generations; the newest {cap} were opened.")
+            entries = entries[-cap:]
+        skipped, seen = 0, set()
+        for item in entries:
+            entry = self.entry(item, seen)
+            if entry is None:
+                skipped += 1
+                continue
+            seen.add(entry.id)
+            store.insert_loaded(entry)
+        if skipped:
+            notes.append(f"{skipped} of its {len(entries)} kept generation{'s' if len(entries) != 1 else ''} "
+                         f"{'was' if skipped == 1 else 'were'} damaged and left out.")
+        return notes
+
+    def entry(self, item: Any, seen: set[str]) -> Generation | None:
+        if not isinstance(item, dict):
+            return None
+        entry_id, width, height = item.get("id"), item.get("width"), item.get("height")
+        record, accepted, created, area = item.get("record"), item.get("accepted"), item.get("created"), item.get("area")
+        if not (isinstance(entry_id, str) and _GENERATION_ID.fullmatch(entry_id) and entry_id not in seen):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            return None
+        if not _storable_record(record) or not isinstance(accepted, bool):
+            return None
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not _finite(created):
+            return None
+        if area is not None and not (isinstance(area, list) and len(area) == 4 and all(
+                isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_COORDINATE for v in area)):
+            return None
+        name = f"{GENERATIONS_FOLDER}{entry_id}.png"
+        try:
+            start = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation",
+                                      head=PNG_HEADER_BYTES)
+            header = peek_header(start)
+            check_dimensions(header, self.archive.limits)
+            if (header.width, header.height) != (width, height):
+                return None
+            if self.archive.members[name].file_size > plausible_file_bytes(header):
+                return None
+            png = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation")
+        except (ProjectError, PngFormatError):
+            return None
+        return Generation(image=ImageData(png=png), width=width, height=height, record=record, accepted=accepted,
+                          created=float(created), area=tuple(area) if area is not None else None, id=entry_id)
 
 
 def _with_stack_extras(document: Document, stack: _Stack) -> Document:
@@ -928,6 +1069,7 @@ class _ProjectReader:
         self.archive = archive
         self.where = "project.json"
         self.digest: str | None = None  # the stack.xml digest the project was saved with
+        self.notes: list[str] = []  # what was left out without refusing the project (one sentence each)
 
     def fail(self, reason: str) -> ProjectError:
         return self.archive.fail(f"has {reason} in {self.where}")
@@ -994,7 +1136,8 @@ class _ProjectReader:
                 y=self.number(record, "y", -MAX_COORDINATE, MAX_COORDINATE),
                 scale=self.number(record, "scale", 0.0, MAX_SCALE, open_low=True),
                 rotation=self.number(record, "rotation", -MAX_COORDINATE, MAX_COORDINATE),
-                collage=self.flag(record, "collage"), reference=self.flag(record, "reference"))
+                collage=self.flag(record, "collage"), reference=self.flag(record, "reference"),
+                generation=self.generation(record))
         if kind == "mask":
             return MaskLayer(**common, pixels=self.alpha(record, "mask"))
         if kind == "region":
@@ -1016,6 +1159,15 @@ class _ProjectReader:
                 raise self.fail("a scribble mode that is neither 'sketch' nor 'annotation'")
             return ScribbleLayer(**common, mode=mode, strokes=self.strokes(record))
         raise self.fail(f"an unknown layer kind {str(kind)[:40]!r}")
+
+    def generation(self, record: dict) -> dict | None:
+        """The layer's generation record; one that is not an object is dropped with a note (the
+        layer itself is fine: only Export PNG's parameters for it are lost)."""
+        value = record.get("generation")
+        if value is None or _storable_record(value):
+            return value
+        self.notes.append(f"The generation record of {self.where_layer()} is damaged and was left out.")
+        return None
 
     # -- typed fields ----------------------------------------------------------------------
     def choice(self, record: dict, key: str, allowed: tuple[str, ...], default: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator
 
 from psygnal import Signal, SignalGroup
 
+from canvas.model.generations import Generations
 from canvas.model.history import DEFAULT_BUDGET, Command, History
 from canvas.model.layers import GroupLayer, Layer
 
@@ -138,6 +139,7 @@ class Document:
         self.settings = settings or GenerationSettings()
         self.events = DocumentEvents()
         self.history = History(self, history_budget)
+        self.generations = Generations()  # every generated image, accepted or not (saved with the project)
         self._active: Layer | None = None
         self._stroke_work_cache: dict[str, tuple[Any, float]] = {}  # layer id -> (its strokes, their work)
         # Kept for other programs: the DPI they set and attributes of stack.xml's <image> they wrote.
