@@ -533,19 +533,16 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
     source = Path(path)
     with _Archive(source, limits, pixels=False) as archive:
         try:
-<<<<<<< HEAD
-            # First every header, size and cost is read and checked with placeholders for the pixels;
-            # only then, within the file's decode budget, is any layer decoded.
+            # First every header, size and cost is read and checked with placeholders for the pixels
+            # (kept generations are not read then); only then, within the file's decode budget, is any
+            # layer decoded.
             archive.costs = pixels
-            document, stale = _read_document(archive)
+            document, stale, notes = _read_document(archive)
             if pixels:
                 archive.check_decode_budget()
                 archive.pixels = True
                 archive.decoded_bytes = archive.largest_layer = 0
-                document, stale = _read_document(archive)
-=======
-            document, stale, notes = _read_document(archive)
->>>>>>> gallery
+                document, stale, notes = _read_document(archive)
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
     if repair and pixels:
