@@ -162,7 +162,13 @@ def test_the_budget_lets_old_results_go_with_a_notice_and_autosave_keeps_the_res
     window = small_editor(make_editor)
     run_one(qtbot, window, "first", 1)
     window.controller.accept()
-    one = window.document.generations.entries[0].nbytes
+    first = window.document.generations.entries[0]
+    assert first.accepted and window.document.layers[-1].generation == first.record
+    window.undo()  # accepting was one step: the mark goes with the layer, the result stays kept
+    assert not window.document.generations.entries[0].accepted and window.controller.staging is not None
+    window.redo()
+    assert window.document.generations.entries[0].accepted
+    one = first.nbytes
     window.document.generations.budget_bytes = int(one * 3.5)
     for seed in (2, 3, 4):
         run_one(qtbot, window, f"more {seed}", seed)
