@@ -8,11 +8,14 @@ counts as a change for autosave, although it is no undo step.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import Qt
 
+from canvas.io.png_info import collagen_parameters
 from canvas.model.compose import flatten_layers
 from canvas.model.document import DocumentError
 from canvas.model.generations import Generation, GenerationError, MiB, dropped_notice
@@ -31,6 +34,7 @@ class GenerationHistory:
         self.region_dock.raise_()
         self.generations_panel.place_requested.connect(self.place_generation)
         self.generations_panel.compare_requested.connect(self.compare_generation)
+        self.generations_panel.reuse_requested.connect(self.reuse_generation_settings)
         self._generations_hook = None
         self._generations_saved = 0
         self._encoder: threading.Thread | None = None
@@ -80,6 +84,16 @@ class GenerationHistory:
         if layer is not None:
             self.statusBar().showMessage(f"Placed {layer.name} as a new layer.", 4000)
         return layer
+
+    def reuse_generation_settings(self, entry_id: str) -> asyncio.Task | None:
+        """A kept generation's parameters offered to the panel through the Use Parameters dialog
+        (what changes, what cannot be used; OK is one undo step), as for a PNG it was exported to."""
+        entry = self.document.generations.get(entry_id)
+        if entry is None:
+            return None
+        seed = entry.record.get("seed")
+        name = Path(f"the generation with seed {seed}" if seed is not None else "that generation")
+        return asyncio.ensure_future(self._offer_parameters(name, collagen_parameters(entry.record), False, None))
 
     def compare_generation(self, entry_id: str) -> CompareDialog | None:
         """The kept generation beside the canvas now; its Place button places it (one undo step)."""

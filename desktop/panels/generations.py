@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -38,6 +37,7 @@ COMPARE_SIDE = 420  # px: each picture of the compare dialog fits this box
 class GenerationsPanel(QWidget):
     place_requested = Signal(str)  # entry id
     compare_requested = Signal(str)  # entry id
+    reuse_requested = Signal(str)  # entry id: its parameters into the panel (the Use Parameters dialog)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -59,14 +59,19 @@ class GenerationsPanel(QWidget):
         self.place_button = QPushButton(icon("layer-image"), "Place as layer", self)
         self.compare_button = QPushButton("Compare", self)
         self.compare_button.setToolTip("This generation beside the canvas as it is now, with its parameters")
-        for button, signal in ((self.place_button, self.place_requested), (self.compare_button, self.compare_requested)):
+        self.reuse_button = QPushButton(icon("history"), "Use settings", self)
+        self.reuse_button.setToolTip("Put this generation's prompt, seed, sampler, steps, model… into the panel "
+                                     "(you see what changes first)")
+        for button, signal in ((self.place_button, self.place_requested), (self.compare_button, self.compare_requested),
+                               (self.reuse_button, self.reuse_requested)):
             button.setEnabled(False)
             button.clicked.connect(lambda checked=False, s=signal: self._emit_selected(s))
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.list.itemDoubleClicked.connect(lambda item: self._emit_selected(self.compare_requested))
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.place_button)
-        buttons.addWidget(self.compare_button)
+        buttons = QGridLayout()
+        buttons.addWidget(self.place_button, 0, 0, 1, 2)
+        buttons.addWidget(self.compare_button, 1, 0)
+        buttons.addWidget(self.reuse_button, 1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.hint)
@@ -150,7 +155,7 @@ class GenerationsPanel(QWidget):
             self._timer.stop()
 
     def _on_current_changed(self, item: QListWidgetItem | None, _previous) -> None:
-        for button in (self.place_button, self.compare_button):
+        for button in (self.place_button, self.compare_button, self.reuse_button):
             button.setEnabled(item is not None)
 
     def _emit_selected(self, signal) -> None:

@@ -133,6 +133,18 @@ def test_export_after_reopening_writes_the_parameters_of_the_generation_that_mad
     assert read_png_parameters(out)["prompt"] == "what the panel says now"
 
 
+    # a kept generation's settings back into the panel, through the Use Parameters dialog
+    entry = doc.generations.entries[0]
+    window.generations_panel.select(entry.id)
+    window.generations_panel.reuse_button.click()
+    qtbot.waitUntil(lambda: window.parameters_dialog is not None, timeout=10_000)
+    window.parameters_dialog.use_button.click()
+    qtbot.waitUntil(lambda: window.parameters_dialog is None)
+    assert (doc.settings.prompt, doc.settings.seed, doc.settings.steps) == ("a lighthouse at dusk", 77, 3)
+    assert window.generation_panel.prompt.toPlainText() == "a lighthouse at dusk"
+    assert "seed 77" in window.statusBar().currentMessage()
+
+
 def test_compare_shows_the_generation_beside_the_canvas_and_can_place_it(qtbot, make_editor):
     window = small_editor(make_editor)
     job = run_one(qtbot, window, "a kite", 3)
@@ -150,7 +162,13 @@ def test_the_budget_lets_old_results_go_with_a_notice_and_autosave_keeps_the_res
     window = small_editor(make_editor)
     run_one(qtbot, window, "first", 1)
     window.controller.accept()
-    one = window.document.generations.entries[0].nbytes
+    first = window.document.generations.entries[0]
+    assert first.accepted and window.document.layers[-1].generation == first.record
+    window.undo()  # accepting was one step: the mark goes with the layer, the result stays kept
+    assert not window.document.generations.entries[0].accepted and window.controller.staging is not None
+    window.redo()
+    assert window.document.generations.entries[0].accepted
+    one = first.nbytes
     window.document.generations.budget_bytes = int(one * 3.5)
     for seed in (2, 3, 4):
         run_one(qtbot, window, f"more {seed}", seed)
