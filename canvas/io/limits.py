@@ -33,6 +33,12 @@ class ReadLimits:
     # of a file under 1 MiB decodes within 768 MiB, so opening it stays under 1 GiB of memory.
     decode_floor: int = 768 * MiB
     decode_ratio: int = 768
+    # Canvas pixels of scaled or turned layers (compose.warped_pixels), likewise bounded by the file's
+    # size: resampling costs ~0.1 us a pixel to compose and ~0.3 us to save (composed, then each layer
+    # rendered and encoded) on the 2 shared cores measured, so a file under 1 MiB may ask for about
+    # one 4096² canvas of it (opening and saving that takes ~6 s of CPU there).
+    warp_floor: int = 20_000_000
+    warp_ratio: int = 20  # canvas pixels per byte of file
     # A member larger than `ratio_floor` may unpack to at most `max_ratio` times its packed size:
     # ORA members are PNGs (incompressible) and small XML/JSON, so a high ratio means a bomb.
     max_ratio: int = 200
@@ -51,6 +57,11 @@ class ReadLimits:
 def decode_budget(limits: ReadLimits, file_bytes: int) -> int:
     """The RGBA bytes a project file of `file_bytes` may decode (see ReadLimits.decode_floor)."""
     return min(limits.max_decoded_bytes, max(limits.decode_floor, limits.decode_ratio * file_bytes))
+
+
+def warp_budget(limits: ReadLimits, file_bytes: int) -> int:
+    """The warped canvas pixels a project file of `file_bytes` may ask for (ReadLimits.warp_floor)."""
+    return max(limits.warp_floor, limits.warp_ratio * file_bytes)
 
 
 DEFAULT_LIMITS = ReadLimits()
