@@ -82,7 +82,6 @@ from canvas.model.raster import (
     integer_offset,
     parse_color,
     strokes_bounds,
-    to_uint8,
     warp_rgba,
 )
 
