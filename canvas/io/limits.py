@@ -29,10 +29,11 @@ class ReadLimits:
     # What a project may decode is also bounded by its own size, summed from the PNG headers before
     # any layer is decoded: at least `decode_floor`, else `decode_ratio` times the file's bytes (a
     # flat 16384² PNG packs 1 GiB of RGBA into ~1 MB; real pictures pack 2-10 times). The largest
-    # layer counts twice (it is decoded beside the array it becomes). With the floor below the whole
-    # of a file under 1 MiB decodes within 768 MiB, so opening it stays under 1 GiB of memory.
-    decode_floor: int = 768 * MiB
-    decode_ratio: int = 768
+    # layer counts twice (it is decoded beside the array it becomes) and the canvas 7 bytes a pixel
+    # (the picture a save flattens and encodes). With this floor a file under 1 MiB opens and saves
+    # within ~600 MiB and ~7 s of CPU on the 2 shared cores measured (docs/RELIABILITY.md).
+    decode_floor: int = 512 * MiB
+    decode_ratio: int = 512
     # Canvas pixels of scaled or turned layers (compose.warped_pixels), likewise bounded by the file's
     # size: resampling costs ~0.1 us a pixel to compose and ~0.3 us to save (composed, then each layer
     # rendered and encoded) on the 2 shared cores measured, so a file under 1 MiB may ask for about

@@ -183,9 +183,9 @@ def test_the_decode_budget_grows_with_the_file(tmp_path):
     from canvas.io.limits import decode_budget
 
     limits = ReadLimits()
-    assert decode_budget(limits, 1000) == 768 * MIB
-    assert decode_budget(limits, 1 * MIB) == 768 * MIB  # a file under 1 MiB decodes within 768 MiB
-    assert decode_budget(limits, 4 * MIB) == 3 * 1024 * MIB
+    assert decode_budget(limits, 1000) == 512 * MIB
+    assert decode_budget(limits, 1 * MIB) == 512 * MIB  # a file under 1 MiB decodes within 512 MiB
+    assert decode_budget(limits, 4 * MIB) == 2 * 1024 * MIB
     assert decode_budget(limits, 100 * MIB) == limits.max_decoded_bytes
 
 
