@@ -47,6 +47,14 @@ class ReadLimits:
     max_xml_bytes: int = 16 * MiB
     max_json_bytes: int = 64 * MiB  # parsed JSON takes ~10x its size in memory
     max_xml_depth: int = 64  # nested <stack> elements
+    # stack.xml and project.json are parsed whole, and their parsed objects take far more than their
+    # bytes (~25x for 16 MiB of `<a/>`, ~20x for 64 MiB of `[],`: 1.6 GB from a 64 KB file). What they
+    # may unpack to also follows the file's size: genuine ones pack 3-5 times, so these ratios never
+    # bind a real project, and a file under 1 MiB parses within ~0.4 GB.
+    xml_floor: int = 2 * MiB
+    xml_ratio: int = 4
+    json_floor: int = 4 * MiB
+    json_ratio: int = 16
     max_text_chunk: int = 1 * MiB  # a PNG text chunk, after decompression
     max_text_total: int = 16 * MiB  # all PNG text chunks of one file together
     max_png_bytes: int = 2 * GiB  # one PNG file (header walk only; pixels are capped above)
@@ -58,6 +66,12 @@ class ReadLimits:
 def decode_budget(limits: ReadLimits, file_bytes: int) -> int:
     """The RGBA bytes a project file of `file_bytes` may decode (see ReadLimits.decode_floor)."""
     return min(limits.max_decoded_bytes, max(limits.decode_floor, limits.decode_ratio * file_bytes))
+
+
+def text_caps(limits: ReadLimits, file_bytes: int) -> tuple[int, int]:
+    """(stack.xml, project.json) bytes a project file of `file_bytes` may unpack them to."""
+    return (min(limits.max_xml_bytes, max(limits.xml_floor, limits.xml_ratio * file_bytes)),
+            min(limits.max_json_bytes, max(limits.json_floor, limits.json_ratio * file_bytes)))
 
 
 def warp_budget(limits: ReadLimits, file_bytes: int) -> int:

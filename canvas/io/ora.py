@@ -51,7 +51,7 @@ import numpy as np
 
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget, warp_budget
+from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget, text_caps, warp_budget
 from canvas.io.png_chunks import (
     PNG_HEADER_BYTES,
     PngFormatError,
@@ -612,13 +612,15 @@ class _Archive:
                                 f"{info.file_size // max(info.compress_size, 1)} times larger than it is)")
         return members
 
-    def read(self, name: str, cap: int, what: str, *, head: int | None = None) -> bytes:
-        """The member's bytes; with `head`, only its first `head` bytes (nothing more is unpacked)."""
+    def read(self, name: str, cap: int, what: str, *, head: int | None = None, sized: bool = False) -> bytes:
+        """The member's bytes; with `head`, only its first `head` bytes (nothing more is unpacked).
+        `sized`: the cap follows the file's size (the refusal says so)."""
         info = self.members.get(name)
         if info is None:
             raise self.fail(f"is missing {what} ({name})")
         if info.file_size > cap:
-            raise self.fail(f"has {what} ({name}) of {info.file_size} bytes, more than the {cap} allowed")
+            why = f" for a file of {_file_size(self.file_bytes)}" if sized else ""
+            raise self.fail(f"has {what} ({name}) of {info.file_size} bytes, more than the {cap} allowed{why}")
         try:
             with self._zip.open(info) as member:
                 data = member.read(info.file_size + 1 if head is None else head)
@@ -775,7 +777,7 @@ def _read_stack(archive: _Archive) -> _Stack:
     from defusedxml import ElementTree as SafeElementTree  # entity expansion and DTDs refused
     from defusedxml.common import DefusedXmlException
 
-    data = archive.read(STACK_MEMBER, archive.limits.max_xml_bytes, "its layer list")
+    data = archive.read(STACK_MEMBER, text_caps(archive.limits, archive.file_bytes)[0], "its layer list", sized=True)
     try:
         root = SafeElementTree.fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
@@ -946,7 +948,8 @@ class _ProjectReader:
     def document(self) -> Document:
         try:
             project = self.archive.parsed(PROJECT_MEMBER, lambda: json.loads(
-                self.archive.read(PROJECT_MEMBER, self.archive.limits.max_json_bytes, "its project data")))
+                self.archive.read(PROJECT_MEMBER, text_caps(self.archive.limits, self.archive.file_bytes)[1],
+                                  "its project data", sized=True)))
         except RecursionError:
             raise self.archive.fail("has project data (project.json) nested too deeply") from None
         except ValueError as exc:

@@ -218,6 +218,33 @@ def transformed_layers(folder: Path, layers: int = 60, side: int = 4096, source:
     return path
 
 
+def dense_json(folder: Path, mib: int = 63, pad_bytes: int = 0) -> Path:
+    """Issue 17: 64 KB whose project.json unpacks to `mib` MiB of `[],` (parsed, 1.6 GB and 8 s); with
+    `pad_bytes`, a stored member of random bytes makes the file that much larger (the JSON cap follows
+    the file's size, so this reaches the most a file under 1 MiB may parse)."""
+    path = folder / "dense-json.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", STACK_XML.format(w=64, h=64), zipfile.ZIP_DEFLATED)
+        count = ((mib << 20) - 40) // 3
+        archive.writestr("data/collagen/project.json",
+                         '{"format_version": 1, "width": 64, "height": 64, "layers": [], "junk": ['
+                         + "[]," * count + "[]]}", zipfile.ZIP_DEFLATED)
+        if pad_bytes:
+            archive.writestr("data/padding.bin", os.urandom(pad_bytes), zipfile.ZIP_STORED)
+    return path
+
+
+def dense_xml(folder: Path, mib: int = 15) -> Path:
+    """Issue 17: 15 KB whose stack.xml unpacks to `mib` MiB of `<a/>` (parsed, 420 MB and 7 s, then opened)."""
+    path = folder / "dense-xml.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", '<image w="64" h="64"><stack>' + "<a/>" * ((mib << 20) // 4)
+                         + "</stack></image>", zipfile.ZIP_DEFLATED)
+    return path
+
+
 def region_canvas(folder: Path, regions: int = 4, side: int = 16384) -> Path:
     """Issue 17: ~1 KB, a 16384² canvas with full-canvas region rectangles (render built a composition
     of 2-6 GB, +1 GiB per region, before refusing the size)."""
