@@ -31,10 +31,17 @@ class ReadLimits:
     # What a project may decode is also bounded by its own size, summed from the PNG headers before
     # any layer is decoded: at least `decode_floor`, else `decode_ratio` times the file's bytes (a
     # flat 16384² PNG packs 1 GiB of RGBA into ~1 MB; real pictures pack 2-10 times). The largest
-    # layer counts twice (it is decoded beside the array it becomes). With the floor below the whole
-    # of a file under 1 MiB decodes within 768 MiB, so opening it stays under 1 GiB of memory.
-    decode_floor: int = 768 * MiB
-    decode_ratio: int = 768
+    # layer counts twice (it is decoded beside the array it becomes) and the canvas 7 bytes a pixel
+    # (the picture a save flattens and encodes). With this floor a file under 1 MiB opens and saves
+    # within ~600 MiB and ~7 s of CPU on the 2 shared cores measured (docs/RELIABILITY.md).
+    decode_floor: int = 512 * MiB
+    decode_ratio: int = 512
+    # Canvas pixels of scaled or turned layers (compose.warped_pixels), likewise bounded by the file's
+    # size: resampling costs ~0.1 us a pixel to compose and ~0.3 us to save (composed, then each layer
+    # rendered and encoded) on the 2 shared cores measured, so a file under 1 MiB may ask for about
+    # one 4096² canvas of it (opening and saving that takes ~6 s of CPU there).
+    warp_floor: int = 20_000_000
+    warp_ratio: int = 20  # canvas pixels per byte of file
     # A member larger than `ratio_floor` may unpack to at most `max_ratio` times its packed size:
     # ORA members are PNGs (incompressible) and small XML/JSON, so a high ratio means a bomb.
     max_ratio: int = 200
@@ -42,6 +49,14 @@ class ReadLimits:
     max_xml_bytes: int = 16 * MiB
     max_json_bytes: int = 64 * MiB  # parsed JSON takes ~10x its size in memory
     max_xml_depth: int = 64  # nested <stack> elements
+    # stack.xml and project.json are parsed whole, and their parsed objects take far more than their
+    # bytes (~25x for 16 MiB of `<a/>`, ~20x for 64 MiB of `[],`: 1.6 GB from a 64 KB file). What they
+    # may unpack to also follows the file's size: genuine ones pack 3-5 times, so these ratios never
+    # bind a real project, and a file under 1 MiB parses within ~0.4 GB.
+    xml_floor: int = 2 * MiB
+    xml_ratio: int = 4
+    json_floor: int = 4 * MiB
+    json_ratio: int = 16
     max_text_chunk: int = 1 * MiB  # a PNG text chunk, after decompression
     max_text_total: int = 16 * MiB  # all PNG text chunks of one file together
     max_png_bytes: int = 2 * GiB  # one PNG file (header walk only; pixels are capped above)
@@ -53,6 +68,17 @@ class ReadLimits:
 def decode_budget(limits: ReadLimits, file_bytes: int) -> int:
     """The RGBA bytes a project file of `file_bytes` may decode (see ReadLimits.decode_floor)."""
     return min(limits.max_decoded_bytes, max(limits.decode_floor, limits.decode_ratio * file_bytes))
+
+
+def text_caps(limits: ReadLimits, file_bytes: int) -> tuple[int, int]:
+    """(stack.xml, project.json) bytes a project file of `file_bytes` may unpack them to."""
+    return (min(limits.max_xml_bytes, max(limits.xml_floor, limits.xml_ratio * file_bytes)),
+            min(limits.max_json_bytes, max(limits.json_floor, limits.json_ratio * file_bytes)))
+
+
+def warp_budget(limits: ReadLimits, file_bytes: int) -> int:
+    """The warped canvas pixels a project file of `file_bytes` may ask for (ReadLimits.warp_floor)."""
+    return max(limits.warp_floor, limits.warp_ratio * file_bytes)
 
 
 DEFAULT_LIMITS = ReadLimits()

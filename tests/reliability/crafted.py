@@ -181,6 +181,70 @@ def many_big_pngs(folder: Path, layers: int = 12, side: int = 8192) -> Path:
     return path
 
 
+def pattern_png(side: int) -> bytes:
+    """A side² RGBA PNG of coloured 8 px checks with a soft alpha ramp: it packs to a few KB and is not flat,
+    so every bilinear sample is real work."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:side, 0:side]
+    pixels = np.empty((side, side, 4), np.uint8)
+    checks = ((x // 8 + y // 8) % 2).astype(np.uint8)
+    pixels[..., 0] = 40 + 180 * checks
+    pixels[..., 1] = 200 - 150 * checks
+    pixels[..., 2] = (x // 8 % 4) * 60
+    pixels[..., 3] = 255 - (y // 8 % 2) * 90
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(out, "PNG", compress_level=9)
+    return out.getvalue()
+
+
+def transformed_layers(folder: Path, layers: int = 60, side: int = 4096, source: int = 1024, scale: float = 8.0,
+                       rotation: float = 0.0) -> Path:
+    """Issue 17: ~20 KB, layers that all show one 1024² PNG scaled up (or turned) over a 4096² canvas: each
+    covers the whole canvas, so flattening, rendering or saving warps 16.7 million pixels per layer
+    (a rotated one took ~3.5 s in numpy; 60 of them passed the 1.1 billion drawn-pixel limit)."""
+    records = [{"kind": "image", "id": f"t{i}", "name": f"turned {i}", "visible": True, "opacity": 0.5,
+                "locked": False, "src": "data/pattern.png", "x": -100.0 - i, "y": -50.0 + i / 3, "scale": scale,
+                "rotation": rotation, "collage": False, "reference": False} for i in range(layers)]
+    name = f"transformed-{layers}-{scale:g}-{rotation:g}.ora"
+    path = raw_project(folder / name, {"format_version": 1, "width": side, "height": side,
+                                       "settings": {"prompt": "a pattern", "steps": 2, "model": "absent"},
+                                       "layers": records}, side, side)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data/pattern.png", pattern_png(source), zipfile.ZIP_STORED)
+    return path
+
+
+def dense_json(folder: Path, mib: int = 63, pad_bytes: int = 0) -> Path:
+    """Issue 17: 64 KB whose project.json unpacks to `mib` MiB of `[],` (parsed, 1.6 GB and 8 s); with
+    `pad_bytes`, a stored member of random bytes makes the file that much larger (the JSON cap follows
+    the file's size, so this reaches the most a file under 1 MiB may parse)."""
+    path = folder / "dense-json.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", STACK_XML.format(w=64, h=64), zipfile.ZIP_DEFLATED)
+        count = ((mib << 20) - 40) // 3
+        archive.writestr("data/collagen/project.json",
+                         '{"format_version": 1, "width": 64, "height": 64, "layers": [], "junk": ['
+                         + "[]," * count + "[]]}", zipfile.ZIP_DEFLATED)
+        if pad_bytes:
+            archive.writestr("data/padding.bin", os.urandom(pad_bytes), zipfile.ZIP_STORED)
+    return path
+
+
+def dense_xml(folder: Path, mib: int = 15) -> Path:
+    """Issue 17: 15 KB whose stack.xml unpacks to `mib` MiB of `<a/>` (parsed, 420 MB and 7 s, then opened)."""
+    path = folder / "dense-xml.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", '<image w="64" h="64"><stack>' + "<a/>" * ((mib << 20) // 4)
+                         + "</stack></image>", zipfile.ZIP_DEFLATED)
+    return path
+
+
 def region_canvas(folder: Path, regions: int = 4, side: int = 16384) -> Path:
     """Issue 17: ~1 KB, a 16384² canvas with full-canvas region rectangles (render built a composition
     of 2-6 GB, +1 GiB per region, before refusing the size)."""

@@ -42,7 +42,8 @@ def _s(path: Path) -> str:
 
 
 OPEN_SAVE = "tests.reliability.open_save"
-DECODE_REFUSED = r"its layers would need .* GiB of memory decoded, .*before any layer is decoded\.$"
+WARP_REFUSED = r"scaled or turned layers cover \d+ million canvas pixels, more than the 20 million"
+DECODE_REFUSED = r"its layers and canvas would need .* GiB of memory decoded, .*before any layer is decoded\.$"
 
 
 CASES = [
@@ -76,8 +77,41 @@ CASES = [
     Case("12 layers, each its own flat 8192² PNG: open + save", lambda d: [_s(c.many_big_pngs(d)),
                                                                           _s(d / "o.ora")], 1, DECODE_REFUSED,
          OPEN_SAVE),
+    Case("5 flat 4096² layers on 4096² (496 MiB with the canvas, just within the budget): open + save",
+         lambda d: [_s(c.many_big_pngs(d, layers=5, side=4096)), _s(d / "o.ora")], 0, "", OPEN_SAVE),
+    Case("6 flat 4096² layers on 4096² (560 MiB, just over the budget): open + save",
+         lambda d: [_s(c.many_big_pngs(d, layers=6, side=4096)), _s(d / "o.ora")], 1, DECODE_REFUSED, OPEN_SAVE),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: info", lambda d: ["info", _s(c.transformed_layers(d))],
+         0, ""),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: render",
+         lambda d: ["render", _s(c.transformed_layers(d)), "--out", _s(d / "o.png")], 1, WARP_REFUSED),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: open + save",
+         lambda d: [_s(c.transformed_layers(d)), _s(d / "o.ora")], 1, WARP_REFUSED, OPEN_SAVE),
+    Case("60 layers turned 33° over 4096²: render",
+         lambda d: ["render", _s(c.transformed_layers(d, scale=5.8, rotation=33)), "--out", _s(d / "o.png")], 1,
+         WARP_REFUSED),
+    Case("60 layers turned 33° over 4096²: open + save",
+         lambda d: [_s(c.transformed_layers(d, scale=5.8, rotation=33)), _s(d / "o.ora")], 1, WARP_REFUSED,
+         OPEN_SAVE),
+    Case("one layer turned 33° over half of 4096² (within the budget): render",
+         lambda d: ["render", _s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33)), "--out",
+                    _s(d / "o.png")], 1, r"No model named 'absent'"),  # composed, then no such model
+    Case("one layer turned 33° over half of 4096² (within the budget): open + save",
+         lambda d: [_s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33)), _s(d / "o.ora")], 0, "",
+         OPEN_SAVE),
+    Case("project.json of 63 MiB of '[],' in 64 KB: info", lambda d: ["info", _s(c.dense_json(d))], 1,
+         r"project data .* more than the 4194304 allowed for a file of 63 KiB"),
+    Case("project.json of 63 MiB of '[],' in 64 KB: open + save", lambda d: [_s(c.dense_json(d)), _s(d / "o.ora")],
+         1, r"project data .* more than the 4194304 allowed", OPEN_SAVE),
+    Case("project.json of 15 MiB of '[],' padded to 1000 KB (within its cap): open + save",
+         lambda d: [_s(c.dense_json(d, mib=15, pad_bytes=1_000_000)), _s(d / "o.ora")], 0, "", OPEN_SAVE),
+    Case("stack.xml of 15 MiB of '<a/>' in 15 KB: info", lambda d: ["info", _s(c.dense_xml(d))], 1,
+         r"layer list .* more than the 2097152 allowed for a file of 15 KiB"),
+    Case("stack.xml of 15 MiB of '<a/>' in 15 KB: render", lambda d: ["render", _s(c.dense_xml(d)), "--out",
+                                                                     _s(d / "o.png")], 1, r"layer list .* allowed"),
     Case("16384² canvas with full-canvas regions: render", lambda d: ["render", _s(c.region_canvas(d)), "--out",
-                                                                      _s(d / "o.png")], 1, r"larger than the limit"),
+                                                                      _s(d / "o.png")], 1,
+         DECODE_REFUSED),  # since the decode budget: its 16384² canvas alone is 1.75 GiB to flatten and save
     Case("1000 collage pieces over 4096²: render", lambda d: ["render", _s(c.many_pieces(d)), "--out",
                                                               _s(d / "o.png")], 1, r"billion pixels to draw"),
     Case("1000 collage pieces over 4096²: info", lambda d: ["info", _s(c.many_pieces(d))], 0, ""),

@@ -172,10 +172,10 @@ def test_the_files_decode_budget_is_checked_from_the_headers_before_any_layer_is
     assert path.stat().st_size < 64 * 1024
     limits = ReadLimits(decode_floor=64 * MIB, decode_ratio=100)  # 8 x 16 MiB + the largest twice
     peak = peak_allocation(lambda: load_ora(path, limits), ProjectError,
-                           r"its layers would need 0\.1 GiB of memory decoded, more than the 0\.06 GiB a file "
+                           r"its layers and canvas would need 0\.2 GiB of memory decoded, more than the 0\.06 GiB a file "
                            r"of \d+ KiB may ask for .*before any layer is decoded\.$")
     assert peak < SMALL
-    assert len(load_ora(path, ReadLimits(decode_floor=160 * MIB))) == 8  # 144 MiB: within the budget
+    assert len(load_ora(path, ReadLimits(decode_floor=192 * MIB))) == 8  # 172 MiB with the canvas: within
     assert len(load_ora(path, limits, pixels=False)) == 8  # headers only: nothing is decoded
 
 
@@ -183,9 +183,9 @@ def test_the_decode_budget_grows_with_the_file(tmp_path):
     from canvas.io.limits import decode_budget
 
     limits = ReadLimits()
-    assert decode_budget(limits, 1000) == 768 * MIB
-    assert decode_budget(limits, 1 * MIB) == 768 * MIB  # a file under 1 MiB decodes within 768 MiB
-    assert decode_budget(limits, 4 * MIB) == 3 * 1024 * MIB
+    assert decode_budget(limits, 1000) == 512 * MIB
+    assert decode_budget(limits, 1 * MIB) == 512 * MIB  # a file under 1 MiB decodes within 512 MiB
+    assert decode_budget(limits, 4 * MIB) == 2 * 1024 * MIB
     assert decode_budget(limits, 100 * MIB) == limits.max_decoded_bytes
 
 
