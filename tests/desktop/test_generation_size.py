@@ -18,7 +18,7 @@ from canvas.model.document import Document
 from canvas.model.layers import ImageLayer, MaskLayer
 from desktop.cli import main
 from desktop.request_builder import build_plan, build_request
-from inference.api import Finished, MAX_SIDE, RequestError
+from inference.api import MAX_SIDE, Finished, RequestError
 from inference.engine import Engine
 from inference.families import FAMILIES
 from inference.models import ModelManager
