@@ -227,10 +227,10 @@ def check_project_file(path: Path) -> None:
 def _model_family(model: str, manager) -> str | None:
     """The family discovery gives the model (for its native size); None when it is not found here (the
     engine says why when it runs)."""
-    from desktop.request_builder import native_area_of
+    from desktop.request_builder import family_entry
     from inference.api import InferenceError
 
-    if native_area_of(model) is not None:  # a built-in: no folder scan needed
+    if family_entry(model) is not None:  # a built-in: no folder scan needed
         return None
     try:
         return manager().find(model).family

@@ -42,7 +42,7 @@ from inference.api import (
     RegionSpec,
     RequestError,
 )
-from inference.families import FAMILIES
+from inference.families import FAMILIES, Family
 from inference.models.discovery import BUILTIN_MODELS
 from inference.resolution import GenerationSize, choose_generation_size
 from inference.sd.inpaint import natural_crop_box, prepare_inpaint_mask
@@ -77,13 +77,20 @@ def check_canvas_size(width: int, height: int) -> None:
                            "per side.")
 
 
-def native_area_of(model: str, family: str | None = None) -> int | None:
-    """The native pixel area of the model's family: `family` when the caller knows it (discovery's
+def family_entry(model: str, family: str | None = None) -> Family | None:
+    """The registry entry of the model's family: `family` when the caller knows it (discovery's
     ModelInfo.family), else the family of a built-in name; None when unknown."""
     if family is None:
         family = next((f for name, f, _inpaint in BUILTIN_MODELS if name == model), None)
-    entry = FAMILIES.find(family) if family else None
-    return entry.native_area if entry is not None else None
+    return FAMILIES.find(family) if family else None
+
+
+def size_step(entry: Family | None) -> int:
+    """The px a generation size of the family steps by: its latent cell, twice that for 2x2 patches
+    (16 when the family is unknown: every family takes it)."""
+    if entry is None:
+        return 16
+    return entry.latent.scale_factor * (2 if entry.latent.packed else 1)
 
 
 @dataclass(frozen=True)
@@ -225,16 +232,17 @@ def build_plan(composition: Any, settings: GenerationSettings | Mapping[str, Any
         if mask is not None and _painted(mask):
             fields["mask"] = _as_mask(mask, width, height, "the inpaint mask")
     request = GenerationRequest(**fields)
-    plan = _plan_size(request, s, (width, height), native_area_of(request.model, family))
+    plan = _plan_size(request, s, (width, height), family_entry(request.model, family))
     validate_request(plan.request)
     return plan
 
 
 def _plan_size(request: GenerationRequest, s: GenerationSettings, canvas: tuple[int, int],
-               native_area: int | None) -> GenerationPlan:
+               entry: Family | None) -> GenerationPlan:
     """The request at its generation size (see the module text)."""
     width, height = canvas
     custom = (s.generation_width, s.generation_height)
+    native_area, cell = (entry.native_area if entry is not None else None), size_step(entry)
     engine_scales = request.mode == "inpaint" or uses_sketch(request)
     if request.mode == "edit":
         # The edit pipelines run at their own native area and size the result back themselves:
@@ -244,10 +252,10 @@ def _plan_size(request: GenerationRequest, s: GenerationSettings, canvas: tuple[
         mask = sketch_inpaint_mask(request) if uses_sketch(request) else prepare_inpaint_mask(request)
         x0, y0, x1, y1 = natural_crop_box(mask, request.padding, request.mask_blur)
         size = choose_generation_size(x1 - x0, y1 - y0, native_area=native_area, choice=s.generation_size,
-                                      custom=custom, crop=True)
+                                      custom=custom, crop=True, cell=cell)
     else:
         size = choose_generation_size(width, height, native_area=native_area, choice=s.generation_size,
-                                      custom=custom)
+                                      custom=custom, cell=cell)
     if (size.width, size.height) == (width, height) and size.source == canvas:
         return GenerationPlan(request, canvas, size)
     if engine_scales:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from inference.api import MAX_PIXELS, MAX_SIDE, RequestError
+from inference.validate import validate_size
 
 GenerationSizeChoice = Literal["auto", "picture", "custom"]
 GENERATION_SIZE_CHOICES: tuple[str, ...] = get_args(GenerationSizeChoice)
@@ -66,24 +67,25 @@ def at_area(width: int, height: int, area: int, multiple: int = GRID) -> tuple[i
     return w, h
 
 
-def own_size(width: int, height: int) -> tuple[int, int]:
+def own_size(width: int, height: int, cell: int = CELL) -> tuple[int, int]:
     """The picture's size on the latent grid (a crop is rounded up: the engine grows it to match)."""
-    return max(CELL, math.ceil(width / CELL) * CELL), max(CELL, math.ceil(height / CELL) * CELL)
+    return max(cell, math.ceil(width / cell) * cell), max(cell, math.ceil(height / cell) * cell)
 
 
 def choose_generation_size(width: int, height: int, *, native_area: int | None, choice: GenerationSizeChoice = "auto",
-                           custom: tuple[int, int] = (512, 512), crop: bool = False) -> GenerationSize:
-    """The generation size of a `width` x `height` picture (see the module text for the choices)."""
+                           custom: tuple[int, int] = (512, 512), crop: bool = False,
+                           cell: int = CELL) -> GenerationSize:
+    """The generation size of a `width` x `height` picture (see the module text for the choices);
+    `cell`: the family's size step (8 px for SD, 16 for the 2x2-patch transformers)."""
     source = (int(width), int(height))
     if choice not in GENERATION_SIZE_CHOICES:
         raise RequestError(f"Unknown generation size {choice!r}; choose one of: {', '.join(GENERATION_SIZE_CHOICES)}.")
-    own = source if not crop and width % CELL == 0 and height % CELL == 0 else own_size(width, height)
+    exact = not crop and width % CELL == 0 and height % CELL == 0  # a canvas the family refuses is its to say
+    own = source if exact else own_size(width, height, cell)
     if choice == "custom":
-        cw, ch = (int(v) for v in custom)
-        if cw <= 0 or ch <= 0 or cw % CELL or ch % CELL or not fits_limit(cw, ch):
-            raise RequestError(f"The generation size {cw}x{ch} must be whole multiples of {CELL} px up to "
-                               f"{MAX_SIDE} px per side.")
-        size = (cw, ch) if crop else at_area(width, height, cw * ch, CELL)
+        cw, ch = custom
+        validate_size(cw, ch, "The requested size")  # the sentence the engine gives a request of that size
+        size = (cw, ch) if crop else at_area(width, height, cw * ch, cell)
         return GenerationSize(*size, source=source, reason="the generation size set in the panel")
     if choice == "picture":
         if not fits_limit(*own):
