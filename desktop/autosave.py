@@ -68,10 +68,16 @@ class Autosave:
     def set_source(self, path: str | os.PathLike[str] | None) -> None:
         """The project file being edited, remembered so a restore can say what it was."""
         self._source_path = str(path) if path else ""
-        with self._saving:
+        # Never wait here for a save under way (the GUI thread calls this; a 4096² project's autosave
+        # takes a minute): that save writes the lock, with this path, when it ends.
+        if not self._saving.acquire(blocking=False):
+            return
+        try:
             if self.folder.exists():
                 with suppress(OSError):  # written again with the next autosave
                     self._write_lock()
+        finally:
+            self._saving.release()
 
     def save(self, document: Document, cache: PngCache | None = None) -> Path:
         """Write the document to the next rotating file and drop the oldest beyond `keep`.

@@ -6,8 +6,12 @@ methods show it in; this module holds only what is about the project file.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +247,7 @@ class ProjectFiles:
     def _init_background_save(self) -> None:
         self._snapshots = Snapshots()
         self._png_cache = PngCache()
-        self._save_thread = ThreadPoolExecutor(1, thread_name_prefix="collagen-save")
+        self._save_thread = ThreadPoolExecutor(1, thread_name_prefix="collagen-save", initializer=_lower_priority)
         self._save_jobs: list[_SaveJob] = []  # submitted, not yet handled on this thread
         self._background_save: _SaveJob | None = None  # the autosave being prepared or written
         self._project_save_pending = False  # Save pressed, its snapshot still being copied
@@ -365,6 +369,19 @@ class ProjectFiles:
             return None
         self._changes_since_autosave = 0
         return path
+
+
+SAVE_THREAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """The save thread yields the CPU to the GUI thread (on 2 cores a save would otherwise take a core
+    the window needs while the user paints). Linux only: there a thread has its own nice value."""
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            thread = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, thread)  # relative: never above the window's
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, current + SAVE_THREAD_NICENESS))
 
 
 @dataclass(eq=False)

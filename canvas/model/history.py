@@ -242,7 +242,11 @@ class PaintPatch(Command):
 
     @property
     def nbytes(self) -> int:
-        return sum(b.nbytes + a.nbytes for _, b, a in self.tiles)
+        # Asked for every command at every record (the budget): summed once per tile list, not each time.
+        seen = getattr(self, "_nbytes", None)
+        if seen is None or seen[0] is not self.tiles or seen[1] != len(self.tiles):
+            seen = self._nbytes = (self.tiles, len(self.tiles), sum(b.nbytes + a.nbytes for _, b, a in self.tiles))
+        return seen[2]
 
     @property
     def bounds(self) -> Rect:

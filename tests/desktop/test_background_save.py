@@ -136,3 +136,75 @@ def test_a_big_snapshot_is_copied_over_ticks_and_is_the_state_when_copying_ended
     qtbot.waitUntil(lambda: window._background_save is None, timeout=20_000)
     saved = load_ora(editor.autosave.files()[-1])
     assert saved.same_as(window.document)
+
+
+def test_a_save_after_a_mask_stroke_flattens_nothing_and_the_merged_picture_is_exact(tmp_path, monkeypatch):
+    import zipfile
+
+    import canvas.io.ora as ora
+    from canvas.model.layers import MaskLayer
+
+    document, snapshots, cache = layered(count=3), Snapshots(), PngCache()
+    mask = MaskLayer(id="m", pixels=np.zeros((64, 64), np.uint8))
+    document.add_layer_untracked(mask)
+    save_ora(snapshots.take(document), tmp_path / "a.ora", cache=cache)
+    assert cache.merged_encoded
+    flattened = []
+    real = ora.flatten_layers
+    monkeypatch.setattr(ora, "flatten_layers", lambda doc, *a: flattened.append(1) or real(doc, *a))
+    paint(mask, 255)  # a brush stroke on the mask: other programs see the same picture
+    save_ora(snapshots.take(document), tmp_path / "b.ora", cache=cache)
+    assert not cache.merged_encoded and flattened == [] and cache.encoded == 1
+    document.layers[1].opacity = 0.5  # an image layer changed: flattened again
+    save_ora(snapshots.take(document), tmp_path / "c.ora", cache=cache)
+    save_ora(document, tmp_path / "fresh.ora")
+    assert cache.merged_encoded and flattened == [1, 1]
+    for name in ("b", "c"):
+        assert load_ora(tmp_path / f"{name}.ora").same_as(document if name == "c" else load_ora(tmp_path / "b.ora"))
+    with zipfile.ZipFile(tmp_path / "c.ora") as c, zipfile.ZipFile(tmp_path / "fresh.ora") as fresh, \
+            zipfile.ZipFile(tmp_path / "a.ora") as a, zipfile.ZipFile(tmp_path / "b.ora") as b:
+        assert c.read("mergedimage.png") == fresh.read("mergedimage.png") != a.read("mergedimage.png")
+        assert b.read("mergedimage.png") == a.read("mergedimage.png")
+
+
+def test_naming_the_project_never_waits_for_an_autosave_under_way(tmp_path):
+    import json
+    import threading
+    import time
+
+    from desktop.autosave import LOCK_NAME, Autosave
+
+    session = Autosave(tmp_path)
+    session.start()
+    held, release = threading.Event(), threading.Event()
+
+    def saving():  # what the save thread does while it writes a big project
+        with session._saving:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=saving)
+    thread.start()
+    held.wait(5)
+    started = time.perf_counter()
+    session.set_source(tmp_path / "p.ora")
+    assert time.perf_counter() - started < 0.5
+    release.set()
+    thread.join()
+    session.save(Document(8, 8))  # the save writes the lock with the new path
+    assert json.loads((session.folder / LOCK_NAME).read_text())["source_path"] == str(tmp_path / "p.ora")
+
+
+def test_the_save_thread_runs_below_the_window_on_linux(make_editor):
+    import os
+    import sys
+    import threading
+
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are Linux's")
+    window = make_editor(show=False).window
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    theirs = window._save_thread.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert theirs == min(19, ours + 10)
