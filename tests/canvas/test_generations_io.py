@@ -354,3 +354,16 @@ def test_mutated_indexes_and_images_never_raise_and_stay_savable(tmp_path):
             except GenerationError as exc:
                 assert str(exc).startswith("The kept generation ") and str(exc).endswith(".")
     assert left_out > 30  # the mutations reached the validators
+
+
+def test_kept_generations_come_back_from_the_last_copy_when_another_program_dropped_them(tmp_path):
+    doc, _ = project_with_generations(3)
+    path = tmp_path / "p.ora"
+    save_ora(doc, path, keep_copy=True)
+    # Another program saves the layers again and drops Collagen's data (as Krita does).
+    rewrite(path, lambda members: [members.pop(name) for name in list(members) if name.startswith("data/collagen")])
+    back = load_ora(path)
+    assert [e.png for e in back.generations] == [e.png for e in doc.generations]
+    assert [e.record for e in back.generations] == [e.record for e in doc.generations]
+    assert "the generation settings and 3 kept generations from the copy Collagen kept" in back.load_report
+
