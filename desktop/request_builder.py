@@ -34,6 +34,7 @@ import numpy as np
 
 from canvas.model.document import MAX_DOCUMENT_SIDE, GenerationSettings
 from inference.api import (
+    MAX_CANVAS_PIXELS,
     CompositePiece,
     Finished,
     GenerationRequest,
@@ -75,6 +76,9 @@ def check_canvas_size(width: int, height: int) -> None:
     if width > MAX_DOCUMENT_SIDE or height > MAX_DOCUMENT_SIDE:
         raise RequestError(f"The canvas {width}x{height} is larger than the limit of {MAX_DOCUMENT_SIDE} pixels "
                            "per side.")
+    if width * height > MAX_CANVAS_PIXELS:  # what freezing it copies: the picture, masks, each region's
+        raise RequestError(f"The canvas {width}x{height} is larger than the limit of "
+                           f"{MAX_CANVAS_PIXELS // 1_000_000} million pixels to generate from; crop or scale it.")
 
 
 def family_entry(model: str, family: str | None = None) -> Family | None:

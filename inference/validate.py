@@ -18,6 +18,7 @@ from inference.api import (
     CFG_RANGE,
     IMAGE_GUIDANCE_RANGE,
     MAX_BATCH,
+    MAX_CANVAS_PIXELS,
     MAX_CANVAS_SIDE,
     MAX_CLIP_SKIP,
     MAX_MASK_BLUR,
@@ -211,6 +212,9 @@ def validate_images(request: GenerationRequest) -> None:
         largest = MAX_CANVAS_SIDE if crops_to_generation else MAX_SIDE
         if image.shape[0] > largest or image.shape[1] > largest:
             raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than {largest} pixels per side.")
+        if image.shape[0] * image.shape[1] > MAX_CANVAS_PIXELS:
+            raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than the limit of "
+                               f"{MAX_CANVAS_PIXELS // 1_000_000} million pixels.")
         if image.shape[:2] != canvas_shape and not crops_to_generation and request.mode != "edit":
             raise RequestError(
                 f"The input image is {image.shape[1]}x{image.shape[0]} but the request is {request.width}x{request.height}."

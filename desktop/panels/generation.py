@@ -219,15 +219,14 @@ class GenerationPanel(QWidget):
 
         def show_generation_size(value: Any) -> None:
             generation_show(value)
-            custom = value == "custom"
-            self.generation_width.setVisible(custom)
-            self.generation_height.setVisible(custom)
+            self.knobs.setRowVisible(self._custom_size_row, value == "custom")
+            self._fit_scroll_width()
 
         self._bindings["generation_size"] = Binding(show_generation_size)
-        generation_row = QHBoxLayout()
-        generation_row.addWidget(self.generation_size, 1)
-        generation_row.addWidget(self.generation_width)
-        generation_row.addWidget(self.generation_height)
+        custom_size_row = QHBoxLayout()  # a row of its own: the panel keeps its narrow width
+        custom_size_row.addWidget(self.generation_width, 1)
+        custom_size_row.addWidget(QLabel("×", body))
+        custom_size_row.addWidget(self.generation_height, 1)
         self.cfg_label = QLabel("CFG scale", body)
         knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
@@ -236,10 +235,13 @@ class GenerationPanel(QWidget):
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
         knobs.addRow("Size", self.size_label)
-        knobs.addRow("Generate at", generation_row)
+        knobs.addRow("Generate at", self.generation_size)
+        knobs.addRow("", custom_size_row)
+        knobs.setRowVisible(custom_size_row, False)  # shown for "custom"; hidden before the width is fitted
         column.addLayout(knobs)
         self.knobs = knobs
         self._sampler_row = sampler_row
+        self._custom_size_row = custom_size_row
 
         # advanced
         self.advanced_toggle = QToolButton(body)

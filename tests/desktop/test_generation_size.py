@@ -230,3 +230,29 @@ def test_the_generation_size_control_changes_the_request(qtbot):
     assert (request.width, request.height) == (768, 768)
     doc.undo()  # the height edit
     assert panel.generation_height.value() == 512
+
+
+def test_the_editor_stages_a_canvas_sized_result_of_a_scaled_generation(qtbot, qloop):
+    """Through the generation controller and its inference thread: the staged candidate covers the
+    whole 5000x256 canvas, and the notice says what size it was generated at."""
+    from desktop.generation import GenerationController, JobState
+    from desktop.worker import InferenceWorker
+
+    doc, _ = document(5000, 256, strength=0.5)
+    worker = InferenceWorker(lambda: Engine(ModelManager([], device="cpu")))
+    controller = GenerationController(worker, doc)
+    notices = []
+    controller.notice.connect(notices.append)
+    try:
+        job = controller.generate(family="sd15")
+        assert job is not None and job.request.width <= MAX_SIDE
+        qtbot.waitUntil(lambda: job.state.done, timeout=120_000)
+        assert job.state is JobState.FINISHED, job.message
+        assert job.images[0].shape == (256, 5000, 3)
+        assert (job.area.x, job.area.y, job.area.w, job.area.h) == (0, 0, 5000, 256)
+        assert notices and notices[0].startswith(f"Generated at {job.request.width}x{job.request.height}")
+        layer = controller.accept()
+        assert layer.pixels.shape == (256, 5000, 4)
+    finally:
+        controller.shutdown()
+        assert worker.shutdown(timeout=10)
