@@ -43,7 +43,7 @@ def _s(path: Path) -> str:
 
 OPEN_SAVE = "tests.reliability.open_save"
 WARP_REFUSED = r"scaled or turned layers cover \d+ million canvas pixels, more than the 20 million"
-DECODE_REFUSED = r"its layers and canvas would need .* GiB of memory decoded, .*before any layer is decoded\.$"
+DECODE_REFUSED = r"its layers and canvas would need .* [GM]iB of memory decoded, .*before any layer is decoded\.$"
 
 
 CASES = [
