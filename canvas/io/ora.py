@@ -720,8 +720,8 @@ class _Archive:
         budget = decode_budget(self.limits, self.file_bytes)
         if need > budget:
             raise self.fail(
-                f"its layers and canvas would need {need / GiB:.1f} GiB of memory decoded, more than the "
-                f"{budget / GiB:.2f} GiB a file of {_file_size(self.file_bytes)} may ask for "
+                f"its layers and canvas would need {_file_size(need)} of memory decoded, more than the "
+                f"{_file_size(budget)} a file of {_file_size(self.file_bytes)} may ask for "
                 f"(at least {self.limits.decode_floor >> 20} MiB, else {self.limits.decode_ratio} times the "
                 "file's size); it is refused before any layer is decoded")
 
@@ -757,6 +757,8 @@ _ZIP64_END_OF_DIRECTORY = b"PK\x06\x06"
 
 
 def _file_size(nbytes: int) -> str:
+    if nbytes >= GiB:
+        return f"{nbytes / GiB:.1f} GiB"
     return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB else f"{nbytes / 1024:.0f} KiB" if nbytes >= 1024 else \
         f"{nbytes} bytes"
 

@@ -34,7 +34,7 @@ class Case:
     make: Callable[[Path], list[str]]  # writes into the folder, returns the collagen arguments
     status: int
     error: str  # regex for the single stderr line ("" = no error expected)
-    module: str = "desktop.cli"  # or OPEN_SAVE: load_ora then save_ora, the editor's Open and Save
+    module: str = "desktop.cli"  # or OPEN_SAVE (load_ora then save_ora), or EDITOR (the window opens it)
 
 
 def _s(path: Path) -> str:
@@ -42,8 +42,9 @@ def _s(path: Path) -> str:
 
 
 OPEN_SAVE = "tests.reliability.open_save"
+EDITOR = "tests.reliability.open_editor"  # the window (offscreen) opens it as File > Open does and draws it
 WARP_REFUSED = r"scaled or turned layers cover \d+ million canvas pixels, more than the 20 million"
-DECODE_REFUSED = r"its layers and canvas would need .* GiB of memory decoded, .*before any layer is decoded\.$"
+DECODE_REFUSED = r"its layers and canvas would need .* [GM]iB of memory decoded, .*before any layer is decoded\.$"
 
 
 CASES = [
@@ -109,6 +110,21 @@ CASES = [
          r"layer list .* more than the 2097152 allowed for a file of 15 KiB"),
     Case("stack.xml of 15 MiB of '<a/>' in 15 KB: render", lambda d: ["render", _s(c.dense_xml(d)), "--out",
                                                                      _s(d / "o.png")], 1, r"layer list .* allowed"),
+    Case("editor: layers sharing one 16384² PNG", lambda d: [_s(c.shared_huge_png(d))], 1, DECODE_REFUSED, EDITOR),
+    Case("editor: 12 layers, each its own flat 8192² PNG", lambda d: [_s(c.many_big_pngs(d))], 1, DECODE_REFUSED,
+         EDITOR),
+    Case("editor: 5 flat 4096² layers (within the budget)", lambda d: [_s(c.many_big_pngs(d, layers=5, side=4096))],
+         0, "", EDITOR),
+    Case("editor: 60 layers of one 1024² PNG scaled 8x over 4096²", lambda d: [_s(c.transformed_layers(d))], 1,
+         WARP_REFUSED, EDITOR),
+    Case("editor: one layer turned 33° over half of 4096² (within the budget)",
+         lambda d: [_s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33))], 0, "", EDITOR),
+    Case("editor: project.json of 63 MiB of '[],'", lambda d: [_s(c.dense_json(d))], 1, r"project data .* allowed",
+         EDITOR),
+    Case("editor: stack.xml of 15 MiB of '<a/>'", lambda d: [_s(c.dense_xml(d))], 1, r"layer list .* allowed", EDITOR),
+    Case("editor: huge stroke", lambda d: [_s(c.huge_stroke(d))], 1, r"too costly to draw", EDITOR),
+    Case("editor: 1000 collage pieces over 4096²", lambda d: [_s(c.many_pieces(d))], 1, r"billion pixels to draw",
+         EDITOR),
     Case("16384² canvas with full-canvas regions: render", lambda d: ["render", _s(c.region_canvas(d)), "--out",
                                                                       _s(d / "o.png")], 1,
          DECODE_REFUSED),  # since the decode budget: its 16384² canvas alone is 1.75 GiB to flatten and save

@@ -173,7 +173,7 @@ def test_the_files_decode_budget_is_checked_from_the_headers_before_any_layer_is
     assert path.stat().st_size < 64 * 1024
     limits = ReadLimits(decode_floor=64 * MIB, decode_ratio=100)  # 8 x 16 MiB + the largest twice
     peak = peak_allocation(lambda: load_ora(path, limits), ProjectError,
-                           r"its layers and canvas would need 0\.2 GiB of memory decoded, more than the 0\.06 GiB a file "
+                           r"its layers and canvas would need 172\.0 MiB of memory decoded, more than the 64\.0 MiB a file "
                            r"of \d+ KiB may ask for .*before any layer is decoded\.$")
     assert peak < SMALL
     assert len(load_ora(path, ReadLimits(decode_floor=192 * MIB))) == 8  # 172 MiB with the canvas: within
