@@ -59,8 +59,11 @@ def shown(text: str) -> str:
 
 def render(project: Path, out: Path, *, model: str | None = None, steps: int | None = None,
            seed: int | None = None, models_dir: str | None = None, quiet: bool = False,
-           backends: list[str] | None = None) -> list[Path]:
-    """Run a project's saved generation settings and write the result PNG(s) with metadata."""
+           backends: list[str] | None = None, open_large: bool = False) -> list[Path]:
+    """Run a project's saved generation settings and write the result PNG(s) with metadata.
+    `open_large`: open a project that asks for more memory than a file of its size may (--open-large)."""
+    from canvas.io.errors import CostlyFileError
+    from canvas.io.limits import DEFAULT_LIMITS, trusting
     from canvas.io.ora import load_ora
     from canvas.io.png_info import write_png
     from canvas.model.compose import compose
@@ -71,7 +74,13 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     from inference.sd.fastpath import FastPathHook
 
     check_project_file(project)
-    document = load_ora(project)
+    try:
+        document = load_ora(project, trusting(DEFAULT_LIMITS) if open_large else DEFAULT_LIMITS)
+    except CostlyFileError as exc:
+        if open_large:
+            raise
+        raise CliError(f"{exc} If you made it yourself (a large, nearly empty canvas packs that small), "
+                       "add --open-large to open it anyway.") from None
     targets = output_paths(out, max(1, int(document.settings.batch_count)))  # before any generating
     if steps is not None:
         document.settings.steps = int(steps)
@@ -335,6 +344,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="model name, path, or builtin:tiny-sd15 / builtin:tiny-sdxl")
     r.add_argument("--steps", type=int)
     r.add_argument("--seed", type=int)
+    r.add_argument("--open-large", action="store_true",
+                   help="open a project that needs more memory than a file of its size usually may")
     r.add_argument("--models", dest="sub_models", metavar="DIR")
     r.add_argument("--backend", action="append", metavar="URL", dest="backends",
                    help="run on this ComfyUI server (repeat for a pool; 'local' is the built-in engine)")
@@ -365,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_self_test(models_dir)
         if args.command == "render":
             render(args.project, args.out, model=args.model, steps=args.steps, seed=args.seed,
-                   models_dir=models_dir, backends=args.backends)
+                   models_dir=models_dir, backends=args.backends, open_large=args.open_large)
             return EXIT_OK
         if args.command == "models":
             return list_models(models_dir, args.json, args.name)

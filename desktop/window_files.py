@@ -19,7 +19,8 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
-from canvas.io.errors import ProjectError
+from canvas.io.errors import CostlyFileError, ProjectError
+from canvas.io.limits import DEFAULT_LIMITS, trusting
 from canvas.io.ora import PngCache, load_ora, save_ora
 from canvas.model.document import Document, DocumentError
 from canvas.model.layers import ImageLayer
@@ -121,13 +122,8 @@ class ProjectFiles:
         path = Path(path)
         if path.suffix.lower() == ".psd":
             return self._open_psd(path)
-        try:
-            document = load_ora(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, DocumentError, MemoryError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        document = self._load_asking(path, load_ora)
+        if document is None:
             return False
         self._replace_document(document, path.resolve())
         self._remember(path)
@@ -136,17 +132,32 @@ class ProjectFiles:
         self.statusBar().showMessage(report or f"Opened {path.name}.", 0 if report else 4000)
         return True
 
+    def _load_asking(self, path: Path, load) -> Document | None:
+        """`load(path, limits)`, or None after saying why. A file refused only for what it asks of
+        memory next to its size (a large, nearly flat canvas packs that small, and so does a crafted
+        file) is opened anyway when the user says so."""
+        try:
+            try:
+                return load(path, OPEN_LIMITS)
+            except CostlyFileError as exc:
+                if not dialogs.ask_yes_no(self, (
+                        f"{exc}\n\nA project you made yourself can be like this (a large, nearly empty canvas "
+                        "packs very small). A file from elsewhere may have been made to use this much "
+                        "memory.\n\nOpen it anyway?")):
+                    return None
+                return load(path, trusting(OPEN_LIMITS))
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+        except (OSError, DocumentError, MemoryError) as exc:
+            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        return None
+
     def _open_psd(self, path: Path) -> bool:
         """A PSD becomes a new project: its layers, groups and blend modes, saved as .ora on request."""
         from canvas.io.psd import load_psd  # psd-tools is imported only when a PSD is opened
 
-        try:
-            document = load_psd(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, MemoryError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        document = self._load_asking(path, load_psd)
+        if document is None:
             return False
         self._replace_document(document, None, unsaved=True)
         self.statusBar().showMessage(f"Imported {path.name} ({len(document.layers)} layers); "
@@ -382,6 +393,9 @@ def _lower_priority() -> None:
             thread = threading.get_native_id()
             current = os.getpriority(os.PRIO_PROCESS, thread)  # relative: never above the window's
             os.setpriority(os.PRIO_PROCESS, thread, min(19, current + SAVE_THREAD_NICENESS))
+
+
+OPEN_LIMITS = DEFAULT_LIMITS  # what a file opened from the menu may ask for (tests lower it)
 
 
 @dataclass(eq=False)

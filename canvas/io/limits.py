@@ -7,7 +7,7 @@ and what is then actually read is capped at what was declared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from canvas.model.document import MAX_DOCUMENT_SIDE, MAX_LAYERS
 from canvas.model.generations import MAX_GENERATIONS
@@ -79,6 +79,12 @@ def text_caps(limits: ReadLimits, file_bytes: int) -> tuple[int, int]:
 def warp_budget(limits: ReadLimits, file_bytes: int) -> int:
     """The warped canvas pixels a project file of `file_bytes` may ask for (ReadLimits.warp_floor)."""
     return max(limits.warp_floor, limits.warp_ratio * file_bytes)
+
+
+def trusting(limits: ReadLimits) -> ReadLimits:
+    """The limits for a file the user chose to open anyway (CostlyFileError): what it may decode and
+    resample no longer follows its size; every absolute limit stays."""
+    return replace(limits, decode_floor=limits.max_decoded_bytes, warp_floor=1 << 62)
 
 
 DEFAULT_LIMITS = ReadLimits()

@@ -53,7 +53,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 
 from canvas.io.atomic import atomic_file
-from canvas.io.errors import ProjectError
+from canvas.io.errors import CostlyFileError, ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget, text_caps, warp_budget
 from canvas.io.png_chunks import (
     PNG_HEADER_BYTES,
@@ -719,8 +719,8 @@ class _Archive:
         need = self.decoded_bytes + self.largest_layer + _CANVAS_BYTES_PER_PIXEL * self.canvas_pixels
         budget = decode_budget(self.limits, self.file_bytes)
         if need > budget:
-            raise self.fail(
-                f"its layers and canvas would need {_file_size(need)} of memory decoded, more than the "
+            raise CostlyFileError(
+                self.path, f"its layers and canvas would need {_file_size(need)} of memory decoded, more than the "
                 f"{_file_size(budget)} a file of {_file_size(self.file_bytes)} may ask for "
                 f"(at least {self.limits.decode_floor >> 20} MiB, else {self.limits.decode_ratio} times the "
                 "file's size); it is refused before any layer is decoded")
@@ -1109,7 +1109,11 @@ def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSe
         for layer in layers:
             document.add_layer_untracked(layer)
         if archive.costs:  # a project that could not be shown or saved is refused when opened
-            check_cost(document, warp_budget=warp_budget(archive.limits, archive.file_bytes))
+            check_cost(document)
+            try:
+                check_cost(document, warp_budget=warp_budget(archive.limits, archive.file_bytes))
+            except DocumentError as exc:  # only what a file of its size may ask for
+                raise CostlyFileError(archive.path, str(exc)) from None
     except DocumentError as exc:
         raise archive.fail(str(exc)) from None
     return document

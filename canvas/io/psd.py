@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from canvas.io.atomic import atomic_file
-from canvas.io.errors import ProjectError
+from canvas.io.errors import CostlyFileError, ProjectError
 from canvas.io.limits import DEFAULT_LIMITS, MiB, ReadLimits, decode_budget
 from canvas.model.compose import flatten_layers
 from canvas.model.document import Document, DocumentError, GenerationSettings
@@ -150,7 +150,7 @@ def _check_decode_budget(psd, source: Path, width: int, height: int, limits: Rea
     need = sum(sizes) + max(sizes, default=0) + 7 * width * height
     budget = decode_budget(limits, source.stat().st_size)
     if need > budget:
-        raise fail(f"its layers and canvas would need {need / MiB:.0f} MiB of memory decoded, more than the "
+        raise CostlyFileError(source, f"its layers and canvas would need {need / MiB:.0f} MiB of memory decoded, more than the "
                    f"{budget / MiB:.0f} MiB a file of its size may ask for (at least {limits.decode_floor >> 20} "
                    f"MiB, else {limits.decode_ratio} times the file's size); it is refused before any layer is decoded")
 
