@@ -2,7 +2,9 @@
 one named on its command line or chosen in File > Open, and the layers are drawn; for the crafted-file
 cases to measure the editor's own answer.
 
-The error dialog is answered by printing its sentence as one `error: ...` line (exit status 1).
+The error dialog is answered by printing its sentence as one `error: ...` line (exit status 1); the
+question "Open it anyway?" (a file that asks for more memory than its size allows) is answered No, as
+a user would a file from elsewhere, and its first sentence printed the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ def main(argv: list[str]) -> int:
     qInstallMessageHandler(lambda *_: None)  # the offscreen platform's notes are not the editor's answer
     errors: list[str] = []
     dialogs.show_error = lambda parent, message, title="": errors.append(str(message))
+
+    def decline(parent, message, title=""):
+        errors.append(str(message).split("\n\n")[0])
+        return False
+
+    dialogs.ask_yes_no = decline
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     editor = desktop_app.build_editor(qapp, engine_factory=lambda: None)  # no model stack: never generates
     window = editor.window

@@ -44,7 +44,7 @@ def _s(path: Path) -> str:
 OPEN_SAVE = "tests.reliability.open_save"
 EDITOR = "tests.reliability.open_editor"  # the window (offscreen) opens it as File > Open does and draws it
 WARP_REFUSED = r"scaled or turned layers cover \d+ million canvas pixels, more than the 20 million"
-DECODE_REFUSED = r"its layers and canvas would need .* [GM]iB of memory decoded, .*before any layer is decoded\.$"
+DECODE_REFUSED = r"its layers and canvas would need .* [GM]iB of memory decoded, .*before any layer is decoded\.( If you made it yourself .* add --open-large to open it anyway\.)?$"
 
 
 CASES = [
