@@ -48,6 +48,9 @@ async def shoot(editor, out: Path) -> None:
     window.resize(1280, 780)
     window._replace_document(new_document(512, 384, "white"), None)
     window.show()
+    task = window.refresh_models()  # the model list as a user sees it once discovery is done
+    while not task.done():
+        await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
     window.first_run.hide()
     store = window.document.generations
