@@ -445,7 +445,7 @@ class GenerationPanel(QWidget):
         self._bursts.end()
         for name in self._bindings:
             self._on_setting_changed(name)
-        self.size_label.setText(f"{document.width} × {document.height} px (the canvas)")
+        self._show_size()
 
     def close_document(self) -> None:
         try:
@@ -463,6 +463,38 @@ class GenerationPanel(QWidget):
             binding.show(getattr(self.document.settings, name))
         if name in ("mode", "model"):
             self._refresh_visibility()
+        if name in ("mode", "model", "generation_size", "generation_width", "generation_height", "inpaint_area"):
+            self._show_size()
+
+    def _show_size(self) -> None:
+        """The canvas size and, where a whole-canvas generation runs at another size, that size (the
+        request builder's own choice for the selected model's family)."""
+        from desktop.request_builder import family_entry, size_step
+        from inference.api import RequestError
+        from inference.resolution import choose_generation_size
+
+        document, s = self.document, self.document.settings
+        text = f"{document.width} × {document.height} px (the canvas)"
+        info = self.model_info()
+        entry = family_entry(s.model, info.family if info is not None else None)
+        if s.mode == "edit":
+            pass  # the edit pipelines size their own work
+        elif s.mode == "inpaint" and s.inpaint_area == "only_masked":
+            text += ", the crop around the mask at its own size" + (
+                "" if s.generation_size != "custom" else f" or {s.generation_width} × {s.generation_height}")
+        else:
+            try:
+                size = choose_generation_size(
+                    document.width, document.height, native_area=entry.native_area if entry else None,
+                    choice=s.generation_size, custom=(s.generation_width, s.generation_height),
+                    cell=size_step(entry))
+            except RequestError as exc:
+                text += f": {exc}"
+            else:
+                if (size.width, size.height) != (document.width, document.height):
+                    text += f", generated at {size.width} × {size.height} and scaled back"
+        self.size_label.setText(text)
+        self.size_label.setWordWrap(True)
 
     def end_edit_bursts(self) -> None:
         self._bursts.end()
@@ -509,6 +541,7 @@ class GenerationPanel(QWidget):
         self.model.setToolTip(skipped_tooltip(skipped))
         self._models = list(models)
         self._fill_model_picker()
+        self._show_size()  # the family of the chosen model is known now
         self.vae.blockSignals(True)
         self.vae.clear()
         self.vae.addItem("The checkpoint's own", "")

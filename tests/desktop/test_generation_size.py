@@ -232,6 +232,27 @@ def test_the_generation_size_control_changes_the_request(qtbot):
     assert panel.generation_height.value() == 512
 
 
+def test_the_size_row_says_what_the_canvas_is_generated_at(qtbot):
+    from desktop.panels.generation import GenerationPanel
+
+    doc, _ = document(1024, 1024)
+    panel = GenerationPanel(doc)
+    qtbot.addWidget(panel)
+    request = build_request(compose(doc), doc.settings)
+    assert (request.width, request.height) != (1024, 1024)
+    assert panel.size_label.text() == (f"1024 × 1024 px (the canvas), generated at {request.width} × "
+                                       f"{request.height} and scaled back")
+    choose(panel.generation_size, "picture")
+    assert panel.size_label.text() == "1024 × 1024 px (the canvas)"
+    choose(panel.generation_size, "custom")
+    panel.generation_width.setValue(768)
+    request = build_request(compose(doc), doc.settings)
+    assert panel.size_label.text().endswith(f"generated at {request.width} × {request.height} and scaled back")
+    doc.execute(SetSetting("mode", "inpaint"))
+    doc.execute(SetSetting("inpaint_area", "only_masked"))
+    assert "the crop around the mask at its own size or 768 × 512" in panel.size_label.text()
+
+
 def test_the_editor_stages_a_canvas_sized_result_of_a_scaled_generation(qtbot, qloop):
     """Through the generation controller and its inference thread: the staged candidate covers the
     whole 5000x256 canvas, and the notice says what size it was generated at."""
