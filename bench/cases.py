@@ -5,7 +5,8 @@
 2. a linear preview after every step vs none; a TAESD-shaped preview (random AutoencoderTiny) vs none.
 3. attention regions (1, 4, 8) vs a plain generation; latent couple with 4 regions vs plain.
 4. inpaint `only_masked` with a mask over 25% of the canvas vs `whole`: the crop generated at its own
-   size (the request sized to the crop, which the API allows for only_masked) and, A1111's way, the crop
+   size (the request sized to the crop, which the API allows for only_masked), the request the editor
+   and `collagen render` make (desktop.request_builder, Auto generation size) and, A1111's way, the crop
    scaled up to the full request size.
 5. peak memory (inference in fresh subprocesses: bench/memory.py).
 6. model load: single-file checkpoint vs diffusers folder of the same weights.
@@ -370,6 +371,26 @@ def own_size_request(request, model):
     return replace(request, width=width, height=height), (x0, y0, x1, y1)
 
 
+def builder_request(ctx: BenchContext, family: str, image: np.ndarray, mask: np.ndarray):
+    """only_masked as the editor and `collagen render` ask for it: a document with the picture and the
+    mask, composed and mapped by desktop.request_builder (its Auto generation size), on the bench model."""
+    from canvas.model.compose import compose
+    from canvas.model.document import Document
+    from canvas.model.layers import ImageLayer, MaskLayer
+    from desktop.request_builder import build_request
+
+    c = ctx.config
+    height, width = mask.shape
+    document = Document(width, height)
+    document.add_layer_untracked(ImageLayer(name="picture", pixels=np.dstack([image, np.full(mask.shape, 255, np.uint8)])))
+    document.add_layer_untracked(MaskLayer(name="mask", pixels=(mask * 255).astype(np.uint8)))
+    model = ctx.model(family)
+    settings = dict(document.settings.to_dict(), mode="inpaint", inpaint_area="only_masked", model=model.name,
+                    prompt=PROMPT, negative=NEGATIVE, steps=c.steps, sampler=c.sampler, cfg=c.cfg, seed=c.seed,
+                    padding=c.inpaint_padding, mask_blur=c.inpaint_blur, strength=1.0)
+    return build_request(compose(document), settings, preview="none", family=family)
+
+
 def case_inpaint(ctx: BenchContext) -> list[CaseResult]:
     c = ctx.config
     results = []
@@ -383,8 +404,10 @@ def case_inpaint(ctx: BenchContext) -> list[CaseResult]:
         own, box = own_size_request(upscaled, model)
         crop_fraction = (box[2] - box[0]) * (box[3] - box[1]) / float(c.inpaint_canvas**2)
 
+        built = builder_request(ctx, family, image, mask)
         variants = {
             "own_size": (own, 0.35, f"crop {own.width}x{own.height} generated at its own size"),
+            "request_builder": (built, 0.40, f"the editor's request (builder, Auto size): {built.width}x{built.height}"),
             "upscaled": (upscaled, None, f"crop scaled up to {upscaled.width}x{upscaled.height} (A1111)"),
         }
         if not c.inpaint_a1111:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canvas.io.errors import ProjectError
+from canvas.io.limits import DEFAULT_LIMITS, trusting
 from canvas.io.ora import PngCache, load_ora, save_ora
 from canvas.model.document import Document
 
@@ -140,7 +141,7 @@ class Autosave:
         newest_error: ProjectError | None = None
         for path in sorted(orphan.folder.glob(f"{FILE_PREFIX}*.ora"), reverse=True):
             try:
-                return load_ora(path)
+                return load_ora(path, trusting(DEFAULT_LIMITS))  # its own files: a big canvas packs small
             except ProjectError as error:
                 newest_error = newest_error or error
         raise newest_error or ProjectError(orphan.newest, "is gone")

@@ -59,37 +59,57 @@ def shown(text: str) -> str:
 
 def render(project: Path, out: Path, *, model: str | None = None, steps: int | None = None,
            seed: int | None = None, models_dir: str | None = None, quiet: bool = False,
-           backends: list[str] | None = None) -> list[Path]:
-    """Run a project's saved generation settings and write the result PNG(s) with metadata."""
+           backends: list[str] | None = None, open_large: bool = False) -> list[Path]:
+    """Run a project's saved generation settings and write the result PNG(s) with metadata.
+    `open_large`: open a project that asks for more memory than a file of its size may (--open-large)."""
+    from canvas.io.errors import CostlyFileError
+    from canvas.io.limits import DEFAULT_LIMITS, trusting
     from canvas.io.ora import load_ora
     from canvas.io.png_info import write_png
     from canvas.model.compose import compose
     from canvas.model.document import DocumentError
-    from desktop.request_builder import build_request, check_canvas_size
+    from desktop.request_builder import build_plan, check_canvas_size
     from inference.api import Cancelled, Failed, Finished, Notice, Progress, RequestError
     from inference.engine import Engine
     from inference.sd.fastpath import FastPathHook
 
     check_project_file(project)
-    document = load_ora(project)
+    try:
+        document = load_ora(project, trusting(DEFAULT_LIMITS) if open_large else DEFAULT_LIMITS)
+    except CostlyFileError as exc:
+        if open_large:
+            raise
+        raise CliError(f"{exc} If you made it yourself (a large, nearly empty canvas packs that small), "
+                       "add --open-large to open it anyway.") from None
     targets = output_paths(out, max(1, int(document.settings.batch_count)))  # before any generating
     if steps is not None:
         document.settings.steps = int(steps)
     if seed is not None:
         document.settings.seed = int(seed)
+    managers: list = []
+
+    def manager():  # one discovery for the family look-up and the engine
+        if not managers:
+            managers.append(_model_manager(models_dir))
+        return managers[0]
+
     try:  # the whole request is validated here, before any model is loaded
         check_canvas_size(document.width, document.height)  # before the canvas is frozen
         composition = compose(document)
-        request = build_request(composition, document.settings, preview="none", model=model)
+        plan = build_plan(composition, document.settings, preview="none", model=model,
+                          family=_model_family(model or document.settings.model, manager))
     except (RequestError, DocumentError) as error:
         raise CliError(f"{project}: {error}") from None
+    request = plan.request
     quiet_libraries()
+    if plan.notice and not quiet:
+        _say(f"note: {plan.notice}")
 
     from inference.backends.config import build_backend
 
     # No --backend: the local engine (built here, so the model folders are only scanned when used).
     # One render pays a compile and never earns it back: channels_last and fused QKV only (on CUDA).
-    engine = build_backend(list(backends or ()), lambda: Engine(_model_manager(models_dir),
+    engine = build_backend(list(backends or ()), lambda: Engine(manager(),
                                                                 fast_path=FastPathHook("auto", compile=False)))
     finished: list[Finished] = []
     failure: list[str] = []
@@ -97,6 +117,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
     first_step: dict = {}
 
     def on_event(event) -> None:
+        event = plan.to_canvas(event)  # a generation at another size than the canvas comes back canvas-size
         if isinstance(event, Progress) and not quiet:
             # Time left from the pace since the first step (model loading is not a step).
             now = time.monotonic()
@@ -128,6 +149,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
             **params,
             "project": project.name,
             "mode": request.mode,
+            **({"generated_at": [request.width, request.height]} if plan.notice else {}),
             "regions": [{"prompt": r.prompt, "negative": r.negative, "strength": r.strength}
                         for r in request.regions],
         }
@@ -211,6 +233,20 @@ def check_project_file(path: Path) -> None:
         pass
 
 
+def _model_family(model: str, manager) -> str | None:
+    """The family discovery gives the model (for its native size); None when it is not found here (the
+    engine says why when it runs)."""
+    from desktop.request_builder import family_entry
+    from inference.api import InferenceError
+
+    if family_entry(model) is not None:  # a built-in: no folder scan needed
+        return None
+    try:
+        return manager().find(model).family
+    except (InferenceError, OSError):
+        return None
+
+
 def _model_manager(models_dir: str | None):
     """Discovery in SPEC §6 order: --models DIR first, then COLLAGEN_MODELS, settings, default folder."""
     from inference.models import ModelManager, default_hash_cache_file, find_model_folders
@@ -278,6 +314,8 @@ def info(path: Path) -> int:
             role = "reference" if layer.reference else ("collage piece" if layer.collage else "image")
             w, h = layer.size
             detail = f"{role} {w}x{h} at ({layer.x:g}, {layer.y:g}) scale {layer.scale:g} rot {layer.rotation:g}"
+            if layer.generation is not None:
+                detail += f", generated with seed {layer.generation.get('seed', '?')}"
         elif isinstance(layer, MaskLayer):
             detail = f"mask {layer.pixels.shape[1]}x{layer.pixels.shape[0]}"
         elif isinstance(layer, RegionLayer):
@@ -306,6 +344,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="model name, path, or builtin:tiny-sd15 / builtin:tiny-sdxl")
     r.add_argument("--steps", type=int)
     r.add_argument("--seed", type=int)
+    r.add_argument("--open-large", action="store_true",
+                   help="open a project that needs more memory than a file of its size usually may")
     r.add_argument("--models", dest="sub_models", metavar="DIR")
     r.add_argument("--backend", action="append", metavar="URL", dest="backends",
                    help="run on this ComfyUI server (repeat for a pool; 'local' is the built-in engine)")
@@ -336,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_self_test(models_dir)
         if args.command == "render":
             render(args.project, args.out, model=args.model, steps=args.steps, seed=args.seed,
-                   models_dir=models_dir, backends=args.backends)
+                   models_dir=models_dir, backends=args.backends, open_large=args.open_large)
             return EXIT_OK
         if args.command == "models":
             return list_models(models_dir, args.json, args.name)

@@ -31,7 +31,14 @@ from PySide6.QtWidgets import (
 
 from canvas.model.document import MAX_DOCUMENT_SIDE
 from desktop.autosave import Orphan
-from desktop.settings import DEVICES, FAST_PATH_SETTINGS, PREVIEW_METHODS, THEMES, AppSettings
+from desktop.settings import (
+    DEVICES,
+    FAST_PATH_SETTINGS,
+    GENERATIONS_MB_RANGE,
+    PREVIEW_METHODS,
+    THEMES,
+    AppSettings,
+)
 
 APP_TITLE = "Collagen"
 
@@ -225,6 +232,15 @@ class SettingsDialog(QDialog):
         self.keep = QSpinBox(self)
         self.keep.setRange(1, 100)
         self.keep.setValue(settings.autosave_keep)
+        self.generations_kept = QSpinBox(self)
+        self.generations_kept.setRange(*GENERATIONS_MB_RANGE)
+        self.generations_kept.setSingleStep(64)
+        self.generations_kept.setSuffix(" MB")
+        self.generations_kept.setValue(settings.generations_mb)
+        self.generations_kept.setToolTip("How much of every project's generated images (accepted or not) is kept "
+                                         "and saved with it, counted as uncompressed pixels (a 1024×1024 result "
+                                         "is 4 MB). Past this the oldest ones that were never accepted go first, "
+                                         "and you are told.")
         self.theme = self._combo(THEMES, settings.theme, {"system": "Follow the system", "light": "Light",
                                                           "dark": "Dark"})
         form = QFormLayout()
@@ -235,6 +251,7 @@ class SettingsDialog(QDialog):
         form.addRow("Previews", self.preview)
         form.addRow("Autosave every", self.autosave)
         form.addRow("Autosaves kept", self.keep)
+        form.addRow("Generations kept", self.generations_kept)
         form.addRow("Theme", self.theme)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
@@ -267,6 +284,7 @@ class SettingsDialog(QDialog):
         out.preview = self.preview.currentData()
         out.autosave_minutes = float(self.autosave.value())
         out.autosave_keep = int(self.keep.value())
+        out.generations_mb = int(self.generations_kept.value())
         out.theme = self.theme.currentData()
         return out.normalised()
 

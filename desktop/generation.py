@@ -12,6 +12,10 @@ thread (plain async code on the qasync loop) and are dispatched in one place, `_
 
 Staging: accept (a new ImageLayer, one undo step carrying the generation parameters), next /
 previous candidate, discard, or regenerate the same frozen request with a new seed.
+
+Every finished image also goes into the document's Generations store (canvas.model.generations)
+with its record, whatever happens to it in the strip: it is saved with the project, accept marks
+it accepted, and `place_generation` puts any kept one back on the canvas (one undo step).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from PySide6.QtCore import QObject, Signal
 from canvas.model.commands import AddLayer, SetSetting
 from canvas.model.compose import compose
 from canvas.model.document import Document, DocumentError, GenerationSettings
+from canvas.model.generations import Generation, GenerationError, dropped_notice
 from canvas.model.history import Command
 from canvas.model.layers import ImageLayer, Rect
-from desktop.request_builder import build_request, check_canvas_size
+from desktop.request_builder import GenerationPlan, build_plan, check_canvas_size
 from desktop.worker import InferenceWorker, Started
 from inference.api import (
     MAX_SEED,
@@ -90,7 +95,9 @@ class Job:
     parameters: tuple[dict, ...] = ()
     message: str = ""  # the failure sentence
     notices: list[str] = field(default_factory=list)
+    generation_ids: tuple[str, ...] = ()  # each image's entry in the document's Generations store
     released: bool = False  # images and input arrays let go (an old job in a long session)
+    plan: GenerationPlan | None = None  # the generation size and how results go back to the canvas
 
     @property
     def seconds_left(self) -> float:
@@ -110,6 +117,8 @@ class Job:
         self.images, self.released = (), True
         self.request = replace(self.request, init_image=None, mask=None, sketch_mask=None, collage_alpha=None,
                                annotation_image=None, reference_images=(), regions=(), pieces=())
+        if self.plan is not None:
+            self.plan = replace(self.plan, request=self.request)
 
     @property
     def title(self) -> str:
@@ -225,24 +234,42 @@ class DiscardResults(Command):
 
 
 class AcceptCandidate(AddLayer):
-    """Adding an accepted result: one undo step that keeps the full generation parameters."""
+    """Adding an accepted result: one undo step that keeps the full generation parameters and
+    marks the result accepted in the document's Generations store (Undo unmarks it)."""
 
     def __init__(self, layer: ImageLayer, parameters: dict, index: int | None = None, *,
-                 controller: GenerationController | None = None, staging: Staging | None = None):
+                 controller: GenerationController | None = None, staging: Staging | None = None,
+                 generation_id: str = ""):
         super().__init__(layer, index)
         self.parameters = dict(parameters)
         self.label = "Accept generation"
         self._staging = (controller, staging) if controller is not None and staging is not None else None
+        self.generation_id = generation_id
+        self._was_accepted = False
 
     def do(self, doc: Document) -> None:
         super().do(doc)
+        entry = doc.generations.get(self.generation_id) if self.generation_id else None
+        if entry is not None:
+            self._was_accepted = entry.accepted
+            doc.generations.set_accepted(entry.id, True)
         if self._staging is not None:
             take_staging(*self._staging)
 
     def undo(self, doc: Document) -> None:
         super().undo(doc)
+        if self.generation_id:
+            doc.generations.set_accepted(self.generation_id, self._was_accepted)
         if self._staging is not None:  # one step: the layer goes and its results are back to choose from
             give_staging_back(*self._staging)
+
+
+class PlaceGeneration(AcceptCandidate):
+    """A kept generation put back on the canvas as a new layer: one undo step, as an accept."""
+
+    def __init__(self, layer: ImageLayer, entry: Generation):
+        super().__init__(layer, entry.record, generation_id=entry.id)
+        self.label = "Place generation"
 
 
 class GenerationController(QObject):
@@ -276,28 +303,34 @@ class GenerationController(QObject):
         self.set_staging(None)  # not an undo step of the document being left
         self.document = document
 
-    def generate(self) -> Job | None:
-        """Freeze the document and queue a generation; None (and `failed`) when it cannot start."""
+    def generate(self, family: str | None = None) -> Job | None:
+        """Freeze the document and queue a generation; None (and `failed`) when it cannot start.
+        `family`: the selected model's family from discovery (for its native size)."""
         try:
             check_canvas_size(self.document.width, self.document.height)
             composition = compose(self.document)
-            request = build_request(composition, self.document.settings, preview=self.preview_method)
+            plan = build_plan(composition, self.document.settings, preview=self.preview_method, family=family)
         except (InferenceError, DocumentError) as exc:
             self.failed.emit(str(exc))
             return None
         except MemoryError:  # freezing a huge canvas copies it (and more) before anything runs
             self.failed.emit(NO_MEMORY_TO_FREEZE)
             return None
-        return self.submit(request, composition.settings)
+        return self.submit(plan.request, composition.settings, plan=plan)
 
-    def submit(self, request: GenerationRequest, settings: dict[str, Any] | None = None) -> Job:
+    def submit(self, request: GenerationRequest, settings: dict[str, Any] | None = None, *,
+               plan: GenerationPlan | None = None) -> Job:
         job = Job(
             id=next(self._ids),
             request=request,
             settings=dict(settings if settings is not None else self.document.settings.to_dict()),
+            plan=plan if plan is None or plan.request is request else replace(plan, request=request),
         )
         self.jobs.append(job)
         self.job_changed.emit(job)
+        if plan is not None and plan.notice:
+            job.notices.append(plan.notice)
+            self.notice.emit(plan.notice)
         task = asyncio.ensure_future(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -309,7 +342,7 @@ class GenerationController(QObject):
         if source is None:
             return None
         request = replace(source.request, seed=self._random.randrange(MAX_SEED + 1))
-        return self.submit(request, source.settings)
+        return self.submit(request, source.settings, plan=source.plan)
 
     def cancel(self) -> None:
         self.worker.cancel()
@@ -327,7 +360,7 @@ class GenerationController(QObject):
     async def _run(self, job: Job) -> None:
         try:
             async for event in self.worker.run(job.request):
-                self._on_event(job, event)
+                self._on_event(job, job.plan.to_canvas(event) if job.plan is not None else event)
         except RuntimeError as exc:  # the worker was shut down under us (window closing)
             if not job.state.done:
                 self._end(job, JobState.CANCELLED, str(exc))
@@ -355,6 +388,7 @@ class GenerationController(QObject):
         elif isinstance(event, Finished):
             job.images, job.parameters = tuple(event.images), tuple(event.parameters)
             job.area = canvas_rect(event.rect, job.request)
+            self._keep(job)
             self._end(job, JobState.FINISHED)
             if job.images:
                 self._stage(job)
@@ -380,6 +414,47 @@ class GenerationController(QObject):
         for job in self.jobs[:-KEEP_FULL_JOBS]:
             if job.state.done and not job.released and id(job) not in keep:
                 job.release_payload()
+
+    def _keep(self, job: Job) -> None:
+        """Every finished image into the project's history of generations, before anything can drop it."""
+        store, ids, dropped = self.document.generations, [], []
+        area = tuple(Staging.job_area(job)) if job.images else None
+        for i, image in enumerate(job.images):
+            record = dict(job.parameters[i]) if i < len(job.parameters) else {}
+            try:
+                entry, gone = store.add(image, record, area=area)
+            except (GenerationError, MemoryError) as exc:
+                ids.append("")
+                self.notice.emit(f"A result could not be kept in the project's history: {exc}")
+                continue
+            ids.append(entry.id)
+            dropped += gone
+        job.generation_ids = tuple(ids)
+        if dropped:
+            self.notice.emit(dropped_notice(dropped, store.budget_bytes))
+
+    def place_generation(self, entry_id: str) -> ImageLayer | None:
+        """A kept generation back on the canvas as a new layer on top (one undo step), where accept
+        would have put it; None (and `failed`) when its image cannot be used."""
+        entry = self.document.generations.get(entry_id)
+        if entry is None:
+            return None
+        try:
+            rgba = entry.layer_rgba()
+        except (GenerationError, MemoryError) as exc:
+            self.failed.emit(str(exc) if isinstance(exc, GenerationError) else NO_MEMORY_TO_FREEZE)
+            return None
+        x, y, _, _ = entry.placement
+        seed = entry.record.get("seed", "?")
+        layer = ImageLayer(name=f"Generated · seed {seed}", pixels=rgba, x=float(x), y=float(y),
+                           generation=dict(entry.record))
+        try:
+            self.document.execute(PlaceGeneration(layer, entry))
+        except DocumentError as exc:
+            self.failed.emit(str(exc))
+            return None
+        self.document.active_layer = layer
+        return layer
 
     # -- staging -----------------------------------------------------------------------------------
     def _stage(self, job: Job) -> None:
@@ -430,10 +505,13 @@ class GenerationController(QObject):
         rgba[..., 3] = 255
         params = staging.parameters
         seed = params.get("seed", job.request.seed)
-        layer = ImageLayer(name=f"Generated · seed {seed}", pixels=rgba, x=float(area.x), y=float(area.y))
+        layer = ImageLayer(name=f"Generated · seed {seed}", pixels=rgba, x=float(area.x), y=float(area.y),
+                           generation=dict(params))
+        _, number = staging.entries[staging.index]
+        entry_id = job.generation_ids[number] if number < len(job.generation_ids) else ""
         self._discarded = staging  # kept whole for Undo, as discarded results are
         self.document.execute(AcceptCandidate(layer, {**params, "job_settings": job.settings},
-                                              controller=self, staging=staging))
+                                              controller=self, staging=staging, generation_id=entry_id))
         self.document.active_layer = layer
         self.set_staging(None)
         self.accepted.emit(layer)

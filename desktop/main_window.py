@@ -7,7 +7,8 @@ stamp used to notice outside changes) and about the session (autosave, recent fi
 
 Its jobs live in modules of their own, mixed into `MainWindow`: files, recent files and autosave
 (window_files), image import, drag and drop and paste (window_import), PNG export (window_export),
-another picture's generation parameters into the panel (use_parameters).
+another picture's generation parameters into the panel (use_parameters), the kept generations
+(window_generations).
 What stays here (over 500 lines) is the construction of the widgets and the signal wiring between
 canvas, panels and generation, which only reads well in one place.
 """
@@ -54,6 +55,7 @@ from desktop.settings import AppSettings, SettingsError, SettingsStore, default_
 from desktop.use_parameters import ParameterImport
 from desktop.window_export import PngExport
 from desktop.window_files import ProjectFiles, new_document
+from desktop.window_generations import GenerationHistory
 from desktop.window_import import ImageImport
 from desktop.worker import InferenceWorker
 
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 CANVAS_SHARE = 0.45  # of the window's width, what the canvas keeps when the window gets narrow
 GENERATION_DOCK_FLOOR = 330  # px: the generation dock shrinks no further for the canvas's sake
 
-class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWindow):
+class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, GenerationHistory, QMainWindow):
     document_replaced = Signal(object)
     save_job_done = Signal(object)  # a _SaveJob the save thread finished (desktop/window_files.py)
 
@@ -100,6 +102,7 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
         self._build_status_bar()
         self._connect()
         self._watch_document()
+        self._watch_generations()
         self._update_title()
         self._update_actions()
         self.view.set_tool("move")  # neutral until a tool is picked (the brush would need a mask first)
@@ -136,6 +139,7 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
         self.history_dock = self._dock("History", self.history_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.region_dock, self.history_dock)
         self.region_dock.raise_()
+        self._build_generations_dock()
         self.generation_dock = self._dock("Generation", self.generation_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.layers_dock, self.generation_dock], [290, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.layers_dock, self.region_dock], [330, 300], Qt.Orientation.Vertical)
@@ -201,7 +205,8 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
             action.toggled.connect(lambda shown, k=kind: self.view.set_overlay_shown(k, shown))
             self.overlay_actions[kind] = action
         view_menu.addSeparator()
-        for dock in (self.layers_dock, self.region_dock, self.history_dock, self.generation_dock):
+        for dock in (self.layers_dock, self.region_dock, self.history_dock, self.generations_dock,
+                     self.generation_dock):
             view_menu.addAction(dock.toggleViewAction())
         layer_menu = bar.addMenu("&Layer")
         for name in ("add_mask", "add_region", "add_sketch", "add_annotation", None, "import_image",
@@ -418,7 +423,8 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
             self.generation_panel.set_status(problem)
             self.statusBar().showMessage(problem, 8000)
             return None
-        job = self.controller.generate()
+        info = self.generation_panel.model_info()  # discovery's family: the native generation size
+        job = self.controller.generate(family=info.family if info is not None else None)
         self._update_actions()
         return job
 
@@ -627,6 +633,7 @@ class MainWindow(ProjectFiles, ImageImport, ParameterImport, PngExport, QMainWin
     def apply_settings(self, settings: AppSettings) -> None:
         self.settings = settings
         self.controller.preview_method = settings.preview
+        self.apply_generations_budget(settings.generations_mb)
         self._autosave_timer.setInterval(max(1000, int(settings.autosave_minutes * 60_000)))
         if self.autosave is not None:
             self.autosave.keep = settings.autosave_keep

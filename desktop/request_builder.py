@@ -14,24 +14,42 @@ understands (ARCHITECTURE "data flow" step 2). The mapping per mode:
 Sketch scribbles are painted into the init image here, and their stroke area is passed as
 `sketch_mask` (A1111 "inpaint sketch"). Bad settings raise `RequestError` with one sentence:
 the request is checked by inference.validate, the same check the engine and the CLI make.
+
+The generation size (issue 16, inference/resolution.py) is chosen here from the family's native
+area and the panel's Generation size: a canvas over the generation limit or far above the native
+area is generated at about the native area in its aspect ratio, an only_masked crop at its own size
+(scaled down when it is large). Inpaint (and an inpaint sketch) sends the canvas-size picture and mask
+with the smaller request size; the engine scales the crop (or the whole canvas) there and pastes the
+result back inside the blurred mask, so the unmasked bytes stay. The other modes are scaled here:
+`build_plan` returns the request at the generation size with the plan to scale its results back.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from canvas.model.document import GenerationSettings
+from canvas.model.document import MAX_DOCUMENT_SIDE, GenerationSettings
 from inference.api import (
+    MAX_CANVAS_PIXELS,
     CompositePiece,
+    Finished,
     GenerationRequest,
     LoraSpec,
+    Preview,
     RegionSpec,
     RequestError,
 )
-from inference.validate import validate_request, validate_size
+from inference.families import FAMILIES, Family
+from inference.models.discovery import BUILTIN_MODELS
+from inference.resolution import GenerationSize, choose_generation_size
+from inference.sd.inpaint import natural_crop_box, prepare_inpaint_mask
+from inference.sd.masks import resize_image, resize_mask
+from inference.sd.sketch import sketch_inpaint_mask, uses_sketch
+from inference.validate import validate_request
 
 MASK_EPSILON = 1.0 / 512  # a mask value below this is "not painted" (8-bit masks step by 1/255)
 # Modes whose engine path runs the SD denoise loop, where regions can ride along.
@@ -51,22 +69,97 @@ class RegionInput:
 
 
 def check_canvas_size(width: int, height: int) -> None:
-    """The generation size is the canvas size: refuse a canvas too large to generate before it is
-    frozen (a composition of a 16384² canvas is gigabytes, more with each region)."""
-    validate_size(width, height, "The requested size")
+    """Refuse, before it is frozen, a canvas no generation can come from (a canvas over the generation
+    limit is generated at a smaller size and scaled back: see `build_plan`)."""
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        raise RequestError(f"The canvas must be positive whole numbers of pixels, not {width!r} x {height!r}.")
+    if width > MAX_DOCUMENT_SIDE or height > MAX_DOCUMENT_SIDE:
+        raise RequestError(f"The canvas {width}x{height} is larger than the limit of {MAX_DOCUMENT_SIDE} pixels "
+                           "per side.")
+    if width * height > MAX_CANVAS_PIXELS:  # what freezing it copies: the picture, masks, each region's
+        raise RequestError(f"The canvas {width}x{height} is larger than the limit of "
+                           f"{MAX_CANVAS_PIXELS // 1_000_000} million pixels to generate from; crop or scale it.")
+
+
+def family_entry(model: str, family: str | None = None) -> Family | None:
+    """The registry entry of the model's family: `family` when the caller knows it (discovery's
+    ModelInfo.family), else the family of a built-in name; None when unknown."""
+    if family is None:
+        family = next((f for name, f, _inpaint in BUILTIN_MODELS if name == model), None)
+    return FAMILIES.find(family) if family else None
+
+
+def size_step(entry: Family | None) -> int:
+    """The px a generation size of the family steps by: its latent cell, twice that for 2x2 patches
+    (16 when the family is unknown: every family takes it)."""
+    if entry is None:
+        return 16
+    return entry.latent.scale_factor * (2 if entry.latent.packed else 1)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A request and where its results go: `canvas` is the canvas size; `size` the generation size
+    chosen for the picture (the canvas, or the only_masked crop). `rescale`: the request is at the
+    generation size and its results are scaled back to the canvas by `to_canvas` (the modes without a
+    paste-back; inpaint scales in the engine, whose results already are canvas-size)."""
+
+    request: GenerationRequest
+    canvas: tuple[int, int]
+    size: GenerationSize
+    rescale: bool = False
+
+    @property
+    def notice(self) -> str:
+        """One sentence when the picture is generated at another size than its own, else ""."""
+        if not self.size.scaled or self.size.reason in ("", "the latent grid"):
+            return ""
+        w, h = self.size.source
+        what = "crop around the mask" if self.size.source != self.canvas else "canvas"
+        return (f"Generated at {self.size.width}x{self.size.height} ({self.size.reason}) and scaled back to the "
+                f"{w}x{h} {what}.")
+
+    def to_canvas(self, event: Any) -> Any:
+        """An engine event with its images and rectangles in canvas pixels."""
+        if not self.rescale:
+            return event
+        if isinstance(event, Finished):
+            width, height = self.canvas
+            images = tuple(resize_image(image, width, height) for image in event.images)
+            return replace(event, images=images, rect=self._canvas_box(event.rect))
+        if isinstance(event, Preview):
+            return replace(event, rect=self._canvas_box(event.rect))
+        return event
+
+    def _canvas_box(self, box: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+        width, height = self.canvas
+        if box is None:
+            return (0, 0, width, height)
+        sx, sy = width / self.request.width, height / self.request.height
+        x0, y0, x1, y1 = box
+        return (max(0, math.floor(x0 * sx)), max(0, math.floor(y0 * sy)), min(width, math.ceil(x1 * sx)),
+                min(height, math.ceil(y1 * sy)))
 
 
 def build_request(composition: Any, settings: GenerationSettings | Mapping[str, Any] | None = None, *,
-                  preview: str = "linear", model: str | None = None) -> GenerationRequest:
-    """Map a frozen composition and the generation settings to one engine request.
+                  preview: str = "linear", model: str | None = None, family: str | None = None) -> GenerationRequest:
+    """Map a frozen composition and the generation settings to one engine request (`build_plan`'s
+    request: at the generation size; results of a scaled generation are that size too)."""
+    return build_plan(composition, settings, preview=preview, model=model, family=family).request
+
+
+def build_plan(composition: Any, settings: GenerationSettings | Mapping[str, Any] | None = None, *,
+               preview: str = "linear", model: str | None = None, family: str | None = None) -> GenerationPlan:
+    """Map a frozen composition and the generation settings to one engine request and its plan.
 
     `settings` defaults to the composition's own settings snapshot; `model` overrides the
-    settings' model (the CLI's --model).
+    settings' model (the CLI's --model); `family` is the model's family when the caller knows it
+    (a built-in model's is known here), for its native size.
     """
     s = _prepare_settings(composition, settings)
     init_image = _prepare_init_image(composition)
     height, width = init_image.shape[:2]
-    validate_size(width, height, "The requested size")  # before the canvas-size arrays below
+    check_canvas_size(width, height)  # before the canvas-size arrays below
     has_content = bool(getattr(composition, "has_content", False))
     sketch_image, sketch_mask = _prepare_sketch(composition, width, height)
     if sketch_mask is not None:
@@ -143,8 +236,59 @@ def build_request(composition: Any, settings: GenerationSettings | Mapping[str, 
         if mask is not None and _painted(mask):
             fields["mask"] = _as_mask(mask, width, height, "the inpaint mask")
     request = GenerationRequest(**fields)
-    validate_request(request)
-    return request
+    plan = _plan_size(request, s, (width, height), family_entry(request.model, family))
+    validate_request(plan.request)
+    return plan
+
+
+def _plan_size(request: GenerationRequest, s: GenerationSettings, canvas: tuple[int, int],
+               entry: Family | None) -> GenerationPlan:
+    """The request at its generation size (see the module text)."""
+    width, height = canvas
+    custom = (s.generation_width, s.generation_height)
+    native_area, cell = (entry.native_area if entry is not None else None), size_step(entry)
+    engine_scales = request.mode == "inpaint" or uses_sketch(request)
+    if request.mode == "edit":
+        # The edit pipelines run at their own native area and size the result back themselves:
+        # scaled here only when the canvas is over the limit.
+        size = choose_generation_size(width, height, native_area=None)
+    elif engine_scales and request.inpaint_area == "only_masked" and request.init_image is not None:
+        mask = sketch_inpaint_mask(request) if uses_sketch(request) else prepare_inpaint_mask(request)
+        x0, y0, x1, y1 = natural_crop_box(mask, request.padding, request.mask_blur)
+        size = choose_generation_size(x1 - x0, y1 - y0, native_area=native_area, choice=s.generation_size,
+                                      custom=custom, crop=True, cell=cell)
+    else:
+        size = choose_generation_size(width, height, native_area=native_area, choice=s.generation_size,
+                                      custom=custom, cell=cell)
+    if (size.width, size.height) == (width, height) and size.source == canvas:
+        return GenerationPlan(request, canvas, size)
+    if engine_scales:
+        return GenerationPlan(replace(request, width=size.width, height=size.height), canvas, size)
+    return GenerationPlan(scale_request(request, size.width, size.height), canvas, size, rescale=True)
+
+
+def scale_request(request: GenerationRequest, width: int, height: int) -> GenerationRequest:
+    """The request with its canvas-size pictures and masks resized to `width` x `height`."""
+
+    def mask(array):
+        return None if array is None else resize_mask(np.asarray(array, np.float32), width, height)
+
+    def image(array):
+        return None if array is None else resize_image(array, width, height)
+
+    return replace(
+        request,
+        width=width,
+        height=height,
+        init_image=image(request.init_image),
+        mask=mask(request.mask),
+        sketch_mask=mask(request.sketch_mask),
+        regions=tuple(replace(r, mask=mask(r.mask)) for r in request.regions),
+        pieces=tuple(replace(p, mask=mask(p.mask), image=image(p.image)) for p in request.pieces),
+        collage_alpha=None if request.collage_alpha is None else np.stack(
+            [resize_mask(a, width, height) for a in request.collage_alpha]),
+        annotation_image=image(request.annotation_image),
+    )
 
 
 def with_seed(request: GenerationRequest, seed: int) -> GenerationRequest:

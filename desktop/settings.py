@@ -20,6 +20,7 @@ from typing import Any, get_args
 
 import platformdirs
 
+from canvas.model.generations import DEFAULT_BUDGET_MB
 from inference.api import PreviewMethod
 from inference.models import APP_NAME, default_models_folder, default_settings_file
 from inference.sd.fastpath import FAST_PATH_SETTINGS
@@ -30,6 +31,7 @@ THEMES = ("system", "light", "dark")
 MAX_RECENT = 10
 LOG_FILE_NAME = "collagen.log"
 AUTOSAVE_MINUTES_RANGE = (0.1, 120.0)
+GENERATIONS_MB_RANGE = (16, 65536)  # the project's kept generations (canvas.model.generations)
 
 
 class SettingsError(Exception):
@@ -45,6 +47,7 @@ class AppSettings:
     preview: str = "linear"
     autosave_minutes: float = 1.0
     autosave_keep: int = 5
+    generations_mb: int = DEFAULT_BUDGET_MB  # "Generations kept": PNG bytes of generated images a project keeps
     theme: str = "system"
     recent_files: list[str] = field(default_factory=list)
     last_directory: str = ""
@@ -65,6 +68,7 @@ class AppSettings:
         lo, hi = AUTOSAVE_MINUTES_RANGE
         out.autosave_minutes = float(min(max(out.autosave_minutes, lo), hi))
         out.autosave_keep = int(min(max(out.autosave_keep, 1), 100))
+        out.generations_mb = int(min(max(out.generations_mb, GENERATIONS_MB_RANGE[0]), GENERATIONS_MB_RANGE[1]))
         out.theme = out.theme if out.theme in THEMES else "system"
         out.recent_files = list(dict.fromkeys(str(p) for p in out.recent_files))[:MAX_RECENT]
         out.backends = list(dict.fromkeys(" ".join(str(b).split()) for b in out.backends if str(b).strip()))

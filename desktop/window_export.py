@@ -13,6 +13,7 @@ from canvas.io.errors import ProjectError
 from canvas.io.png_info import write_png
 from canvas.model.compose import compose
 from canvas.model.document import DocumentError
+from canvas.model.layers import ImageLayer
 from desktop import dialogs
 from desktop.generation import AcceptCandidate
 
@@ -58,14 +59,9 @@ class PngExport:
         return True
 
     def export_metadata(self, composition) -> tuple[dict, dict]:
-        """The A1111 parameters of the topmost accepted generation still visible (else the
-        current settings), and a Collagen record with mode, regions and layer summary."""
-        parameters = None
-        visible = {id(la) for la in self.document.layers if la.visible}
-        for command in self.document.history.done_commands():
-            if isinstance(command, AcceptCandidate) and id(command.layer) in visible:
-                parameters = {k: v for k, v in command.parameters.items() if k != "job_settings"}
-                break
+        """The A1111 parameters of the picture (`picture_parameters`), and a Collagen record with
+        mode, regions and layer summary."""
+        parameters = picture_parameters(self.document)
         s = self.document.settings
         if parameters is None:
             parameters = {"prompt": s.prompt, "negative_prompt": s.negative, "steps": s.steps, "sampler": s.sampler,
@@ -81,3 +77,22 @@ class PngExport:
             "layers": [{"name": la.name, "kind": la.kind, "visible": la.visible} for la in self.document.layers],
         }
         return parameters, record
+
+
+def picture_parameters(document) -> dict | None:
+    """The record of the generation the picture shows, None when no generation made any of it:
+    the selected layer's when it is a generated layer, else the topmost shown generated layer's
+    (records live on the layers, so this holds after saving and reopening), else the accepted
+    result still in the undo history (a layer from before records were kept on layers)."""
+    active = document.active_layer
+    if isinstance(active, ImageLayer) and active.generation is not None and document.shown(active):
+        return dict(active.generation)
+    shown = document.shown_layers()
+    for layer in reversed(shown):
+        if isinstance(layer, ImageLayer) and layer.generation is not None and not layer.reference:
+            return dict(layer.generation)
+    visible = {id(la) for la in shown}
+    for command in document.history.done_commands():
+        if isinstance(command, AcceptCandidate) and id(command.layer) in visible:
+            return {k: v for k, v in command.parameters.items() if k != "job_settings"}
+    return None

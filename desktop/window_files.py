@@ -19,7 +19,8 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
-from canvas.io.errors import ProjectError
+from canvas.io.errors import CostlyFileError, ProjectError
+from canvas.io.limits import DEFAULT_LIMITS, trusting
 from canvas.io.ora import PngCache, load_ora, save_ora
 from canvas.model.document import Document, DocumentError
 from canvas.model.layers import ImageLayer
@@ -71,6 +72,7 @@ class ProjectFiles:
         self.stamp = FileStamp.of(path) if path else None
         self._changes_since_autosave = 0
         self._watch_document()
+        self._watch_generations()
         if self.autosave is not None:
             self.autosave.set_source(path)
         self._update_title()
@@ -90,7 +92,7 @@ class ProjectFiles:
 
     @property
     def has_unsaved_changes(self) -> bool:
-        return self._unsaved_document or not self.document.history.is_clean
+        return self._unsaved_document or not self.document.history.is_clean or self.generations_unsaved
 
     @property
     def display_name(self) -> str:
@@ -121,13 +123,8 @@ class ProjectFiles:
         path = Path(path)
         if path.suffix.lower() == ".psd":
             return self._open_psd(path)
-        try:
-            document = load_ora(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, DocumentError, MemoryError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        document = self._load_asking(path, load_ora)
+        if document is None:
             return False
         self._replace_document(document, path.resolve())
         self._remember(path)
@@ -136,17 +133,32 @@ class ProjectFiles:
         self.statusBar().showMessage(report or f"Opened {path.name}.", 0 if report else 4000)
         return True
 
+    def _load_asking(self, path: Path, load) -> Document | None:
+        """`load(path, limits)`, or None after saying why. A file refused only for what it asks of
+        memory next to its size (a large, nearly flat canvas packs that small, and so does a crafted
+        file) is opened anyway when the user says so."""
+        try:
+            try:
+                return load(path, OPEN_LIMITS)
+            except CostlyFileError as exc:
+                if not dialogs.ask_yes_no(self, (
+                        f"{exc}\n\nA project you made yourself can be like this (a large, nearly empty canvas "
+                        "packs very small). A file from elsewhere may have been made to use this much "
+                        "memory.\n\nOpen it anyway?")):
+                    return None
+                return load(path, trusting(OPEN_LIMITS))
+        except ProjectError as exc:
+            dialogs.show_error(self, str(exc))
+        except (OSError, DocumentError, MemoryError) as exc:
+            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        return None
+
     def _open_psd(self, path: Path) -> bool:
         """A PSD becomes a new project: its layers, groups and blend modes, saved as .ora on request."""
         from canvas.io.psd import load_psd  # psd-tools is imported only when a PSD is opened
 
-        try:
-            document = load_psd(path)
-        except ProjectError as exc:
-            dialogs.show_error(self, str(exc))
-            return False
-        except (OSError, MemoryError) as exc:
-            dialogs.show_error(self, f"{path.name}: could not be opened ({exc}).")
+        document = self._load_asking(path, load_psd)
+        if document is None:
             return False
         self._replace_document(document, None, unsaved=True)
         self.statusBar().showMessage(f"Imported {path.name} ({len(document.layers)} layers); "
@@ -213,6 +225,8 @@ class ProjectFiles:
         self.path = path.resolve()
         self.stamp = FileStamp.of(self.path)
         self._unsaved_document = False
+        if job.generations_revision is not None:  # the kept generations as the snapshot held them
+            self._generations_saved = job.generations_revision
         if self.autosave is not None:
             self.autosave.set_source(self.path)
         self._remember(self.path)
@@ -318,6 +332,7 @@ class ProjectFiles:
     def _submit_save(self, job: _SaveJob, snapshot: Document) -> None:
         if job.path is not None:
             self.document.history.saving_started()
+            job.generations_revision = snapshot.generations.revision
         self._save_jobs.append(job)
         job.future = self._save_thread.submit(self._write_snapshot, job, snapshot)
 
@@ -383,6 +398,9 @@ def _lower_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, thread, min(19, current + SAVE_THREAD_NICENESS))
 
 
+OPEN_LIMITS = DEFAULT_LIMITS  # what a file opened from the menu may ask for (tests lower it)
+
+
 @dataclass(eq=False)
 class _SaveJob:
     """One save on the save thread: an autosave (no path) or the project file."""
@@ -392,6 +410,7 @@ class _SaveJob:
     error: str = ""
     future: Future | None = None
     finished_at: float = 0.0  # perf_counter when the file was complete
+    generations_revision: int | None = None  # the kept generations' revision in the saved snapshot
 
 
 def new_document(width: int, height: int, background: str = "transparent",

@@ -26,6 +26,10 @@ SAMPLERS: tuple[str, ...] = get_args(Sampler)
 # The limits of every number (inference.validate checks them all before any model work).
 MAX_SIDE = 4096  # pixels, per side, of a generated image
 MAX_PIXELS = 4096 * 4096
+# pixels, per side, of a canvas an inpaint generates from (it is scaled to a generation size within
+# MAX_SIDE and the result is pasted back into it): the editor's largest document
+MAX_CANVAS_SIDE = 16384
+MAX_CANVAS_PIXELS = 8192 * 8192  # a canvas' frozen arrays (picture, masks, regions) at most a few GiB
 MAX_PROMPT_CHARS = 20_000  # each prompt: the main one, a region's, a piece's
 MAX_STEPS = 1000
 MAX_BATCH = 64

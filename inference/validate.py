@@ -18,6 +18,8 @@ from inference.api import (
     CFG_RANGE,
     IMAGE_GUIDANCE_RANGE,
     MAX_BATCH,
+    MAX_CANVAS_PIXELS,
+    MAX_CANVAS_SIDE,
     MAX_CLIP_SKIP,
     MAX_MASK_BLUR,
     MAX_PIXELS,
@@ -198,15 +200,21 @@ def validate_parts(request: GenerationRequest) -> None:
 def validate_images(request: GenerationRequest) -> None:
     image = request.init_image
     canvas_shape = (request.height, request.width)
-    # Only inpaint (alone or under regions) cuts its own crop out of a canvas of another size.
+    # Only inpaint (alone, under regions, or an inpaint sketch) scales its canvas, or a crop of it,
+    # to the generation size and pastes the result back: its canvas may have another size.
     crops_to_generation = (
-        request.inpaint_area == "only_masked" and request.mask is not None and request.mode in ("inpaint", "regions")
+        (request.mask is not None and request.mode in ("inpaint", "regions"))
+        or (request.sketch_mask is not None and request.mode in ("generate", "inpaint"))
     )
     if image is not None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise RequestError("The input image must be an HxWx3 array of 8-bit RGB.")
-        if image.shape[0] > MAX_SIDE or image.shape[1] > MAX_SIDE:
-            raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than {MAX_SIDE} pixels per side.")
+        largest = MAX_CANVAS_SIDE if crops_to_generation else MAX_SIDE
+        if image.shape[0] > largest or image.shape[1] > largest:
+            raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than {largest} pixels per side.")
+        if image.shape[0] * image.shape[1] > MAX_CANVAS_PIXELS:
+            raise RequestError(f"The input image {image.shape[1]}x{image.shape[0]} is larger than the limit of "
+                               f"{MAX_CANVAS_PIXELS // 1_000_000} million pixels.")
         if image.shape[:2] != canvas_shape and not crops_to_generation and request.mode != "edit":
             raise RequestError(
                 f"The input image is {image.shape[1]}x{image.shape[0]} but the request is {request.width}x{request.height}."

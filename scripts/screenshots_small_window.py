@@ -66,12 +66,12 @@ async def shoot(editor, out: Path) -> None:
     pick(panel.mode, "edit")
     await asyncio.sleep(0.3)
     window.generation_dock.grab().save(str(out / "panel-edit-wrong-model.png"))
-    window._closing = True  # no "save changes?" question
-    window.close()
-    editor.worker.shutdown(timeout=5)
+    close_editor(editor)
 
 
-def main() -> None:
+def run_screenshots(shoot) -> None:
+    """`await shoot(editor, out)` in a first-time user's editor (private settings and data folders) on
+    a qasync loop, as the app starts it; OUT is the first argument (docs/screenshots by default)."""
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     isolate_user_folders()
@@ -82,11 +82,23 @@ def main() -> None:
     from desktop.app import build_editor
 
     app = QApplication([])
+    app.setApplicationName("Collagen")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     editor = build_editor(app)
     with loop:
         loop.run_until_complete(shoot(editor, out))
+
+
+def close_editor(editor, timeout: float = 5) -> None:
+    window = editor.window
+    window._closing = True  # no "save changes?" question
+    window.close()
+    editor.worker.shutdown(timeout=timeout)
+
+
+def main() -> None:
+    run_screenshots(shoot)
 
 
 if __name__ == "__main__":

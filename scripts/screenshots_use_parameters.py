@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.screenshots_small_window import isolate_user_folders  # noqa: E402
+from scripts.screenshots_small_window import close_editor, run_screenshots  # noqa: E402
 
 COMFY = {
     "3": {"class_type": "KSampler", "inputs": {
@@ -71,26 +71,11 @@ async def shoot(editor, out: Path) -> None:
     panel.scroll.ensureWidgetVisible(panel.loras)
     await asyncio.sleep(0.2)
     window.generation_dock.grab().save(str(out / "use-parameters-panel.png"))
-    window._closing = True  # no "save changes?" question
-    window.close()
-    editor.worker.shutdown(timeout=5)
+    close_editor(editor)
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
-    out.mkdir(parents=True, exist_ok=True)
-    isolate_user_folders()
-    import qasync
-    from PySide6.QtWidgets import QApplication
-
-    from desktop.app import build_editor
-
-    app = QApplication([])
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    editor = build_editor(app)
-    with loop:
-        loop.run_until_complete(shoot(editor, out))
+    run_screenshots(shoot)
 
 
 if __name__ == "__main__":

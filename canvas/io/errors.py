@@ -22,6 +22,13 @@ class ProjectError(Exception):
         return (type(self), (self.path, self.reason))
 
 
+class CostlyFileError(ProjectError):
+    """A file refused only for the memory or time it asks for next to its own size (a small file that
+    would decode to gigabytes is how a crafted file attacks). A genuine project can be like that too
+    (a large, nearly flat canvas packs to very little), so the user may open it anyway with
+    `canvas.io.limits.trusting`."""
+
+
 def _as_sentence(reason: str) -> str:
     reason = " ".join(str(reason).split()) or "the file could not be used"
     if reason[-1] not in ".!?":

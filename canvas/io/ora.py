@@ -9,6 +9,9 @@ Layout of a saved project (SPEC §7):
     data/collagen/project.json    everything that is not raster, "format_version": 2
     data/collagen/source-NNNN.png the untransformed pixels of a scaled, rotated or fractionally
                                   placed image layer (its data/layer PNG is the rendered result)
+    data/collagen/generations.json  the index of every generated image kept (canvas.model.generations):
+                                  id, size, record, accepted, time, area; format_version 1
+    data/collagen/generations/ID.png  each kept generation's image, the bytes it had in memory
     Thumbnails/thumbnail.png      <= 256 px
     mergedimage.png               the flattened canvas (compose().init_image)
 
@@ -51,12 +54,13 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 
 from canvas.io.atomic import atomic_file
-from canvas.io.errors import ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
+from canvas.io.errors import CostlyFileError, ProjectError
+from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget, text_caps, warp_budget
 from canvas.io.png_chunks import (
     PNG_HEADER_BYTES,
     PngFormatError,
     check_dimensions,
+    check_inflate_ratio,
     decode_png,
     peek_header,
     plausible_file_bytes,
@@ -66,6 +70,7 @@ from canvas.io.png_chunks import (
 )
 from canvas.model.compose import check_cost, flatten_layers, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
+from canvas.model.generations import Generation, Generations, ImageData
 from canvas.model.layers import (
     BLEND_MODES,
     MAX_NAME_CHARS,
@@ -85,7 +90,6 @@ from canvas.model.raster import (
     integer_offset,
     parse_color,
     strokes_bounds,
-    to_uint8,
     warp_rgba,
 )
 
@@ -93,6 +97,9 @@ FORMAT_VERSION = 2  # 2: groups, blend modes, rendered transformed layers with t
 MIMETYPE = b"image/openraster"
 STACK_MEMBER = "stack.xml"
 PROJECT_MEMBER = "data/collagen/project.json"
+GENERATIONS_MEMBER = "data/collagen/generations.json"
+GENERATIONS_FOLDER = "data/collagen/generations/"
+GENERATIONS_FORMAT_VERSION = 1
 MERGED_MEMBER = "mergedimage.png"
 THUMBNAIL_MEMBER = "Thumbnails/thumbnail.png"
 THUMBNAIL_SIDE = 256
@@ -119,6 +126,7 @@ _XML_NAME = re.compile(r"(\{[^{}<>\"'\s]{1,200}\})?[A-Za-z_][A-Za-z0-9_.-]{0,99}
 
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _DRIVE = re.compile(r"[A-Za-z]:")
+_GENERATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 # ==== saving ===================================================================================
@@ -175,7 +183,7 @@ class PngCache:
 
 
 def _merged_pngs(document: Document) -> tuple[bytes, bytes]:
-    merged = flatten_layers(document)[0]  # what other programs show; nothing else of a composition
+    merged = flatten_layers(document, with_alpha=False)[0]  # what other programs show; no float alpha plane
     return _encode_png(_thumbnail(merged)), _encode_png(merged)
 
 
@@ -280,14 +288,27 @@ def _prepare_image(layer: ImageLayer, src: str, index: int, document: Document) 
 
 
 def rendered_rgba(pixels: np.ndarray, matrix: np.ndarray, reach: Rect) -> np.ndarray:
-    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`."""
-    rgb, alpha = warp_rgba(np.ascontiguousarray(pixels), matrix, reach, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        straight = np.where(alpha[..., None] > 0, rgb / alpha[..., None], 0)
+    """Straight-alpha RGBA of `reach` of the document from a layer placed by `matrix`, rendered in
+    bands of rows (the float temporaries of a whole 16384² reach would be 8 GiB)."""
+    pixels = np.ascontiguousarray(pixels)
     out = np.empty((reach.h, reach.w, 4), np.uint8)
-    out[..., :3] = to_uint8(straight)
-    out[..., 3] = to_uint8(alpha * np.float32(255))
+    rows = max(1, _RENDER_BAND_PIXELS // max(reach.w, 1))
+    for top in range(0, reach.h, rows):
+        band = Rect(reach.x, reach.y + top, reach.w, min(rows, reach.h - top))
+        rgb, alpha = warp_rgba(pixels, matrix, band, 1.0)
+        # In place (the same values as to_uint8(where(alpha > 0, rgb / alpha, 0)), a third of the passes).
+        np.divide(rgb, alpha[..., None], out=rgb, where=alpha[..., None] > 0)
+        rgb += np.float32(0.5)
+        np.clip(rgb, 0, 255, out=rgb)
+        out[top:top + band.h, :, :3] = rgb  # truncation of x + 0.5 in 0..255.5: rounds half up
+        alpha *= np.float32(255)
+        alpha += np.float32(0.5)
+        np.clip(alpha, 0, 255, out=alpha)
+        out[top:top + band.h, :, 3] = alpha
     return out
+
+
+_RENDER_BAND_PIXELS = 1 << 20
 
 
 def _checked_array(layer: Layer, array: Any, ndim: int) -> np.ndarray:
@@ -378,8 +399,26 @@ def _write_archive(fileobj: BinaryIO, document: Document, plan: list[PlannedLaye
                 put(planned.source, cache.png(_png_key(planned, "source"), pixels, lambda p=pixels: p),
                     zipfile.ZIP_STORED)
         cache.finish()
+        _write_generations(put, document.generations)
         put(THUMBNAIL_MEMBER, merged_pngs[0], zipfile.ZIP_STORED)
         put(MERGED_MEMBER, merged_pngs[1], zipfile.ZIP_STORED)
+
+
+def _write_generations(put: Callable[[str, bytes, int], None], generations: Generations) -> None:
+    """The index and each kept image as it is in memory (PNG bytes, stored: they are compressed)."""
+    entries = list(generations)
+    if not entries:
+        return
+    index = {"format_version": GENERATIONS_FORMAT_VERSION, "entries": [
+        {"id": e.id, "width": e.width, "height": e.height, "record": e.record, "accepted": bool(e.accepted),
+         "created": float(e.created), "area": list(e.area) if e.area is not None else None} for e in entries]}
+    data = json.dumps(index, ensure_ascii=True, allow_nan=False, default=_json_default).encode("ascii")
+    if len(data) > DEFAULT_LIMITS.max_json_bytes:
+        raise ValueError(f"the records of its kept generations would be {len(data) >> 20} MiB, more than the "
+                         f"{DEFAULT_LIMITS.max_json_bytes >> 20} MiB a project may hold")
+    put(GENERATIONS_MEMBER, data, zipfile.ZIP_DEFLATED)
+    for entry in entries:
+        put(f"{GENERATIONS_FOLDER}{entry.id}.png", entry.png, zipfile.ZIP_STORED)
 
 
 def _keyed_array(layer: Layer) -> np.ndarray | None:
@@ -548,6 +587,8 @@ def _layer_record(planned: PlannedLayer) -> dict[str, Any]:
                       reference=bool(layer.reference))
         if planned.source:
             record["source"] = planned.source
+        if layer.generation is not None:
+            record["generation"] = layer.generation
     elif isinstance(layer, GroupLayer):
         record["isolated"] = bool(layer.isolated)
     elif isinstance(layer, RegionLayer):
@@ -578,15 +619,26 @@ def load_ora(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS, 
     array of zeros of its size that takes no memory (for `collagen info`, which prints sizes), and
     nothing is repaired. Every limit is checked as for a full load."""
     source = Path(path)
-    with _Archive(source, limits, pixels=pixels) as archive:
+    with _Archive(source, limits, pixels=False) as archive:
         try:
-            document, stale = _read_document(archive)
+            # First every header, size and cost is read and checked with placeholders for the pixels
+            # (kept generations are not read then); only then, within the file's decode budget, is any
+            # layer decoded.
+            archive.costs = pixels
+            document, stale, notes = _read_document(archive)
+            if pixels:
+                archive.check_decode_budget()
+                archive.pixels = True
+                archive.decoded_bytes = archive.largest_layer = 0
+                document, stale, notes = _read_document(archive)
         except MemoryError:
             raise ProjectError(source, "is too large to open with the memory available.") from None
     if repair and pixels:
         from canvas.io.roundtrip import repair_foreign_save
 
         repair_foreign_save(document, source, stale, limits)
+    if notes:
+        document.load_report = " ".join([document.load_report, *notes]).strip()
     return document
 
 
@@ -597,7 +649,12 @@ class _Archive:
         self.path = path
         self.limits = limits
         self.pixels = pixels  # False: PNG headers only, layers hold zero-cost placeholders
-        self.decoded_bytes = 0
+        self.costs = pixels  # check what showing the document costs (check_cost) once it is built
+        self.decoded_bytes = 0  # RGBA bytes of the layers read so far (placeholders count)
+        self.largest_layer = 0
+        self.file_bytes = 0
+        self.canvas_pixels = 0  # of the document read (the larger, when stack.xml and project.json differ)
+        self._parsed: dict[str, Any] = {}  # stack.xml and project.json, parsed once for both passes
         self._zip = self._open()
         try:
             self.members = self._check_members()
@@ -617,6 +674,7 @@ class _Archive:
     def _open(self) -> zipfile.ZipFile:
         try:
             with open(self.path, "rb") as probe:
+                self.file_bytes = os.fstat(probe.fileno()).st_size
                 magic = probe.read(4)
                 directory = zip_directory_extent(probe) if magic else None
         except FileNotFoundError:
@@ -669,13 +727,15 @@ class _Archive:
                                 f"{info.file_size // max(info.compress_size, 1)} times larger than it is)")
         return members
 
-    def read(self, name: str, cap: int, what: str, *, head: int | None = None) -> bytes:
-        """The member's bytes; with `head`, only its first `head` bytes (nothing more is unpacked)."""
+    def read(self, name: str, cap: int, what: str, *, head: int | None = None, sized: bool = False) -> bytes:
+        """The member's bytes; with `head`, only its first `head` bytes (nothing more is unpacked).
+        `sized`: the cap follows the file's size (the refusal says so)."""
         info = self.members.get(name)
         if info is None:
             raise self.fail(f"is missing {what} ({name})")
         if info.file_size > cap:
-            raise self.fail(f"has {what} ({name}) of {info.file_size} bytes, more than the {cap} allowed")
+            why = f" for a file of {_file_size(self.file_bytes)}" if sized else ""
+            raise self.fail(f"has {what} ({name}) of {info.file_size} bytes, more than the {cap} allowed{why}")
         try:
             with self._zip.open(info) as member:
                 data = member.read(info.file_size + 1 if head is None else head)
@@ -684,6 +744,31 @@ class _Archive:
         if head is None and len(data) != info.file_size:
             raise self.fail(f"is damaged: {what} ({name}) is not the size its directory says")
         return data
+
+    def count_decoded(self, nbytes: int, too_many: Exception) -> None:
+        self.decoded_bytes += nbytes
+        self.largest_layer = max(self.largest_layer, nbytes)
+        if self.decoded_bytes > self.limits.max_decoded_bytes:
+            raise too_many
+
+    def check_decode_budget(self) -> None:
+        """Refuse, before any layer is decoded, a file whose layers would need more memory decoded
+        than a file of its size may ask for (ReadLimits.decode_floor)."""
+        # The largest layer is decoded beside its array; a save flattens the canvas into an RGB picture
+        # that Pillow copies to encode (3 + 4 bytes a pixel).
+        need = self.decoded_bytes + self.largest_layer + _CANVAS_BYTES_PER_PIXEL * self.canvas_pixels
+        budget = decode_budget(self.limits, self.file_bytes)
+        if need > budget:
+            raise CostlyFileError(
+                self.path, f"its layers and canvas would need {_file_size(need)} of memory decoded, more than the "
+                f"{_file_size(budget)} a file of {_file_size(self.file_bytes)} may ask for "
+                f"(at least {self.limits.decode_floor >> 20} MiB, else {self.limits.decode_ratio} times the "
+                "file's size); it is refused before any layer is decoded")
+
+    def parsed(self, name: str, parse: Callable[[], Any]) -> Any:
+        if name not in self._parsed:
+            self._parsed[name] = parse()
+        return self._parsed[name]
 
     def read_png(self, name: str, what: str) -> np.ndarray:
         # The header and the member's declared size are judged from its first bytes, before the
@@ -695,10 +780,10 @@ class _Archive:
             if self.members[name].file_size > plausible_file_bytes(header):
                 raise PngFormatError(f"its {self.members[name].file_size} bytes are far more than a "
                                      f"{header.width}x{header.height} px image needs (padded or forged)")
-            self.decoded_bytes += header.width * header.height * 4
-            if self.decoded_bytes > self.limits.max_decoded_bytes:
-                raise PngFormatError(f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB "
-                                     "of pixels this program opens")
+            check_inflate_ratio(header, self.members[name].file_size)
+            self.count_decoded(header.width * header.height * 4, PngFormatError(
+                f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB of pixels this "
+                "program opens"))
             if not self.pixels:
                 return placeholder(header.height, header.width)
             return decode_png(self.read(name, self.limits.max_png_bytes, what), self.limits)
@@ -709,6 +794,13 @@ class _Archive:
 _END_OF_DIRECTORY = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_END_OF_DIRECTORY = b"PK\x06\x06"
+
+
+def _file_size(nbytes: int) -> str:
+    if nbytes >= GiB:
+        return f"{nbytes / GiB:.1f} GiB"
+    return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB else f"{nbytes / 1024:.0f} KiB" if nbytes >= 1024 else \
+        f"{nbytes} bytes"
 
 
 def placeholder(height: int, width: int) -> np.ndarray:
@@ -744,22 +836,129 @@ def _brief(exc: BaseException) -> str:
     return text if text and len(text) < 120 else type(exc).__name__
 
 
-def _read_document(archive: _Archive) -> tuple[Document, Document | None]:
-    """(the document, Collagen's own stale data when another program rewrote the layers)."""
+def _read_document(archive: _Archive) -> tuple[Document, Document | None, list[str]]:
+    """(the document, Collagen's own stale data when another program rewrote the layers, notes on
+    what was left out without refusing the file)."""
     if "mimetype" not in archive.members:
         raise archive.fail("is a zip archive but not an OpenRaster project (it has no mimetype entry)")
     mimetype = archive.read("mimetype", 256, "the mimetype entry").strip()
     if mimetype != MIMETYPE:
         shown = mimetype[:60].decode("ascii", "replace")
         raise archive.fail(f"is not an OpenRaster project (its mimetype is {shown!r})")
-    stack = _read_stack(archive)
+    stack = archive.parsed(STACK_MEMBER, lambda: _read_stack(archive))
     if PROJECT_MEMBER not in archive.members:
-        return _with_stack_extras(_plain_ora_document(archive, stack), stack), None
+        plain = _with_stack_extras(_plain_ora_document(archive, stack), stack)
+        return plain, None, _read_generations(archive, plain)
     reader = _ProjectReader(archive)
     project = reader.document()
     if reader.digest is None or reader.digest == stack.digest:  # format 1 has no digest: trusted
-        return _with_stack_extras(project, stack), None
-    return _with_stack_extras(_plain_ora_document(archive, stack), stack), project
+        document, stale = _with_stack_extras(project, stack), None
+    else:
+        document, stale = _with_stack_extras(_plain_ora_document(archive, stack), stack), project
+    return document, stale, reader.notes + _read_generations(archive, document)
+
+
+def _storable_record(value: Any) -> bool:
+    """A generation record this program can save again: an object of JSON values without NaN or
+    infinity (json.loads accepts those; saving refuses them, which would trap the project)."""
+    if not isinstance(value, dict):
+        return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def _read_generations(archive: _Archive, document: Document) -> list[str]:
+    """The kept generations read into the document; returns notes on what had to be left out."""
+    if not archive.pixels or GENERATIONS_MEMBER not in archive.members:
+        return []
+    return _GenerationsReader(archive).read_into(document.generations)
+
+
+class _GenerationsReader:
+    """The index of kept generations, each entry checked; a damaged entry is left out (counted in
+    a note), never the project. Images are read as PNG bytes (their headers checked against the
+    limits) and decoded only when used."""
+
+    def __init__(self, archive: _Archive):
+        self.archive = archive
+
+    def read_into(self, store: Generations) -> list[str]:
+        archive = self.archive
+        try:
+            data = archive.read(GENERATIONS_MEMBER, archive.limits.max_json_bytes, "its kept generations")
+            index = json.loads(data)
+        except ProjectError as exc:
+            return [f"Its kept generations could not be read ({str(exc).split(': ', 1)[-1].rstrip('.')}); "
+                    "the project opened without them."]
+        except (ValueError, RecursionError):
+            return ["Its kept generations (data/collagen/generations.json) are not valid JSON; "
+                    "the project opened without them."]
+        entries = index.get("entries") if isinstance(index, dict) else None
+        version = index.get("format_version") if isinstance(index, dict) else None
+        if not isinstance(entries, list) or not isinstance(version, int) or isinstance(version, bool):
+            return ["Its kept generations (data/collagen/generations.json) are not an index this version "
+                    "reads; the project opened without them."]
+        if version > GENERATIONS_FORMAT_VERSION:
+            return ["Its kept generations were saved by a newer Collagen; the project opened without them."]
+        notes = []
+        cap = archive.limits.max_generations
+        if len(entries) > cap:
+            notes.append(f"It lists {len(entries)} kept generations; the newest {cap} were opened.")
+            entries = entries[-cap:]
+        skipped, seen = 0, set()
+        for item in entries:
+            entry = self.entry(item, seen)
+            if entry is None:
+                skipped += 1
+                continue
+            seen.add(entry.id)
+            store.insert_loaded(entry)
+        if skipped:
+            notes.append(f"{skipped} of its {len(entries)} kept generation{'s' if len(entries) != 1 else ''} "
+                         f"{'was' if skipped == 1 else 'were'} damaged and left out.")
+        return notes
+
+    def entry(self, item: Any, seen: set[str]) -> Generation | None:
+        if not isinstance(item, dict):
+            return None
+        entry_id, width, height = item.get("id"), item.get("width"), item.get("height")
+        record, accepted, created, area = item.get("record"), item.get("accepted"), item.get("created"), item.get("area")
+        if not (isinstance(entry_id, str) and _GENERATION_ID.fullmatch(entry_id) and entry_id not in seen):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            return None
+        if not _storable_record(record) or not isinstance(accepted, bool):
+            return None
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not _finite(created):
+            return None
+        if area is not None and not (isinstance(area, list) and len(area) == 4 and all(
+                isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_COORDINATE for v in area)):
+            return None
+        name = f"{GENERATIONS_FOLDER}{entry_id}.png"
+        try:
+            start = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation",
+                                      head=PNG_HEADER_BYTES)
+            header = peek_header(start)
+            check_dimensions(header, self.archive.limits)
+            if (header.width, header.height) != (width, height):
+                return None
+            if self.archive.members[name].file_size > plausible_file_bytes(header):
+                return None
+            png = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation")
+        except (ProjectError, PngFormatError):
+            return None
+        return Generation(image=ImageData(png=png), width=width, height=height, record=record, accepted=accepted,
+                          created=float(created), area=tuple(area) if area is not None else None, id=entry_id)
 
 
 def _with_stack_extras(document: Document, stack: _Stack) -> Document:
@@ -802,7 +1001,7 @@ def _read_stack(archive: _Archive) -> _Stack:
     from defusedxml import ElementTree as SafeElementTree  # entity expansion and DTDs refused
     from defusedxml.common import DefusedXmlException
 
-    data = archive.read(STACK_MEMBER, archive.limits.max_xml_bytes, "its layer list")
+    data = archive.read(STACK_MEMBER, text_caps(archive.limits, archive.file_bytes)[0], "its layer list", sized=True)
     try:
         root = SafeElementTree.fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
@@ -896,8 +1095,12 @@ def _xml_float(archive: _Archive, element: ElementTree.Element, key: str, defaul
     return value
 
 
+_CANVAS_BYTES_PER_PIXEL = 7
+
+
 def _check_canvas_size(archive: _Archive, width: int, height: int) -> None:
     limits = archive.limits
+    archive.canvas_pixels = max(archive.canvas_pixels, width * height)
     if not (0 < width <= limits.max_side and 0 < height <= limits.max_side) or width * height > limits.max_pixels:
         raise archive.fail(f"declares a {width}x{height} px canvas; the limit is {limits.max_side} px per side")
 
@@ -930,10 +1133,9 @@ def _plain_ora_document(archive: _Archive, stack: _Stack) -> Document:
 
 def _tiled(tile: np.ndarray, width: int, height: int, archive: _Archive) -> np.ndarray:
     """MyPaint's background: its tile repeated over the whole canvas."""
-    archive.decoded_bytes += width * height * 4
-    if archive.decoded_bytes > archive.limits.max_decoded_bytes:
-        raise archive.fail(f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB "
-                           "of pixels this program opens")
+    archive.count_decoded(width * height * 4, archive.fail(
+        f"has layers that together exceed the {archive.limits.max_decoded_bytes >> 20} MiB of pixels this "
+        "program opens"))
     if not archive.pixels:
         return placeholder(height, width)
     reps_y, reps_x = -(-height // tile.shape[0]), -(-width // tile.shape[1])
@@ -946,8 +1148,12 @@ def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSe
         document = Document(width, height, settings=settings)
         for layer in layers:
             document.add_layer_untracked(layer)
-        if archive.pixels:  # a project that could not be shown or saved is refused when opened
+        if archive.costs:  # a project that could not be shown or saved is refused when opened
             check_cost(document)
+            try:
+                check_cost(document, warp_budget=warp_budget(archive.limits, archive.file_bytes))
+            except DocumentError as exc:  # only what a file of its size may ask for
+                raise CostlyFileError(archive.path, str(exc)) from None
     except DocumentError as exc:
         raise archive.fail(str(exc)) from None
     return document
@@ -963,14 +1169,16 @@ class _ProjectReader:
         self.archive = archive
         self.where = "project.json"
         self.digest: str | None = None  # the stack.xml digest the project was saved with
+        self.notes: list[str] = []  # what was left out without refusing the project (one sentence each)
 
     def fail(self, reason: str) -> ProjectError:
         return self.archive.fail(f"has {reason} in {self.where}")
 
     def document(self) -> Document:
-        data = self.archive.read(PROJECT_MEMBER, self.archive.limits.max_json_bytes, "its project data")
         try:
-            project = json.loads(data)
+            project = self.archive.parsed(PROJECT_MEMBER, lambda: json.loads(
+                self.archive.read(PROJECT_MEMBER, text_caps(self.archive.limits, self.archive.file_bytes)[1],
+                                  "its project data", sized=True)))
         except RecursionError:
             raise self.archive.fail("has project data (project.json) nested too deeply") from None
         except ValueError as exc:
@@ -1029,7 +1237,8 @@ class _ProjectReader:
                 y=self.number(record, "y", -MAX_COORDINATE, MAX_COORDINATE),
                 scale=self.number(record, "scale", 0.0, MAX_SCALE, open_low=True),
                 rotation=self.number(record, "rotation", -MAX_COORDINATE, MAX_COORDINATE),
-                collage=self.flag(record, "collage"), reference=self.flag(record, "reference"))
+                collage=self.flag(record, "collage"), reference=self.flag(record, "reference"),
+                generation=self.generation(record))
         if kind == "mask":
             return MaskLayer(**common, pixels=self.alpha(record, "mask"))
         if kind == "region":
@@ -1051,6 +1260,15 @@ class _ProjectReader:
                 raise self.fail("a scribble mode that is neither 'sketch' nor 'annotation'")
             return ScribbleLayer(**common, mode=mode, strokes=self.strokes(record))
         raise self.fail(f"an unknown layer kind {str(kind)[:40]!r}")
+
+    def generation(self, record: dict) -> dict | None:
+        """The layer's generation record; one that is not an object is dropped with a note (the
+        layer itself is fine: only Export PNG's parameters for it are lost)."""
+        value = record.get("generation")
+        if value is None or _storable_record(value):
+            return value
+        self.notes.append(f"The generation record of {self.where_layer()} is damaged and was left out.")
+        return None
 
     # -- typed fields ----------------------------------------------------------------------
     def choice(self, record: dict, key: str, allowed: tuple[str, ...], default: str) -> str:

@@ -234,6 +234,13 @@ def read_png_parameters(path: str | os.PathLike[str], limits: ReadLimits = DEFAU
     return {}
 
 
+def collagen_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """What `read_png_parameters` gives for a PNG Collagen wrote with these generation parameters
+    (a kept generation's record), without a file."""
+    found = _from_collagen({"format_version": COLLAGEN_FORMAT_VERSION, "parameters": dict(parameters)})
+    return {"source": "collagen", **_normalized(found)} if found is not None else {}
+
+
 def _json(source: Path, keyword: str, raw: str) -> Any:
     try:
         return json.loads(raw)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from canvas.io.atomic import atomic_file
-from canvas.io.errors import ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, ReadLimits
+from canvas.io.errors import CostlyFileError, ProjectError
+from canvas.io.limits import DEFAULT_LIMITS, MiB, ReadLimits, decode_budget
 from canvas.model.compose import flatten_layers
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.layers import MAX_NAME_CHARS, GroupLayer, ImageLayer, Layer
@@ -123,6 +123,7 @@ def load_psd(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) 
         psd = PSDImage.open(source, parse_limits=ParseLimits(max_total_bytes=limits.max_total_unpacked,
                                                              max_nesting_depth=limits.max_xml_depth),
                             max_alloc_bytes=limits.max_decoded_bytes)
+        _check_decode_budget(psd, source, width, height, limits, fail)
         layers: list[Layer] = []
         decoded = [0]
         _read_group(psd, "", layers, limits, decoded, fail, 0)
@@ -140,6 +141,18 @@ def load_psd(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) 
     except DocumentError as exc:
         raise fail(str(exc)) from None
     return document
+
+
+def _check_decode_budget(psd, source: Path, width: int, height: int, limits: ReadLimits, fail) -> None:
+    """As for projects (canvas.io.ora): the layers' RGBA from their records, the largest once more and
+    the canvas, against what a file of this size may ask for, before any layer is decoded."""
+    sizes = [max(item.width, 0) * max(item.height, 0) * 4 for item in psd.descendants() if not item.is_group()]
+    need = sum(sizes) + max(sizes, default=0) + 7 * width * height
+    budget = decode_budget(limits, source.stat().st_size)
+    if need > budget:
+        raise CostlyFileError(source, f"its layers and canvas would need {need / MiB:.0f} MiB of memory decoded, more than the "
+                   f"{budget / MiB:.0f} MiB a file of its size may ask for (at least {limits.decode_floor >> 20} "
+                   f"MiB, else {limits.decode_ratio} times the file's size); it is refused before any layer is decoded")
 
 
 def _check_header(source: Path, limits: ReadLimits, fail) -> tuple[int, int]:

@@ -9,7 +9,8 @@ in order, among layers of the same place in the stack:
   was, with its prompts, painted mask or strokes;
 - an image layer whose pixels are still what Collagen rendered gets its untransformed source and
   transform back, and its collage/reference flags; one edited elsewhere keeps the new pixels;
-- the generation settings come back.
+- the generation settings come back, and so do the kept generations (canvas.model.generations)
+  when the file no longer has them.
 `document.load_report` tells the user, in one sentence, what happened and what could not be restored.
 """
 
@@ -39,11 +40,16 @@ def repair_foreign_save(document: Document, path: Path, stale: Document | None, 
     if copy is None:
         return  # an ordinary OpenRaster file of another program
     restored, lost = _restore(document, copy)
+    settings = "the generation settings"
+    if not len(document.generations) and len(copy.generations):  # another program dropped data/collagen
+        document.generations = copy.generations
+        count = len(copy.generations)
+        settings += f" and {count} kept generation{'s' if count != 1 else ''}"
     what = f"{path.name} was saved by another program after Collagen"
     if restored:
-        report = f"{what}; restored {_count(restored)} and the generation settings from {origin}"
+        report = f"{what}; restored {_count(restored)} and {settings} from {origin}"
     else:
-        report = f"{what}; nothing could be matched in {origin} except the generation settings"
+        report = f"{what}; nothing could be matched in {origin} except {settings}"
     if lost:
         report += f", but could not restore {', '.join(repr(n[:40]) for n in lost[:6])}"
         report += f" and {len(lost) - 6} more" if len(lost) > 6 else ""

@@ -33,7 +33,15 @@ import numpy as np
 from canvas.model.blend import CLEARS_OUTSIDE, blend_into
 from canvas.model.document import Document, DocumentError
 from canvas.model.layers import GroupLayer, ImageLayer, Layer, MaskLayer, Rect, RegionLayer, ScribbleLayer
-from canvas.model.raster import StrokeCanvas, exact_matrix, footprint, strokes_bounds, to_uint8, warp_rgba
+from canvas.model.raster import (
+    StrokeCanvas,
+    exact_matrix,
+    footprint,
+    integer_offset,
+    strokes_bounds,
+    to_uint8,
+    warp_rgba,
+)
 
 BAND_PIXELS = 1 << 20  # flatten this many canvas pixels at a time, to bound float temporaries
 # What one composition may cost, checked before any pixel is drawn: the canvas pixels the image
@@ -183,13 +191,37 @@ def drawn_pixels(document: Document) -> int:
     return total
 
 
-def check_cost(document: Document, collage_pieces: int = 0) -> None:
-    """Refuse, in one sentence and before anything is allocated, a document too costly to flatten."""
+def warped_pixels(document: Document) -> int:
+    """The canvas pixels covered by image layers that are not at a whole-pixel offset (scaled,
+    turned or at a fractional offset), summed over the layers: what resampling costs when the
+    document is flattened, and again when it is saved (each such layer is written as shown)."""
+    total = 0
+    for layer in document.layers:
+        if isinstance(layer, ImageLayer) and not layer.reference:
+            _check_rgba(layer)
+            matrix = layer_matrix(layer)
+            if integer_offset(matrix) is None:
+                reach = footprint(matrix, *layer.size).clip(document.width, document.height)
+                total += 0 if reach.empty else reach.w * reach.h
+    return total
+
+
+def check_cost(document: Document, collage_pieces: int = 0, *, warp_budget: int | None = None) -> None:
+    """Refuse, in one sentence and before anything is allocated, a document too costly to flatten.
+    `warp_budget`: at most that many warped pixels (warped_pixels); readers give a budget that follows
+    the size of the file, so a small file cannot ask for minutes of resampling."""
     drawn = drawn_pixels(document)
     if drawn > MAX_DRAWN_PIXELS:
         raise DocumentError(f"The image layers cover the canvas {drawn / (document.width * document.height):.0f} "
                             f"times over ({drawn / 1e9:.1f} billion pixels to draw); at most "
                             f"{MAX_DRAWN_PIXELS / 1e9:.1f} billion can be composed. Merge or remove some layers.")
+    if warp_budget is not None:
+        warped = warped_pixels(document)
+        if warped > warp_budget:
+            raise DocumentError(
+                f"Its scaled or turned layers cover {warped / 1e6:.0f} million canvas pixels, more than the "
+                f"{warp_budget / 1e6:.0f} million a file of this size may ask to resample (each costs time when "
+                "the picture is composed or saved).")
     planes = collage_pieces * document.width * document.height * 4
     if planes > MAX_COLLAGE_BYTES:
         raise DocumentError(f"Refine keeps an outline of each collage piece: {collage_pieces} pieces on a "
@@ -197,13 +229,15 @@ def check_cost(document: Document, collage_pieces: int = 0) -> None:
                             f"the {MAX_COLLAGE_BYTES >> 30} GiB allowed. Merge some pieces or use fewer.")
 
 
-def flatten_layers(document: Document, collage: list[ImageLayer] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def flatten_layers(document: Document, collage: list[ImageLayer] = (), *,
+                   with_alpha: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(init_image over white, init_alpha, collage_alpha) of the document's visible image layers,
-    in bands of rows to bound memory."""
+    in bands of rows to bound memory. Without `with_alpha`, init_alpha is None (a save needs the
+    picture only: 4 bytes a canvas pixel less)."""
     width, height = document.width, document.height
     check_cost(document, len(collage))
     init_image = np.empty((height, width, 3), np.uint8)
-    init_alpha = np.empty((height, width), np.float32)
+    init_alpha = np.empty((height, width), np.float32) if with_alpha else None
     collage_alpha = np.zeros((len(collage), height, width), np.float32)
     plane_of = {id(la): i for i, la in enumerate(collage)}
     stack = _prepare_stack(document.tree(), None, width, height)
@@ -214,7 +248,8 @@ def flatten_layers(document: Document, collage: list[ImageLayer] = ()) -> tuple[
         alpha = np.zeros((band.h, width), np.float32)
         _composite_band(stack, band, rgb, alpha, 1.0, collage_alpha, plane_of)
         init_image[band.y:band.y + band.h] = to_uint8(rgb + (1 - alpha)[..., None] * np.float32(255))
-        init_alpha[band.y:band.y + band.h] = alpha
+        if init_alpha is not None:
+            init_alpha[band.y:band.y + band.h] = alpha
     return init_image, init_alpha, collage_alpha
 
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator
 
 from psygnal import Signal, SignalGroup
 
+from canvas.model.generations import Generations
 from canvas.model.history import DEFAULT_BUDGET, Command, History
 from canvas.model.layers import GroupLayer, Layer
 
@@ -47,6 +48,11 @@ class GenerationSettings:
     padding: int = 32
     mask_blur: int = 4
     color_match: bool = False
+    # generation size (issue 16): "auto" (the family's native size when the canvas, or the only_masked
+    # crop, is far above it or over the limit), "picture" (its own size) or "custom" (the size below)
+    generation_size: str = "auto"
+    generation_width: int = 512
+    generation_height: int = 512
     # regions / composite / refine
     region_method: str = "attention"
     composite_step: float = 0.5
@@ -133,6 +139,7 @@ class Document:
         self.settings = settings or GenerationSettings()
         self.events = DocumentEvents()
         self.history = History(self, history_budget)
+        self.generations = Generations()  # every generated image, accepted or not (saved with the project)
         self._active: Layer | None = None
         self._stroke_work_cache: dict[str, tuple[Any, float]] = {}  # layer id -> (its strokes, their work)
         # Kept for other programs: the DPI they set and attributes of stack.xml's <image> they wrote.

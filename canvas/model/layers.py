@@ -143,7 +143,8 @@ class ImageLayer(Layer):
     A layer pixel (u, v) lands at document point (x, y) + R(rotation) · scale · (u, v): the
     transform's origin is the layer's top-left corner; tools that rotate about the centre
     adjust x, y. `collage` marks a pasted piece (refine builds its strength map from these);
-    `reference` marks an input image for instruction-edit models (not part of the flattened canvas).
+    `reference` marks an input image for instruction-edit models (not part of the flattened canvas);
+    `generation` is the parameters record of the generation that made it (None for other pixels).
     """
 
     kind: ClassVar[str] = "image"
@@ -155,6 +156,8 @@ class ImageLayer(Layer):
     rotation: float = 0.0  # degrees, clockwise on screen (y down)
     collage: bool = False
     reference: bool = False
+    # The record of the generation that made this layer (an accepted result): what Export PNG writes.
+    generation: dict[str, Any] | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -48,6 +48,7 @@ class Snapshots:
         snapshot = Document(document.width, document.height, settings=copy.deepcopy(document.settings))
         snapshot.resolution = tuple(document.resolution)
         snapshot.foreign = dict(document.foreign)
+        snapshot.generations = document.generations.snapshot()  # entries are immutable: a list copy
         kept: dict[tuple[str, str], tuple[int, int, np.ndarray]] = {}
         for layer in document.layers:
             snapshot.layers.append(self._frozen_layer(layer, kept))

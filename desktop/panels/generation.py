@@ -52,6 +52,7 @@ from inference.api import (
     MAX_MASK_BLUR,
     MAX_REFINE_EDGE_WIDTH,
     MAX_SEED,
+    MAX_SIDE,
     MAX_STEPS,
     SAMPLERS,
     TRUE_CFG_RANGE,
@@ -65,6 +66,11 @@ MODES = (
     ("composite", "Composite", "Each region is generated on its own, then the whole picture is finished together"),
     ("refine", "Refine collage", "Blend pasted collage pieces into the picture (strongest at their edges)"),
     ("edit", "Edit (instruction)", "Describe a change; an instruction-edit model applies it (+ reference layers)"),
+)
+GENERATION_SIZES = (
+    ("auto", "Auto (native)"),
+    ("picture", "Canvas / crop size"),
+    ("custom", "Custom size"),
 )
 STRENGTH_MODES = ("generate", "inpaint", "regions", "composite", "refine")
 DEMO_MODEL = "builtin:tiny-sd15"
@@ -196,7 +202,31 @@ class GenerationPanel(QWidget):
         self.strength_label = QLabel("Strength", body)
         self.batch = self._spin("batch_count", 1, MAX_BATCH)
         self.size_label = QLabel(body)
-        self.size_label.setToolTip("Generation happens at the canvas size (File ▸ New sets it)")
+        self.size_label.setToolTip("The canvas size (File ▸ New sets it); results are always this size")
+        self.generation_size = self._combo("generation_size", GENERATION_SIZES)
+        self.generation_size.setToolTip(
+            "Auto (native): the canvas, or the Only masked crop, at its own size unless it is over the "
+            f"{MAX_SIDE} px limit or far above the model's native size; then at about the native size in its "
+            "aspect ratio. The result is scaled back to the canvas; inpaint pastes it only inside the mask.")
+        self.generation_width = self._spin("generation_width", 64, MAX_SIDE)
+        self.generation_height = self._spin("generation_height", 64, MAX_SIDE)
+        for spin, what in ((self.generation_width, "Width"), (self.generation_height, "Height")):
+            spin.setSingleStep(64)
+            spin.setSuffix(" px")
+            spin.setToolTip(f"{what} to generate at (a multiple of 8); a whole canvas keeps its aspect ratio at "
+                            "this many pixels, an Only masked crop is generated at exactly this size")
+        generation_show = self._bindings["generation_size"].show
+
+        def show_generation_size(value: Any) -> None:
+            generation_show(value)
+            self.knobs.setRowVisible(self._custom_size_row, value == "custom")
+            self._fit_scroll_width()
+
+        self._bindings["generation_size"] = Binding(show_generation_size)
+        custom_size_row = QHBoxLayout()  # a row of its own: the panel keeps its narrow width
+        custom_size_row.addWidget(self.generation_width, 1)
+        custom_size_row.addWidget(QLabel("×", body))
+        custom_size_row.addWidget(self.generation_height, 1)
         self.cfg_label = QLabel("CFG scale", body)
         knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
@@ -205,9 +235,13 @@ class GenerationPanel(QWidget):
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
         knobs.addRow("Size", self.size_label)
+        knobs.addRow("Generate at", self.generation_size)
+        knobs.addRow("", custom_size_row)
+        knobs.setRowVisible(custom_size_row, False)  # shown for "custom"; hidden before the width is fitted
         column.addLayout(knobs)
         self.knobs = knobs
         self._sampler_row = sampler_row
+        self._custom_size_row = custom_size_row
 
         # advanced
         self.advanced_toggle = QToolButton(body)
@@ -411,7 +445,7 @@ class GenerationPanel(QWidget):
         self._bursts.end()
         for name in self._bindings:
             self._on_setting_changed(name)
-        self.size_label.setText(f"{document.width} × {document.height} px (the canvas)")
+        self._show_size()
 
     def close_document(self) -> None:
         try:
@@ -429,6 +463,38 @@ class GenerationPanel(QWidget):
             binding.show(getattr(self.document.settings, name))
         if name in ("mode", "model"):
             self._refresh_visibility()
+        if name in ("mode", "model", "generation_size", "generation_width", "generation_height", "inpaint_area"):
+            self._show_size()
+
+    def _show_size(self) -> None:
+        """The canvas size and, where a whole-canvas generation runs at another size, that size (the
+        request builder's own choice for the selected model's family)."""
+        from desktop.request_builder import family_entry, size_step
+        from inference.api import RequestError
+        from inference.resolution import choose_generation_size
+
+        document, s = self.document, self.document.settings
+        text = f"{document.width} × {document.height} px (the canvas)"
+        info = self.model_info()
+        entry = family_entry(s.model, info.family if info is not None else None)
+        if s.mode == "edit":
+            pass  # the edit pipelines size their own work
+        elif s.mode == "inpaint" and s.inpaint_area == "only_masked":
+            text += ", the crop around the mask at its own size" + (
+                "" if s.generation_size != "custom" else f" or {s.generation_width} × {s.generation_height}")
+        else:
+            try:
+                size = choose_generation_size(
+                    document.width, document.height, native_area=entry.native_area if entry else None,
+                    choice=s.generation_size, custom=(s.generation_width, s.generation_height),
+                    cell=size_step(entry))
+            except RequestError as exc:
+                text += f": {exc}"
+            else:
+                if (size.width, size.height) != (document.width, document.height):
+                    text += f", generated at {size.width} × {size.height} and scaled back"
+        self.size_label.setText(text)
+        self.size_label.setWordWrap(True)
 
     def end_edit_bursts(self) -> None:
         self._bursts.end()
@@ -475,6 +541,7 @@ class GenerationPanel(QWidget):
         self.model.setToolTip(skipped_tooltip(skipped))
         self._models = list(models)
         self._fill_model_picker()
+        self._show_size()  # the family of the chosen model is known now
         self.vae.blockSignals(True)
         self.vae.clear()
         self.vae.addItem("The checkpoint's own", "")

@@ -3,7 +3,8 @@
 Geometry, in order:
 - The request mask (1 = regenerate) is inverted for mask_mode="not_masked".
 - inpaint_area="only_masked": the mask's bounding box + `padding` px, grown to the request's aspect,
-  is cut from the canvas and resized to width x height; "whole": the canvas is the generation.
+  is cut from the canvas and resized to width x height; "whole": the canvas is the generation (a
+  request of another size than the canvas scales the whole canvas there: the crop is all of it).
 - In generation space the mask is dilated to whole 8-px latent cells (so every painted pixel lies in
   a regenerated latent pixel; no seam where the painted edge cuts a cell), then blurred by
   `mask_blur` (converted to generation pixels). That blurred mask is the composite weight; the
@@ -36,6 +37,7 @@ from inference.sd.masks import (
     dilate_to_grid,
     fill_masked,
     gaussian_blur,
+    mask_bbox,
     resize_image,
     resize_mask,
 )
@@ -55,6 +57,26 @@ def crop_scale(box: tuple[int, int, int, int], ctx: DenoiseContext) -> float:
     """Canvas pixels per generation pixel of a crop box, the larger of the two axes."""
     x0, y0, x1, y1 = box
     return max((x1 - x0) / ctx.width, (y1 - y0) / ctx.height)
+
+
+def crop_margin(padding: int, mask_blur: float, cell: int, scale: float) -> int:
+    """Canvas px around the mask's box an only_masked crop takes: `padding`, the blur's feather and a
+    latent cell (+3 px of resampling) at the crop's scale (canvas px per generation px; 0: the first guess)."""
+    feather = math.ceil(3.0 * float(mask_blur))
+    grid = cell if scale <= 0 else math.ceil((cell + 3) * scale)
+    return int(padding) + feather + grid
+
+
+def natural_crop_box(mask: np.ndarray, padding: int, mask_blur: float, cell: int = 8) -> tuple[int, int, int, int]:
+    """The only_masked crop of a generation at the crop's own size (scale 1), before it is grown to the
+    generation's aspect: what the request builder sizes the generation from."""
+    box = mask_bbox(mask)
+    if box is None:
+        raise RequestError("The inpaint mask is empty: paint the area to regenerate.")
+    margin = crop_margin(padding, mask_blur, cell, 1.0)
+    height, width = mask.shape[:2]
+    x0, y0, x1, y1 = box
+    return max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, width), min(y1 + margin, height)
 
 
 def weight_box(weight: np.ndarray) -> tuple[int, int, int, int]:
@@ -108,10 +130,9 @@ class InpaintExtension(LoopExtension):
         if self.inpaint_area == "only_masked":
             ctx.crop_box = self.choose_crop_box(ctx)
         elif (canvas_h, canvas_w) != (ctx.height, ctx.width):
-            raise RequestError(
-                f"The image is {canvas_w}x{canvas_h} but the request is {ctx.width}x{ctx.height}; "
-                "inpaint the whole image at its own size or use inpaint_area 'only_masked'."
-            )
+            # The whole canvas at another generation size (a canvas far from the model's native size):
+            # the crop is all of it, scaled there and back; the paste-back keeps the unmasked bytes.
+            ctx.crop_box = (0, 0, canvas_w, canvas_h)
         ctx.source_image = ctx.to_generation_space(canvas, is_mask=False)
         ctx.init_image = ctx.source_image.copy()
         self.prepare_masks(ctx)
@@ -122,12 +143,10 @@ class InpaintExtension(LoopExtension):
         """The mask's box grown by the feather (blur, grid cells, resampling) and then by `padding`,
         so the blurred mask falls to zero inside the crop and the paste-back has no hard edge."""
         cell = ctx.model.vae_scale_factor
-        feather = math.ceil(3.0 * self.mask_blur)
-        box = crop_region(self.mask, self.padding + feather + cell, ctx.width, ctx.height)
+        box = crop_region(self.mask, crop_margin(self.padding, self.mask_blur, cell, 0.0), ctx.width, ctx.height)
         for _ in range(2):  # the crop's scale sets how wide a latent cell is on the canvas
             scale = max(1.0, crop_scale(box, ctx))
-            margin = self.padding + feather + math.ceil((cell + 3) * scale)
-            box = crop_region(self.mask, margin, ctx.width, ctx.height)
+            box = crop_region(self.mask, crop_margin(self.padding, self.mask_blur, cell, scale), ctx.width, ctx.height)
         return box
 
     def prepare_masks(self, ctx: DenoiseContext) -> None:

@@ -151,7 +151,7 @@ def test_a_save_after_a_mask_stroke_flattens_nothing_and_the_merged_picture_is_e
     assert cache.merged_encoded
     flattened = []
     real = ora.flatten_layers
-    monkeypatch.setattr(ora, "flatten_layers", lambda doc, *a: flattened.append(1) or real(doc, *a))
+    monkeypatch.setattr(ora, "flatten_layers", lambda doc, *a, **k: flattened.append(1) or real(doc, *a, **k))
     paint(mask, 255)  # a brush stroke on the mask: other programs see the same picture
     save_ora(snapshots.take(document), tmp_path / "b.ora", cache=cache)
     assert not cache.merged_encoded and flattened == [] and cache.encoded == 1

@@ -46,7 +46,8 @@ def test_render_inpaint_sample_then_info(tmp_path, capsys, tmp_models):
         assert im.size == (512, 512)
         parameters = im.info["parameters"]
     assert parameters.startswith("a red vintage car parked on the grass")
-    assert "Steps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 512x512" in parameters
+    # only_masked: the crop around the mask at its own size, not the 512x512 canvas (issue 16)
+    assert "Steps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 328x224" in parameters
 
     code, out, err = run_cli(["info", out_png], capsys)
     assert code == 0, err

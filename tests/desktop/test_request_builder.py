@@ -235,8 +235,12 @@ def test_bad_preview_method_and_oversized_canvas_are_refused():
     with pytest.raises(RequestError, match="preview"):
         build_request(FakeComposition(), settings(), preview="hologram")
     huge = FakeComposition(init_image=np.zeros((8, 5000, 3), np.uint8), has_content=False)
-    with pytest.raises(RequestError, match="limit of 4096 pixels per side"):
-        build_request(huge, settings())
+    with pytest.raises(RequestError, match="larger than the limit of 4096 pixels per side to generate at its own"):
+        build_request(huge, settings(generation_size="picture"))
+    scaled = build_request(huge, settings())  # Auto: generated within the limit, scaled back (issue 16)
+    assert (scaled.width, scaled.height) == (4096, 64)
+    with pytest.raises(RequestError, match="larger than the limit of 16384"):
+        build_request(FakeComposition(init_image=np.zeros((8, 16392, 3), np.uint8)), settings())
 
 
 def test_mismatched_mask_shape_is_refused():

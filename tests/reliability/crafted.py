@@ -48,14 +48,14 @@ LAUNCHER = ("import json, os, sys\n"
             "    json.dump([status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime], report)\n")
 
 
-def run_collagen(args: list[str], *, cwd: Path, hang_after: float = 60.0) -> Measured:
+def run_collagen(args: list[str], *, cwd: Path, hang_after: float = 60.0, module: str = "desktop.cli") -> Measured:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "COLLAGEN"))}
     env.update(PYTHONPATH=str(REPO), HOME=str(cwd), XDG_DATA_HOME=str(cwd / "data"), COLLAGEN_MODELS="",
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     report = cwd / f".rusage-{os.getpid()}-{time.monotonic_ns()}.json"
     started = time.monotonic()
     launcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(report),
-                                 sys.executable, "-m", "desktop.cli", *args],
+                                 sys.executable, "-m", module, *args],
                                 cwd=cwd, env=env, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     hung = threading.Event()
@@ -163,6 +163,85 @@ def shared_huge_png(folder: Path, layers: int = 3, side: int = 16384) -> Path:
                                                    "settings": {}, "layers": records}, side, side)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("data/big.png", sparse_png(side), zipfile.ZIP_STORED)
+    return path
+
+
+def many_big_pngs(folder: Path, layers: int = 12, side: int = 8192) -> Path:
+    """Issue 17: ~100 KB, 12 layers each with its own flat 8192² PNG (3 GiB of RGBA decoded, under the
+    4 GiB cap: opening decoded all of it)."""
+    records = [{"kind": "image", "id": f"l{i}", "name": f"flat {i}", "visible": True, "opacity": 1.0,
+                "locked": False, "src": f"data/flat{i}.png", "x": 0.0, "y": 0.0, "scale": 1.0, "rotation": 0.0,
+                "collage": False, "reference": False} for i in range(layers)]
+    path = raw_project(folder / "flat-pngs.ora", {"format_version": 1, "width": side, "height": side,
+                                                  "settings": {"prompt": "flat"}, "layers": records}, side, side)
+    flat = sparse_png(side)
+    with zipfile.ZipFile(path, "a") as archive:
+        for i in range(layers):
+            archive.writestr(f"data/flat{i}.png", flat, zipfile.ZIP_STORED)
+    return path
+
+
+def pattern_png(side: int) -> bytes:
+    """A side² RGBA PNG of coloured 8 px checks with a soft alpha ramp: it packs to a few KB and is not flat,
+    so every bilinear sample is real work."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:side, 0:side]
+    pixels = np.empty((side, side, 4), np.uint8)
+    checks = ((x // 8 + y // 8) % 2).astype(np.uint8)
+    pixels[..., 0] = 40 + 180 * checks
+    pixels[..., 1] = 200 - 150 * checks
+    pixels[..., 2] = (x // 8 % 4) * 60
+    pixels[..., 3] = 255 - (y // 8 % 2) * 90
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(out, "PNG", compress_level=9)
+    return out.getvalue()
+
+
+def transformed_layers(folder: Path, layers: int = 60, side: int = 4096, source: int = 1024, scale: float = 8.0,
+                       rotation: float = 0.0) -> Path:
+    """Issue 17: ~20 KB, layers that all show one 1024² PNG scaled up (or turned) over a 4096² canvas: each
+    covers the whole canvas, so flattening, rendering or saving warps 16.7 million pixels per layer
+    (a rotated one took ~3.5 s in numpy; 60 of them passed the 1.1 billion drawn-pixel limit)."""
+    records = [{"kind": "image", "id": f"t{i}", "name": f"turned {i}", "visible": True, "opacity": 0.5,
+                "locked": False, "src": "data/pattern.png", "x": -100.0 - i, "y": -50.0 + i / 3, "scale": scale,
+                "rotation": rotation, "collage": False, "reference": False} for i in range(layers)]
+    name = f"transformed-{layers}-{scale:g}-{rotation:g}.ora"
+    path = raw_project(folder / name, {"format_version": 1, "width": side, "height": side,
+                                       "settings": {"prompt": "a pattern", "steps": 2, "model": "absent"},
+                                       "layers": records}, side, side)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data/pattern.png", pattern_png(source), zipfile.ZIP_STORED)
+    return path
+
+
+def dense_json(folder: Path, mib: int = 63, pad_bytes: int = 0) -> Path:
+    """Issue 17: 64 KB whose project.json unpacks to `mib` MiB of `[],` (parsed, 1.6 GB and 8 s); with
+    `pad_bytes`, a stored member of random bytes makes the file that much larger (the JSON cap follows
+    the file's size, so this reaches the most a file under 1 MiB may parse)."""
+    path = folder / "dense-json.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", STACK_XML.format(w=64, h=64), zipfile.ZIP_DEFLATED)
+        count = ((mib << 20) - 40) // 3
+        archive.writestr("data/collagen/project.json",
+                         '{"format_version": 1, "width": 64, "height": 64, "layers": [], "junk": ['
+                         + "[]," * count + "[]]}", zipfile.ZIP_DEFLATED)
+        if pad_bytes:
+            archive.writestr("data/padding.bin", os.urandom(pad_bytes), zipfile.ZIP_STORED)
+    return path
+
+
+def dense_xml(folder: Path, mib: int = 15) -> Path:
+    """Issue 17: 15 KB whose stack.xml unpacks to `mib` MiB of `<a/>` (parsed, 420 MB and 7 s, then opened)."""
+    path = folder / "dense-xml.ora"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "image/openraster", zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", '<image w="64" h="64"><stack>' + "<a/>" * ((mib << 20) // 4)
+                         + "</stack></image>", zipfile.ZIP_DEFLATED)
     return path
 
 

@@ -34,10 +34,17 @@ class Case:
     make: Callable[[Path], list[str]]  # writes into the folder, returns the collagen arguments
     status: int
     error: str  # regex for the single stderr line ("" = no error expected)
+    module: str = "desktop.cli"  # or OPEN_SAVE (load_ora then save_ora), or EDITOR (the window opens it)
 
 
 def _s(path: Path) -> str:
     return str(path)
+
+
+OPEN_SAVE = "tests.reliability.open_save"
+EDITOR = "tests.reliability.open_editor"  # the window (offscreen) opens it as File > Open does and draws it
+WARP_REFUSED = r"scaled or turned layers cover \d+ million canvas pixels, more than the 20 million"
+DECODE_REFUSED = r"its layers and canvas would need .* [GM]iB of memory decoded, .*before any layer is decoded\.( If you made it yourself .* add --open-large to open it anyway\.)?$"
 
 
 CASES = [
@@ -61,8 +68,66 @@ CASES = [
     Case("--out is a link to a FIFO", lambda d: ["render", _s(c.small_project(d)), "--out",
                                                 _s(c.link(d, "o.png", _s(c.fifo(d, "f"))))], 1, r"FIFO"),
     Case("layers sharing one 16384² PNG: info", lambda d: ["info", _s(c.shared_huge_png(d))], 0, ""),
+    Case("layers sharing one 16384² PNG: render", lambda d: ["render", _s(c.shared_huge_png(d)), "--out",
+                                                            _s(d / "o.png")], 1, DECODE_REFUSED),
+    Case("layers sharing one 16384² PNG: open + save", lambda d: [_s(c.shared_huge_png(d)), _s(d / "o.ora")], 1,
+         DECODE_REFUSED, OPEN_SAVE),
+    Case("12 layers, each its own flat 8192² PNG: info", lambda d: ["info", _s(c.many_big_pngs(d))], 0, ""),
+    Case("12 layers, each its own flat 8192² PNG: render", lambda d: ["render", _s(c.many_big_pngs(d)), "--out",
+                                                                     _s(d / "o.png")], 1, DECODE_REFUSED),
+    Case("12 layers, each its own flat 8192² PNG: open + save", lambda d: [_s(c.many_big_pngs(d)),
+                                                                          _s(d / "o.ora")], 1, DECODE_REFUSED,
+         OPEN_SAVE),
+    Case("5 flat 4096² layers on 4096² (496 MiB with the canvas, just within the budget): open + save",
+         lambda d: [_s(c.many_big_pngs(d, layers=5, side=4096)), _s(d / "o.ora")], 0, "", OPEN_SAVE),
+    Case("6 flat 4096² layers on 4096² (560 MiB, just over the budget): open + save",
+         lambda d: [_s(c.many_big_pngs(d, layers=6, side=4096)), _s(d / "o.ora")], 1, DECODE_REFUSED, OPEN_SAVE),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: info", lambda d: ["info", _s(c.transformed_layers(d))],
+         0, ""),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: render",
+         lambda d: ["render", _s(c.transformed_layers(d)), "--out", _s(d / "o.png")], 1, WARP_REFUSED),
+    Case("60 layers of one 1024² PNG scaled 8x over 4096²: open + save",
+         lambda d: [_s(c.transformed_layers(d)), _s(d / "o.ora")], 1, WARP_REFUSED, OPEN_SAVE),
+    Case("60 layers turned 33° over 4096²: render",
+         lambda d: ["render", _s(c.transformed_layers(d, scale=5.8, rotation=33)), "--out", _s(d / "o.png")], 1,
+         WARP_REFUSED),
+    Case("60 layers turned 33° over 4096²: open + save",
+         lambda d: [_s(c.transformed_layers(d, scale=5.8, rotation=33)), _s(d / "o.ora")], 1, WARP_REFUSED,
+         OPEN_SAVE),
+    Case("one layer turned 33° over half of 4096² (within the budget): render",
+         lambda d: ["render", _s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33)), "--out",
+                    _s(d / "o.png")], 1, r"No model named 'absent'"),  # composed, then no such model
+    Case("one layer turned 33° over half of 4096² (within the budget): open + save",
+         lambda d: [_s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33)), _s(d / "o.ora")], 0, "",
+         OPEN_SAVE),
+    Case("project.json of 63 MiB of '[],' in 64 KB: info", lambda d: ["info", _s(c.dense_json(d))], 1,
+         r"project data .* more than the 4194304 allowed for a file of 63 KiB"),
+    Case("project.json of 63 MiB of '[],' in 64 KB: open + save", lambda d: [_s(c.dense_json(d)), _s(d / "o.ora")],
+         1, r"project data .* more than the 4194304 allowed", OPEN_SAVE),
+    Case("project.json of 15 MiB of '[],' padded to 1000 KB (within its cap): open + save",
+         lambda d: [_s(c.dense_json(d, mib=15, pad_bytes=1_000_000)), _s(d / "o.ora")], 0, "", OPEN_SAVE),
+    Case("stack.xml of 15 MiB of '<a/>' in 15 KB: info", lambda d: ["info", _s(c.dense_xml(d))], 1,
+         r"layer list .* more than the 2097152 allowed for a file of 15 KiB"),
+    Case("stack.xml of 15 MiB of '<a/>' in 15 KB: render", lambda d: ["render", _s(c.dense_xml(d)), "--out",
+                                                                     _s(d / "o.png")], 1, r"layer list .* allowed"),
+    Case("editor: layers sharing one 16384² PNG", lambda d: [_s(c.shared_huge_png(d))], 1, DECODE_REFUSED, EDITOR),
+    Case("editor: 12 layers, each its own flat 8192² PNG", lambda d: [_s(c.many_big_pngs(d))], 1, DECODE_REFUSED,
+         EDITOR),
+    Case("editor: 5 flat 4096² layers (within the budget)", lambda d: [_s(c.many_big_pngs(d, layers=5, side=4096))],
+         0, "", EDITOR),
+    Case("editor: 60 layers of one 1024² PNG scaled 8x over 4096²", lambda d: [_s(c.transformed_layers(d))], 1,
+         WARP_REFUSED, EDITOR),
+    Case("editor: one layer turned 33° over half of 4096² (within the budget)",
+         lambda d: [_s(c.transformed_layers(d, layers=1, scale=2.9, rotation=33))], 0, "", EDITOR),
+    Case("editor: project.json of 63 MiB of '[],'", lambda d: [_s(c.dense_json(d))], 1, r"project data .* allowed",
+         EDITOR),
+    Case("editor: stack.xml of 15 MiB of '<a/>'", lambda d: [_s(c.dense_xml(d))], 1, r"layer list .* allowed", EDITOR),
+    Case("editor: huge stroke", lambda d: [_s(c.huge_stroke(d))], 1, r"too costly to draw", EDITOR),
+    Case("editor: 1000 collage pieces over 4096²", lambda d: [_s(c.many_pieces(d))], 1, r"billion pixels to draw",
+         EDITOR),
     Case("16384² canvas with full-canvas regions: render", lambda d: ["render", _s(c.region_canvas(d)), "--out",
-                                                                      _s(d / "o.png")], 1, r"larger than the limit"),
+                                                                      _s(d / "o.png")], 1,
+         DECODE_REFUSED),  # since the decode budget: its 16384² canvas alone is 1.75 GiB to flatten and save
     Case("1000 collage pieces over 4096²: render", lambda d: ["render", _s(c.many_pieces(d)), "--out",
                                                               _s(d / "o.png")], 1, r"billion pixels to draw"),
     Case("1000 collage pieces over 4096²: info", lambda d: ["info", _s(c.many_pieces(d))], 0, ""),
@@ -91,7 +156,7 @@ def test_a_crafted_file_gets_one_sentence_within_the_budgets(case, tmp_path):
     folder.mkdir()
     args = case.make(folder)
     assert input_bytes(folder) < MAX_INPUT_BYTES
-    result = c.run_collagen(args, cwd=tmp_path, hang_after=HANG_AFTER)
+    result = c.run_collagen(args, cwd=tmp_path, hang_after=HANG_AFTER, module=case.module)
     assert result.status is not None, f"{case.name}: still running after {HANG_AFTER} s (a hang)"
     lines = result.stderr.strip().splitlines()
     assert result.status == case.status, result.stderr[-2000:]
@@ -126,7 +191,7 @@ def main() -> int:
             folder.mkdir()
             args = case.make(folder)
             size = input_bytes(folder)
-            result = c.run_collagen(args, cwd=Path(temp), hang_after=HANG_AFTER)
+            result = c.run_collagen(args, cwd=Path(temp), hang_after=HANG_AFTER, module=case.module)
             answer = (result.stderr.strip().splitlines() or [""])[-1].replace(temp, "…")[:110]
             print(f"| {case.name} | {size / 1024:.1f} KiB | {result.status} | {result.wall_s:.1f} s | "
                   f"{result.cpu_s:.1f} s | {result.peak_rss_mib:.0f} MiB | {answer} |")

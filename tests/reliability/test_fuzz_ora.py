@@ -156,7 +156,55 @@ def test_a_zip_directory_of_too_many_entries_is_refused_before_zipfile_parses_it
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zipped:
         zipped.writestr("mimetype", b"image/openraster")
-        for index in range(5_000):
+        for index in range(DEFAULT_LIMITS.max_members):
             zipped.writestr(f"d/{index}", b"")
     path = write(tmp_path, buffer.getvalue())
-    assert peak_allocation(lambda: load_ora(path), ProjectError, "5001 entries, more than the 4064") < SMALL
+    entries = f"{DEFAULT_LIMITS.max_members + 1} entries, more than the {DEFAULT_LIMITS.max_members}"
+    assert peak_allocation(lambda: load_ora(path), ProjectError, entries) < SMALL
+
+
+def test_the_files_decode_budget_is_checked_from_the_headers_before_any_layer_is_decoded(tmp_path):
+    """Issue 17: layers that all use one flat PNG (a few KB decoding to 16 MiB each) are refused as a
+    whole before the first is decoded, by a budget that follows the file's size."""
+    from tests.reliability.crafted import sparse_png
+
+    path = write(tmp_path, archive([("stack.xml", stack_xml(2048, 2048, ["data/flat.png"] * 8))]
+                                   + [("data/flat.png", sparse_png(2048))]))
+    assert path.stat().st_size < 64 * 1024
+    limits = ReadLimits(decode_floor=64 * MIB, decode_ratio=100)  # 8 x 16 MiB + the largest twice
+    peak = peak_allocation(lambda: load_ora(path, limits), ProjectError,
+                           r"its layers and canvas would need 172\.0 MiB of memory decoded, more than the 64\.0 MiB a file "
+                           r"of \d+ KiB may ask for .*before any layer is decoded\.$")
+    assert peak < SMALL
+    assert len(load_ora(path, ReadLimits(decode_floor=192 * MIB))) == 8  # 172 MiB with the canvas: within
+    assert len(load_ora(path, limits, pixels=False)) == 8  # headers only: nothing is decoded
+
+
+def test_the_decode_budget_grows_with_the_file(tmp_path):
+    from canvas.io.limits import decode_budget
+
+    limits = ReadLimits()
+    assert decode_budget(limits, 1000) == 512 * MIB
+    assert decode_budget(limits, 1 * MIB) == 512 * MIB  # a file under 1 MiB decodes within 512 MiB
+    assert decode_budget(limits, 4 * MIB) == 2 * 1024 * MIB
+    assert decode_budget(limits, 100 * MIB) == limits.max_decoded_bytes
+
+
+def test_decoding_holds_the_source_image_and_the_array_only(tmp_path):
+    """A 1-bit 2048² PNG decodes to 16 MiB of RGBA; converted whole it peaked at ~13 bytes a pixel
+    (tracemalloc sees only numpy's share of that: Pillow's bytes of the image and the writable copy)."""
+    from canvas.io.png_chunks import decode_png
+    from tests.reliability.crafted import sparse_png
+
+    data = sparse_png(2048)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        array = decode_png(data, DEFAULT_LIMITS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert array.shape == (2048, 2048, 4) and array.flags.writeable and not array[..., :3].any()
+    assert peak < 16 * MIB + 8 * MIB, peak / MIB
