@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.screenshots_small_window import SAMPLES, isolate_user_folders, pick  # noqa: E402
+from scripts.screenshots_small_window import SAMPLES, close_editor, pick, run_screenshots  # noqa: E402
 
 WINDOW_SIZE = (1480, 920)
 
@@ -136,28 +136,11 @@ async def shoot(editor, out: Path) -> None:
     history.setCurrentRow(0)  # the newest job selected (its results in the strip): Restore settings is on
     await asyncio.sleep(0.6)
     snap(window, out, "history.png")
-    window._closing = True  # no "save changes?" question
-    window.close()
-    editor.worker.shutdown(timeout=10)
+    close_editor(editor, timeout=10)
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
-    out.mkdir(parents=True, exist_ok=True)
-    isolate_user_folders()
-    import qasync
-    from PySide6.QtWidgets import QApplication
-
-    from desktop.app import build_editor, prepare_environment
-
-    prepare_environment()
-    app = QApplication([])
-    app.setApplicationName("Collagen")
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    editor = build_editor(app)
-    with loop:
-        loop.run_until_complete(shoot(editor, out))
+    run_screenshots(shoot)
 
 
 if __name__ == "__main__":
