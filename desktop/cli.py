@@ -97,7 +97,7 @@ def render(project: Path, out: Path, *, model: str | None = None, steps: int | N
         check_canvas_size(document.width, document.height)  # before the canvas is frozen
         composition = compose(document)
         plan = build_plan(composition, document.settings, preview="none", model=model,
-                          family=_model_family(model or document.settings.model, manager))
+                          family=_model_family(model or document.settings.model, manager, local=not backends))
     except (RequestError, DocumentError) as error:
         raise CliError(f"{project}: {error}") from None
     request = plan.request
@@ -233,17 +233,22 @@ def check_project_file(path: Path) -> None:
         pass
 
 
-def _model_family(model: str, manager) -> str | None:
-    """The family discovery gives the model (for its native size); None when it is not found here (the
-    engine says why when it runs)."""
+def _model_family(model: str, manager, *, local: bool = False) -> str | None:
+    """The family discovery gives the model (for its native size); None when it is not found here. With
+    `local` (no backend server that may have it) a model not found is refused now, before the model
+    libraries are imported, in the sentence the engine would give."""
     from desktop.request_builder import family_entry
-    from inference.api import InferenceError
+    from inference.api import InferenceError, RequestError
 
     if family_entry(model) is not None:  # a built-in: no folder scan needed
         return None
     try:
         return manager().find(model).family
-    except (InferenceError, OSError):
+    except InferenceError as error:
+        if local:
+            raise RequestError(str(error)) from None
+        return None
+    except OSError:
         return None
 
 
