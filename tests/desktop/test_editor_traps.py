@@ -328,3 +328,41 @@ def test_a_model_that_does_not_fit_the_mode_is_marked_so_not_as_missing(qtbot, m
     assert window.document.settings.model == "builtin:tiny-sd15"
     assert panel.model.currentText() == "builtin:tiny-sd15 — not for this mode"
     assert panel.model_problem_label.isVisibleTo(panel)
+
+
+def test_only_the_options_that_apply_to_the_mode_and_the_family_are_shown(qtbot, make_editor):
+    """Issue 16: Pieces alone outside Composite, inpaint options in Edit, True CFG for SD, Padding with
+    Whole picture all showed (their labels too) though nothing read them."""
+    window = make_editor().window
+    panel = window.generation_panel
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    shown = lambda widget: widget.isVisibleTo(panel)  # noqa: E731
+    label = lambda form, field: form.labelForField(field)  # noqa: E731
+    pick(panel.model, "builtin:tiny-sd15")
+    pick(panel.mode, "regions")
+    assert shown(panel.regions_group) and shown(panel.region_method)
+    assert not shown(panel.composite_step) and not shown(label(panel.regions_form, panel.composite_step))
+    pick(panel.mode, "composite")
+    assert shown(panel.composite_step) and shown(label(panel.regions_form, panel.composite_step))
+    pick(panel.mode, "inpaint")
+    assert shown(panel.regions_group) and not shown(panel.composite_step)  # regions work inside inpaint
+    assert shown(panel.masked_content) and shown(panel.inpaint_area) and shown(panel.mask_blur)
+    pick(panel.inpaint_area, "whole")
+    assert not shown(panel.padding) and not shown(label(panel.inpaint_form, panel.padding))
+    pick(panel.inpaint_area, "only_masked")
+    assert shown(panel.padding) and shown(label(panel.inpaint_form, panel.padding))
+    assert not shown(panel.true_cfg_scale) and not shown(label(panel.knobs, panel.true_cfg_scale))  # SD: no true CFG
+    pick(panel.model, "builtin:tiny-flux-dev")
+    assert shown(panel.true_cfg_scale)  # FLUX.1: true CFG with a negative prompt
+    pick(panel.mode, "edit")
+    pick(panel.model, "builtin:tiny-ip2p")
+    assert shown(panel.mask_mode) and shown(panel.mask_blur)  # what an edit with a mask reads
+    for field in (panel.masked_content, panel.inpaint_area, panel.padding, panel.color_match):
+        assert not shown(field), field
+    assert not shown(label(panel.inpaint_form, panel.masked_content))
+    assert shown(panel.image_guidance_scale) and not shown(panel.true_cfg_scale)
+    pick(panel.model, "builtin:tiny-qwen-edit")
+    assert shown(panel.true_cfg_scale) and not shown(panel.image_guidance_scale)
+    pick(panel.mode, "generate")
+    assert not shown(panel.inpaint_group) and not shown(panel.regions_group)
