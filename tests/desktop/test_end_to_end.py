@@ -134,8 +134,8 @@ def test_compose_generate_accept_undo_save_and_reopen(qtbot, editor, monkeypatch
     # save, reopen: the reopened document equals the saved one
     target = tmp_path / "harbour.ora"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
-    window.actions["save"].trigger()
-    assert target.exists() and not window.isWindowModified()
+    window.actions["save"].trigger()  # written on the save thread
+    wait_for(lambda: target.exists() and not window.isWindowModified(), 30)
     saved = window.document
     assert window.open_path(target)
     assert window.document is not saved and window.document.same_as(saved)
