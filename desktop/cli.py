@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 # Before anything can import diffusers/transformers: no code path may reach a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -413,10 +414,11 @@ def _sentence(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
-def _open_editor(project: str | None, models_dir: str | None) -> int:
-    from desktop.app import run_editor
+def _open_editor(project: str | None, models_dir: str | None) -> NoReturn:
+    """The editor's window until it closes; then the process ends at once (desktop.app.exit_process)."""
+    from desktop.app import exit_process, run_editor
 
-    return run_editor(project, models_dir)
+    exit_process(run_editor(project, models_dir))
 
 
 if __name__ == "__main__":

@@ -372,6 +372,12 @@ class ProjectFiles:
             job.future.result()
             self._on_save_job_done(job)
 
+    def stop_save_thread(self) -> None:
+        """The last thing before the process ends: the saves under way finish and the save thread stops
+        (the process then exits without waiting for threads: desktop.app.exit_process)."""
+        self.wait_for_background_save()
+        self._save_thread.shutdown(wait=True)
+
     def autosave_now(self, force: bool = False) -> Path | None:
         if self.autosave is None or (self._changes_since_autosave == 0 and not force):
             return None

@@ -228,9 +228,14 @@ class GenerationPanel(QWidget):
         custom_size_row.addWidget(QLabel("×", body))
         custom_size_row.addWidget(self.generation_height, 1)
         self.cfg_label = QLabel("CFG scale", body)
+        # FLUX.1, Kontext and Qwen edit: a second pass with the negative prompt (1 = off); the others ignore it
+        self.true_cfg_scale = self._double("true_cfg_scale", *TRUE_CFG_RANGE, 0.5, 1)
+        self.true_cfg_scale.setToolTip("Classifier-free guidance with the negative prompt: a second pass per "
+                                       "step (1 = off; FLUX.1 and Kontext run it only with a negative prompt)")
         knobs.addRow("Sampler", sampler_row)
         knobs.addRow("Steps", self.steps)
         knobs.addRow(self.cfg_label, self.cfg)
+        knobs.addRow("True CFG", self.true_cfg_scale)
         knobs.addRow("Seed", seed_row)
         knobs.addRow(self.strength_label, strength_row)
         knobs.addRow("Batch", self.batch)
@@ -292,6 +297,7 @@ class GenerationPanel(QWidget):
         form.addRow("Padding", self.padding)
         form.addRow("Mask blur", self.mask_blur)
         form.addRow("", self.color_match)
+        self.inpaint_form = form
         column.addWidget(self.inpaint_group)
 
         self.regions_group = QGroupBox("Regions", body)
@@ -302,6 +308,7 @@ class GenerationPanel(QWidget):
         self.composite_step.setToolTip("Fraction of the steps each piece runs on its own")
         form.addRow("Method", self.region_method)
         form.addRow("Pieces alone", self.composite_step)
+        self.regions_form = form
         column.addWidget(self.regions_group)
 
         self.refine_group = QGroupBox("Collage refine", body)
@@ -320,9 +327,7 @@ class GenerationPanel(QWidget):
         self.edit_group = QGroupBox("Edit", body)
         form = QFormLayout(self.edit_group)
         self.image_guidance_scale = self._double("image_guidance_scale", *IMAGE_GUIDANCE_RANGE, 0.1, 2)
-        self.true_cfg_scale = self._double("true_cfg_scale", *TRUE_CFG_RANGE, 0.5, 1)
         form.addRow("Image guidance", self.image_guidance_scale)
-        form.addRow("True CFG", self.true_cfg_scale)
         column.addWidget(self.edit_group)
         column.addStretch(1)
 
@@ -461,7 +466,7 @@ class GenerationPanel(QWidget):
                 binding.show(self.document.settings.mode)
         elif binding is not None:
             binding.show(getattr(self.document.settings, name))
-        if name in ("mode", "model"):
+        if name in ("mode", "model", "inpaint_area"):
             self._refresh_visibility()
         if name in ("mode", "model", "generation_size", "generation_width", "generation_height", "inpaint_area"):
             self._show_size()
@@ -602,11 +607,18 @@ class GenerationPanel(QWidget):
         mode = self.document.settings.mode
         hint = next((tip for value, _, tip in MODES if value == mode), "")
         self.mode_hint.setText(hint)
+        s = self.document.settings
         self.inpaint_group.setVisible(mode in ("inpaint", "edit"))
+        # An edit pipeline reads only the mask's sense and its blur (inference/edit/run.py); the rest is
+        # the inpaint loop's, and Padding is the Only masked crop's margin.
+        inpaint = mode == "inpaint"
+        for field in (self.masked_content, self.inpaint_area, self.color_match):
+            self.inpaint_form.setRowVisible(field, inpaint)
+        self.inpaint_form.setRowVisible(self.padding, inpaint and s.inpaint_area == "only_masked")
+        # Regions ride along in inpaint and refine; only composite has pieces
         self.regions_group.setVisible(mode in ("regions", "composite", "inpaint", "refine"))
-        self.composite_step.setEnabled(mode == "composite")
+        self.regions_form.setRowVisible(self.composite_step, mode == "composite")
         self.refine_group.setVisible(mode == "refine")
-        self.edit_group.setVisible(mode == "edit")
         uses_strength = mode in STRENGTH_MODES
         self.strength.setEnabled(uses_strength)
         self.strength_slider.setEnabled(uses_strength)
@@ -635,6 +647,9 @@ class GenerationPanel(QWidget):
         self.sampler.setVisible(choice and self.knobs.isRowVisible(self._sampler_row))
         self.sampler_fixed.setVisible(not choice and edit)
         self.sampler_fixed.setText(f"{extra.get('sampler', '')} (the model's own)")
+        # True CFG and Image guidance only for the families that read them (shown when the family is unknown)
+        self.knobs.setRowVisible(self.true_cfg_scale, bool(extra.get("true_cfg", info is None)))
+        self.edit_group.setVisible(edit and bool(extra.get("image_guidance", info is None)))
 
     def _fit_scroll_width(self) -> None:
         """The form's own minimum width plus the scroll bar: the panel never clips its right edge

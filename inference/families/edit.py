@@ -16,7 +16,7 @@ from inference.families.latents import (
     SD15_PREVIEW,
 )
 
-EDIT_SUPPORTS = Supports(modes=("edit",), inpaint="pipeline")
+EDIT_SUPPORTS = Supports(modes=("edit",), inpaint="pipeline", true_cfg=True)  # Kontext and Qwen edit
 QWEN_VL = TextEncoder("text_encoder", "tokenizer", "qwen2.5-vl", max_tokens=1024)
 
 IP2P = Family(
@@ -29,7 +29,7 @@ IP2P = Family(
     latent=SD15_LATENTS,
     preview=SD15_PREVIEW,
     defaults=Defaults(steps=20, sampler="Euler a", cfg=7.5, width=512, height=512),
-    supports=EDIT_SUPPORTS,
+    supports=Supports(modes=("edit",), inpaint="pipeline", image_guidance=True),  # no true CFG
     diffusers_pipelines=("StableDiffusionInstructPix2PixPipeline",),
     native_area=512 * 512,
 )

@@ -105,6 +105,8 @@ class Supports:
     samplers: tuple[str, ...] = ()
     inpaint: Literal["none", "blend", "blend+9-channel", "fill-model", "pipeline"] = "none"
     planned: tuple[str, ...] = ()  # modes it does not run yet (refused with "not yet for <label>")
+    true_cfg: bool = False  # request.true_cfg_scale runs a second, negative pass (FLUX.1, Kontext, Qwen edit)
+    image_guidance: bool = False  # request.image_guidance_scale applies (InstructPix2Pix)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ def flux_family(name: str, label: str, defaults: Defaults, inpaint, pipelines: t
         latent=FLUX_LATENTS,
         preview=FLUX_PREVIEW,
         defaults=defaults,
-        supports=Supports(modes=FLUX_MODES, region_methods=FLUX_REGION_METHODS, lora=True, inpaint=inpaint),
+        supports=Supports(modes=FLUX_MODES, region_methods=FLUX_REGION_METHODS, lora=True, inpaint=inpaint,
+                          true_cfg=True),  # with a negative prompt (inference/flow/run.py)
         detect_checkpoint=_detector(name),
         diffusers_pipelines=pipelines,
         diffusers_variant=flux_folder_family,

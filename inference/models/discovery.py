@@ -115,12 +115,13 @@ def family_facts(entry) -> dict:
 
     modes: the modes it runs; samplers: the names one may pick (empty: it always runs `sampler`);
     guidance: "cfg" (classifier-free guidance scale), "guidance" (distilled guidance, FLUX dev / Kontext)
-    or "none" (FLUX schnell: neither).
+    or "none" (FLUX schnell: neither); true_cfg / image_guidance: whether those scales apply.
     """
     defaults = entry.defaults
     guidance = "cfg" if defaults.cfg is not None else "guidance" if defaults.guidance is not None else "none"
     return {"modes": list(entry.supports.modes), "samplers": list(entry.supports.samplers),
-            "sampler": defaults.sampler, "guidance": guidance}
+            "sampler": defaults.sampler, "guidance": guidance, "true_cfg": entry.supports.true_cfg,
+            "image_guidance": entry.supports.image_guidance}
 
 
 def with_family_facts(models: list[ModelInfo], families: FamilyRegistry) -> list[ModelInfo]:

@@ -328,3 +328,82 @@ def test_a_model_that_does_not_fit_the_mode_is_marked_so_not_as_missing(qtbot, m
     assert window.document.settings.model == "builtin:tiny-sd15"
     assert panel.model.currentText() == "builtin:tiny-sd15 — not for this mode"
     assert panel.model_problem_label.isVisibleTo(panel)
+
+
+def test_only_the_options_that_apply_to_the_mode_and_the_family_are_shown(qtbot, make_editor):
+    """Issue 16: Pieces alone outside Composite, inpaint options in Edit, True CFG for SD, Padding with
+    Whole picture all showed (their labels too) though nothing read them."""
+    window = make_editor().window
+    panel = window.generation_panel
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    shown = lambda widget: widget.isVisibleTo(panel)  # noqa: E731
+    label = lambda form, field: form.labelForField(field)  # noqa: E731
+    pick(panel.model, "builtin:tiny-sd15")
+    pick(panel.mode, "regions")
+    assert shown(panel.regions_group) and shown(panel.region_method)
+    assert not shown(panel.composite_step) and not shown(label(panel.regions_form, panel.composite_step))
+    pick(panel.mode, "composite")
+    assert shown(panel.composite_step) and shown(label(panel.regions_form, panel.composite_step))
+    pick(panel.mode, "inpaint")
+    assert shown(panel.regions_group) and not shown(panel.composite_step)  # regions work inside inpaint
+    assert shown(panel.masked_content) and shown(panel.inpaint_area) and shown(panel.mask_blur)
+    pick(panel.inpaint_area, "whole")
+    assert not shown(panel.padding) and not shown(label(panel.inpaint_form, panel.padding))
+    pick(panel.inpaint_area, "only_masked")
+    assert shown(panel.padding) and shown(label(panel.inpaint_form, panel.padding))
+    assert not shown(panel.true_cfg_scale) and not shown(label(panel.knobs, panel.true_cfg_scale))  # SD: no true CFG
+    pick(panel.model, "builtin:tiny-flux-dev")
+    assert shown(panel.true_cfg_scale)  # FLUX.1: true CFG with a negative prompt
+    pick(panel.mode, "edit")
+    pick(panel.model, "builtin:tiny-ip2p")
+    assert shown(panel.mask_mode) and shown(panel.mask_blur)  # what an edit with a mask reads
+    for field in (panel.masked_content, panel.inpaint_area, panel.padding, panel.color_match):
+        assert not shown(field), field
+    assert not shown(label(panel.inpaint_form, panel.masked_content))
+    assert shown(panel.image_guidance_scale) and not shown(panel.true_cfg_scale)
+    pick(panel.model, "builtin:tiny-qwen-edit")
+    assert shown(panel.true_cfg_scale) and not shown(panel.image_guidance_scale)
+    pick(panel.mode, "generate")
+    assert not shown(panel.inpaint_group) and not shown(panel.regions_group)
+
+
+def test_an_edit_records_and_writes_the_samplers_user_name_never_a_diffusers_class(qtbot, make_editor, tmp_path):
+    """Issue 16: edit mode recorded `EulerAncestralDiscreteScheduler` as the sampler. The staging strip,
+    the History row's record, the exported PNG's A1111 `Sampler:` and the saved project say "Euler a"
+    (the name the panel shows for InstructPix2Pix's own scheduler), whatever the panel's sampler was."""
+    import zipfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from canvas.io.png_info import read_png_parameters
+    from inference.engine import Engine
+    from inference.models import ModelManager
+
+    engine = Engine(ModelManager([], device="cpu"))
+    window = make_editor(lambda: engine).window
+    task = window.refresh_models()
+    qtbot.waitUntil(task.done, timeout=10_000)
+    window.open_path(str(Path(__file__).parents[2] / "resources" / "samples" / "edit.ora"), ask=False)
+    panel = window.generation_panel
+    doc = window.document
+    doc.settings.sampler = "DPM++ 2M Karras"  # chosen in generate mode before; edit runs the model's own
+    pick(panel.mode, "edit")
+    pick(panel.model, "builtin:tiny-ip2p")
+    assert panel.sampler_fixed.text() == "Euler a (the model's own)"
+    doc.settings.steps = 2
+    job = window.generate()
+    qtbot.waitUntil(lambda: job.state.done and window.controller.staging is not None, timeout=60_000)  # torch loads
+    assert window.staging_strip.details.text().split(" · ")[2] == "Euler a"
+    assert window.controller.staging.parameters["sampler"] == "Euler a"
+    window.controller.accept()
+    assert doc.layers[-1].generation["sampler"] == "Euler a"
+    png = tmp_path / "edit.png"
+    assert window.export_png(png)
+    assert "Sampler: Euler a," in Image.open(png).text["parameters"]
+    assert read_png_parameters(png)["sampler"] == "Euler a"
+    assert not any("Scheduler" in text for text in Image.open(png).text.values())
+    assert window._save_to(tmp_path / "edit.ora")
+    with zipfile.ZipFile(tmp_path / "edit.ora") as project:
+        assert not any(b"DiscreteScheduler" in project.read(name) for name in project.namelist())

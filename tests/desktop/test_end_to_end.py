@@ -134,8 +134,8 @@ def test_compose_generate_accept_undo_save_and_reopen(qtbot, editor, monkeypatch
     # save, reopen: the reopened document equals the saved one
     target = tmp_path / "harbour.ora"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
-    window.actions["save"].trigger()  # the save thread writes it while the window goes on
-    qtbot.waitUntil(lambda: target.exists() and not window.isWindowModified(), timeout=60_000)
+    window.actions["save"].trigger()  # written on the save thread
+    wait_for(lambda: target.exists() and not window.isWindowModified(), 30)
     saved = window.document
     assert window.open_path(target)
     assert window.document is not saved and window.document.same_as(saved)
@@ -306,3 +306,82 @@ def test_only_masked_inpaint_previews_and_result_are_drawn_over_the_engines_rect
     assert np.array_equal(result[outside], background[..., :3][outside])  # nothing changed beyond it
     layer = window.controller.accept()
     assert (layer.x, layer.y, layer.pixels.shape[:2]) == (x0, y0, (y1 - y0, x1 - x0))
+
+
+CLOSE_AFTER_A_GENERATION = """
+import sys, time
+from pathlib import Path
+from PySide6.QtCore import QTimer
+from desktop import app, cli
+
+
+class Finalised:
+    # Printed only if the interpreter tears its modules down (the slow exit of issue 16).
+    def __del__(self):
+        print("FINALISED", flush=True)
+
+
+finalised = Finalised()
+start = app.start_editor
+project = Path(sys.argv[1])
+
+
+def start_and_close(editor, path):
+    start(editor, path)
+    window = editor.window
+    window.document.settings.steps = 2
+    window.document.settings.model = "builtin:tiny-sd15"
+    jobs = []
+
+    def generate_then_close():
+        if not jobs:
+            job = window.generate()  # None until discovery has listed the built-in model
+            if job is not None:
+                jobs.append(job)
+        elif jobs[0].state.done and window.controller.staging is not None:
+            window.controller.accept()
+            assert window._save_to(project, background=True)  # under way when the window closes
+            window._closing = True  # no "save changes?" question
+            print("CLOSING", flush=True)
+            window.close()
+            return
+        QTimer.singleShot(50, generate_then_close)
+
+    QTimer.singleShot(50, generate_then_close)
+
+
+app.start_editor = start_and_close
+sys.argv = sys.argv[:1]
+raise SystemExit(cli.main([]))
+"""
+
+
+def test_the_real_editor_process_exits_at_once_after_a_generation_and_finishes_its_saves(user_dirs, tmp_path):
+    """Issue 16: the process took ~5.6 s to exit after the window closed (2.8-3.0 s here after one tiny
+    generation): the interpreter's final garbage collections over torch's and diffusers' objects. It now
+    ends once run_editor has returned (desktop.app.exit_process): about 0.2 s. The bound is loose on
+    purpose (a timed test on a shared machine); that the modules are no longer torn down is checked
+    exactly. The save under way at the close is still on disk, and the clean exit leaves no autosave."""
+    project = tmp_path / "saved.ora"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", CLOSE_AFTER_A_GENERATION, str(project)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 300
+        while not line.startswith("CLOSING") and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        closed_at = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - closed_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert line.startswith("CLOSING"), err[-2000:]
+    assert proc.returncode == 0, err[-2000:]
+    assert "FINALISED" not in out  # the interpreter's teardown is skipped
+    assert took < 2.5, f"the process took {took:.1f} s to exit after the window closed"
+    document = load_ora(project)  # the save under way finished
+    assert any(isinstance(layer, ImageLayer) and layer.generation is not None for layer in document.layers)
+    assert not list(user_dirs.rglob("session-*"))  # a clean exit leaves no autosave to restore
