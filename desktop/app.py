@@ -90,13 +90,33 @@ class Theme(QObject):
             return
         self.current = name
         palette = palette_from_file(f"{name}.json")
-        if self.app.palette() == palette and self.app.styleSheet() == self._stylesheet:
+        if self.app.palette() == palette and self.app.styleSheet() == self._stylesheet + spin_arrows(name):
             return  # already so (another window of this process applied it)
         self.app.setPalette(palette)
         # palette() references in the style sheet are resolved when it is set: set it again
         self.app.setStyleSheet("")
-        self.app.setStyleSheet(self._stylesheet)
+        self.app.setStyleSheet(self._stylesheet + spin_arrows(name))
         self.changed.emit(name)
+
+
+def spin_arrows(theme: str) -> str:
+    """Spin boxes styled by the sheet lose the style's own arrows: their buttons, and arrows drawn in the
+    theme's text colour (resources/themes/spin-{up,down}-THEME.svg)."""
+    folder = (resources_dir() / "themes").as_posix()
+    boxes = ("QSpinBox", "QDoubleSpinBox")
+
+    def rule(part: str, body: str) -> str:
+        return ", ".join(f"{box}::{part}" for box in boxes) + " { " + body + " }\n"
+
+    return ("\n" + ", ".join(boxes) + " { padding-right: 20px; }\n"
+            + rule("up-button", "subcontrol-origin: border; subcontrol-position: top right; width: 18px; "
+                   "border-left: 1px solid palette(mid); border-top-right-radius: 4px;")
+            + rule("down-button", "subcontrol-origin: border; subcontrol-position: bottom right; width: 18px; "
+                   "border-left: 1px solid palette(mid); border-bottom-right-radius: 4px;")
+            + rule("up-button:hover", "background: palette(midlight);")
+            + rule("down-button:hover", "background: palette(midlight);")
+            + rule("up-arrow", f"image: url({folder}/spin-up-{theme}.svg); width: 10px; height: 10px;")
+            + rule("down-arrow", f"image: url({folder}/spin-down-{theme}.svg); width: 10px; height: 10px;"))
 
 
 def _read_theme_file(name: str) -> str:

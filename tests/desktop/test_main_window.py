@@ -391,6 +391,23 @@ def test_switching_theme_repaints_widgets_and_icons_in_the_new_colours(qtbot, ma
         assert (label.palette().color(label.backgroundRole()).lightness() > 128) == (name == "light")
 
 
+def test_spin_box_buttons_show_arrows_in_the_themes_text_colour(qtbot, make_editor):
+    """The style sheet's border on spin boxes drops Fusion's own arrows: the buttons were empty."""
+    editor = make_editor()
+    spin = editor.window.generation_panel.steps
+    for name in ("light", "dark"):
+        editor.theme.set_preference(name)
+        qtbot.wait(10)
+        text = QApplication.palette().color(QApplication.palette().ColorRole.Text)
+        image = spin.grab().toImage()
+        width, height = image.width(), image.height()
+        buttons = [image.pixelColor(x, y) for x in range(width - 18, width - 2) for y in range(2, height - 2)]
+        field = image.pixelColor(width // 3, height // 2)
+        ink = max(buttons, key=lambda c: abs(c.lightness() - field.lightness()))
+        assert abs(ink.lightness() - field.lightness()) > 60, (name, ink.name(), field.name())
+        assert abs(ink.lightness() - text.lightness()) < 60, (name, ink.name(), text.name())
+
+
 def test_new_document_dialog_rounds_to_multiples_of_eight(qtbot):
     dialog = dialogs.NewDocumentDialog(None, 512, 512)
     qtbot.addWidget(dialog)
