@@ -234,23 +234,31 @@ sys.exit(status)
 
 @pytest.mark.slow
 def test_the_real_editor_process_exits_cleanly_when_closed_mid_generation(user_dirs):
+    proc, line, out, err, took = run_editor_process(CLOSE_WHILE_GENERATING, (), "STEP", wait=400, exit_wait=30)
+    assert line.startswith("STEP"), err[-2000:]
+    assert proc.returncode == 0 and "EXITED 0" in out, err[-2000:]
+    assert took < 30
+
+
+def run_editor_process(script: str, args, marker: str, *, wait: float, exit_wait: float):
+    """Run `script` (an editor that prints `marker` when it closes its window) in its own process;
+    (process, the marker line, stdout after it, stderr, seconds from the marker to the exit)."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", CLOSE_WHILE_GENERATING], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = ""
-        deadline = time.monotonic() + 400
-        while not line.startswith("STEP") and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + wait
+        while not line.startswith(marker) and time.monotonic() < deadline and proc.poll() is None:
             line = proc.stdout.readline()
         closed_at = time.monotonic()
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=exit_wait)
+        took = time.monotonic() - closed_at
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert line.startswith("STEP"), err[-2000:]
-    assert proc.returncode == 0 and "EXITED 0" in out, err[-2000:]
-    assert time.monotonic() - closed_at < 30
+    return proc, line, out, err, took
 
 
 def test_only_masked_inpaint_previews_and_result_are_drawn_over_the_engines_rectangles(qtbot, editor, monkeypatch):
@@ -363,21 +371,8 @@ def test_the_real_editor_process_exits_at_once_after_a_generation_and_finishes_i
     purpose (a timed test on a shared machine); that the modules are no longer torn down is checked
     exactly. The save under way at the close is still on disk, and the clean exit leaves no autosave."""
     project = tmp_path / "saved.ora"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", CLOSE_AFTER_A_GENERATION, str(project)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        deadline = time.monotonic() + 300
-        while not line.startswith("CLOSING") and time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
-        closed_at = time.monotonic()
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - closed_at
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, line, out, err, took = run_editor_process(CLOSE_AFTER_A_GENERATION, (str(project),), "CLOSING",
+                                                    wait=300, exit_wait=60)
     assert line.startswith("CLOSING"), err[-2000:]
     assert proc.returncode == 0, err[-2000:]
     assert "FINALISED" not in out  # the interpreter's teardown is skipped
