@@ -65,6 +65,13 @@ class ReadLimits:
     max_project_bytes: int = 4 * GiB + 64 * MiB
 
 
+def decode_need(layer_bytes: int, largest_layer: int, canvas_pixels: int) -> int:
+    """The memory a file's pixels need decoded: every layer's RGBA, the largest once more (it is decoded
+    beside the array it becomes) and the canvas, which a save flattens into an RGB picture that Pillow
+    copies to encode (3 + 4 bytes a pixel)."""
+    return layer_bytes + largest_layer + 7 * canvas_pixels
+
+
 def decode_budget(limits: ReadLimits, file_bytes: int) -> int:
     """The RGBA bytes a project file of `file_bytes` may decode (see ReadLimits.decode_floor)."""
     return min(limits.max_decoded_bytes, max(limits.decode_floor, limits.decode_ratio * file_bytes))

@@ -55,7 +55,16 @@ import numpy as np
 
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import CostlyFileError, ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, GiB, MiB, ReadLimits, decode_budget, text_caps, warp_budget
+from canvas.io.limits import (
+    DEFAULT_LIMITS,
+    GiB,
+    MiB,
+    ReadLimits,
+    decode_budget,
+    decode_need,
+    text_caps,
+    warp_budget,
+)
 from canvas.io.png_chunks import (
     PNG_HEADER_BYTES,
     PngFormatError,
@@ -68,7 +77,7 @@ from canvas.io.png_chunks import (
 from canvas.io.png_chunks import (
     SIGNATURE as PNG_SIGNATURE,
 )
-from canvas.model.compose import check_cost, flatten_layers, layer_matrix
+from canvas.model.compose import CostlyDocumentError, check_cost, flatten_layers, layer_matrix
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.generations import Generation, Generations, ImageData
 from canvas.model.layers import (
@@ -754,9 +763,7 @@ class _Archive:
     def check_decode_budget(self) -> None:
         """Refuse, before any layer is decoded, a file whose layers would need more memory decoded
         than a file of its size may ask for (ReadLimits.decode_floor)."""
-        # The largest layer is decoded beside its array; a save flattens the canvas into an RGB picture
-        # that Pillow copies to encode (3 + 4 bytes a pixel).
-        need = self.decoded_bytes + self.largest_layer + _CANVAS_BYTES_PER_PIXEL * self.canvas_pixels
+        need = decode_need(self.decoded_bytes, self.largest_layer, self.canvas_pixels)
         budget = decode_budget(self.limits, self.file_bytes)
         if need > budget:
             raise CostlyFileError(
@@ -770,16 +777,20 @@ class _Archive:
             self._parsed[name] = parse()
         return self._parsed[name]
 
-    def read_png(self, name: str, what: str) -> np.ndarray:
-        # The header and the member's declared size are judged from its first bytes, before the
-        # member (up to max_png_bytes) is unpacked into memory.
+    def png_header(self, name: str, what: str):
+        """The PNG member's header, judged from its first bytes with the member's declared size before
+        the member (up to max_png_bytes) is unpacked into memory. Raises ProjectError, PngFormatError."""
         start = self.read(name, self.limits.max_png_bytes, what, head=PNG_HEADER_BYTES)
+        header = peek_header(start)
+        check_dimensions(header, self.limits)
+        if self.members[name].file_size > plausible_file_bytes(header):
+            raise PngFormatError(f"its {self.members[name].file_size} bytes are far more than a "
+                                 f"{header.width}x{header.height} px image needs (padded or forged)")
+        return header
+
+    def read_png(self, name: str, what: str) -> np.ndarray:
         try:
-            header = peek_header(start)
-            check_dimensions(header, self.limits)
-            if self.members[name].file_size > plausible_file_bytes(header):
-                raise PngFormatError(f"its {self.members[name].file_size} bytes are far more than a "
-                                     f"{header.width}x{header.height} px image needs (padded or forged)")
+            header = self.png_header(name, what)
             check_inflate_ratio(header, self.members[name].file_size)
             self.count_decoded(header.width * header.height * 4, PngFormatError(
                 f"the layers together exceed the {self.limits.max_decoded_bytes >> 20} MiB of pixels this "
@@ -946,13 +957,8 @@ class _GenerationsReader:
             return None
         name = f"{GENERATIONS_FOLDER}{entry_id}.png"
         try:
-            start = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation",
-                                      head=PNG_HEADER_BYTES)
-            header = peek_header(start)
-            check_dimensions(header, self.archive.limits)
+            header = self.archive.png_header(name, "a kept generation")
             if (header.width, header.height) != (width, height):
-                return None
-            if self.archive.members[name].file_size > plausible_file_bytes(header):
                 return None
             png = self.archive.read(name, self.archive.limits.max_png_bytes, "a kept generation")
         except (ProjectError, PngFormatError):
@@ -1095,7 +1101,6 @@ def _xml_float(archive: _Archive, element: ElementTree.Element, key: str, defaul
     return value
 
 
-_CANVAS_BYTES_PER_PIXEL = 7
 
 
 def _check_canvas_size(archive: _Archive, width: int, height: int) -> None:
@@ -1149,11 +1154,9 @@ def _assemble(archive: _Archive, width: int, height: int, settings: GenerationSe
         for layer in layers:
             document.add_layer_untracked(layer)
         if archive.costs:  # a project that could not be shown or saved is refused when opened
-            check_cost(document)
-            try:
-                check_cost(document, warp_budget=warp_budget(archive.limits, archive.file_bytes))
-            except DocumentError as exc:  # only what a file of its size may ask for
-                raise CostlyFileError(archive.path, str(exc)) from None
+            check_cost(document, warp_budget=warp_budget(archive.limits, archive.file_bytes))
+    except CostlyDocumentError as exc:  # only what a file of its size may ask for
+        raise CostlyFileError(archive.path, str(exc)) from None
     except DocumentError as exc:
         raise archive.fail(str(exc)) from None
     return document

@@ -23,7 +23,7 @@ import numpy as np
 
 from canvas.io.atomic import atomic_file
 from canvas.io.errors import CostlyFileError, ProjectError
-from canvas.io.limits import DEFAULT_LIMITS, MiB, ReadLimits, decode_budget
+from canvas.io.limits import DEFAULT_LIMITS, MiB, ReadLimits, decode_budget, decode_need
 from canvas.model.compose import flatten_layers
 from canvas.model.document import Document, DocumentError, GenerationSettings
 from canvas.model.layers import MAX_NAME_CHARS, GroupLayer, ImageLayer, Layer
@@ -147,7 +147,7 @@ def _check_decode_budget(psd, source: Path, width: int, height: int, limits: Rea
     """As for projects (canvas.io.ora): the layers' RGBA from their records, the largest once more and
     the canvas, against what a file of this size may ask for, before any layer is decoded."""
     sizes = [max(item.width, 0) * max(item.height, 0) * 4 for item in psd.descendants() if not item.is_group()]
-    need = sum(sizes) + max(sizes, default=0) + 7 * width * height
+    need = decode_need(sum(sizes), max(sizes, default=0), width * height)
     budget = decode_budget(limits, source.stat().st_size)
     if need > budget:
         raise CostlyFileError(source, f"its layers and canvas would need {need / MiB:.0f} MiB of memory decoded, more than the "

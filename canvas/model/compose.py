@@ -206,6 +206,11 @@ def warped_pixels(document: Document) -> int:
     return total
 
 
+class CostlyDocumentError(DocumentError):
+    """Refused only by a budget that follows the size of the file it came from (`warp_budget`): a
+    reader may let the user open it anyway (canvas.io.errors.CostlyFileError)."""
+
+
 def check_cost(document: Document, collage_pieces: int = 0, *, warp_budget: int | None = None) -> None:
     """Refuse, in one sentence and before anything is allocated, a document too costly to flatten.
     `warp_budget`: at most that many warped pixels (warped_pixels); readers give a budget that follows
@@ -218,7 +223,7 @@ def check_cost(document: Document, collage_pieces: int = 0, *, warp_budget: int 
     if warp_budget is not None:
         warped = warped_pixels(document)
         if warped > warp_budget:
-            raise DocumentError(
+            raise CostlyDocumentError(
                 f"Its scaled or turned layers cover {warped / 1e6:.0f} million canvas pixels, more than the "
                 f"{warp_budget / 1e6:.0f} million a file of this size may ask to resample (each costs time when "
                 "the picture is composed or saved).")
