@@ -241,6 +241,14 @@ def build_plan(composition: Any, settings: GenerationSettings | Mapping[str, Any
     return plan
 
 
+def canvas_generation_size(width: int, height: int, s: GenerationSettings, entry: Family | None) -> GenerationSize:
+    """The size a whole `width` x `height` canvas (not an only_masked crop) is generated at, for the
+    settings' Generation size and the family `entry` (None: unknown). Raises RequestError."""
+    return choose_generation_size(width, height, native_area=entry.native_area if entry is not None else None,
+                                  choice=s.generation_size, custom=(s.generation_width, s.generation_height),
+                                  cell=size_step(entry))
+
+
 def _plan_size(request: GenerationRequest, s: GenerationSettings, canvas: tuple[int, int],
                entry: Family | None) -> GenerationPlan:
     """The request at its generation size (see the module text)."""
@@ -258,8 +266,7 @@ def _plan_size(request: GenerationRequest, s: GenerationSettings, canvas: tuple[
         size = choose_generation_size(x1 - x0, y1 - y0, native_area=native_area, choice=s.generation_size,
                                       custom=custom, crop=True, cell=cell)
     else:
-        size = choose_generation_size(width, height, native_area=native_area, choice=s.generation_size,
-                                      custom=custom, cell=cell)
+        size = canvas_generation_size(width, height, s, entry)
     if (size.width, size.height) == (width, height) and size.source == canvas:
         return GenerationPlan(request, canvas, size)
     if engine_scales:

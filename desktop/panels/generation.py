@@ -474,9 +474,8 @@ class GenerationPanel(QWidget):
     def _show_size(self) -> None:
         """The canvas size and, where a whole-canvas generation runs at another size, that size (the
         request builder's own choice for the selected model's family)."""
-        from desktop.request_builder import family_entry, size_step
+        from desktop.request_builder import canvas_generation_size, family_entry
         from inference.api import RequestError
-        from inference.resolution import choose_generation_size
 
         document, s = self.document, self.document.settings
         text = f"{document.width} × {document.height} px (the canvas)"
@@ -489,10 +488,7 @@ class GenerationPanel(QWidget):
                 "" if s.generation_size != "custom" else f" or {s.generation_width} × {s.generation_height}")
         else:
             try:
-                size = choose_generation_size(
-                    document.width, document.height, native_area=entry.native_area if entry else None,
-                    choice=s.generation_size, custom=(s.generation_width, s.generation_height),
-                    cell=size_step(entry))
+                size = canvas_generation_size(document.width, document.height, s, entry)
             except RequestError as exc:
                 text += f": {exc}"
             else:
