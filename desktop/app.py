@@ -90,12 +90,13 @@ class Theme(QObject):
             return
         self.current = name
         palette = palette_from_file(f"{name}.json")
-        if self.app.palette() == palette and self.app.styleSheet() == self._stylesheet + spin_arrows(name):
+        sheet = self._stylesheet + spin_arrows(name)
+        if self.app.palette() == palette and self.app.styleSheet() == sheet:
             return  # already so (another window of this process applied it)
         self.app.setPalette(palette)
         # palette() references in the style sheet are resolved when it is set: set it again
         self.app.setStyleSheet("")
-        self.app.setStyleSheet(self._stylesheet + spin_arrows(name))
+        self.app.setStyleSheet(sheet)
         self.changed.emit(name)
 
 
